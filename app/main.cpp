@@ -1,0 +1,197 @@
+// flexrt: one binary, one TOML file, overrides on the command line. Runs a block of prompts through the
+// offloading engine and prints FlexLLMGen's figures.
+#include "core/src/config.hpp"
+#include "core/src/device.hpp"
+#include "core/src/host_log.hpp"
+#include "core/src/memory_stats.hpp"
+#include "core/src/plugin_loader.hpp"
+#include "core/src/transfer.hpp"
+#include "engine/engine.hpp"
+#include "models/opt/opt_config.hpp"
+#include "models/opt/opt_weights.hpp"
+#include "ops/sampling.hpp"
+
+#include "default_config.hpp"  // generated from configs/default.toml
+
+#include <flexrt/scheduler.hpp>
+#include <flexrt/storage.hpp>
+
+#include <boost/program_options.hpp>
+
+#include <cstdio>
+#include <iostream>
+#include <numeric>
+
+namespace po = boost::program_options;
+using namespace flexrt;
+
+namespace {
+
+// Exit codes (README "Exit codes").
+int exit_code(flexrt_status s) {
+    switch (s) {
+    case FLEXRT_STATUS_INVALID_ARGUMENT: return 2;
+    case FLEXRT_STATUS_NOT_FOUND: return 3;
+    case FLEXRT_STATUS_ABI_MISMATCH: return 3;
+    case FLEXRT_STATUS_BAD_DATA: return 4;
+    case FLEXRT_STATUS_IO_ERROR: return 5;
+    case FLEXRT_STATUS_NO_SPACE: return 5;
+    case FLEXRT_STATUS_OUT_OF_MEMORY: return 6;
+    default: return 1;
+    }
+}
+
+constexpr double kGB = 1024.0 * 1024.0 * 1024.0;  // FlexLLMGen's "GB"
+
+void list_plugins(const std::vector<SearchDir>& search) {
+    std::cout << "plugin search path:\n";
+    for (const auto& d : search) std::cout << "  " << d.dir.string() << " (" << d.origin << ")\n";
+    for (const auto& lib : scan_plugins(search)) {
+        if (!lib.error.empty()) {
+            std::cout << "\nrefused " << lib.path.string() << ": " << lib.error << "\n";
+            continue;
+        }
+        for (const auto& p : lib.plugins) {
+            const auto& d = *p.desc;
+            std::cout << "\n" << plugin_kind_name(d.kind) << "." << d.name << "  version " << d.version << "  ABI "
+                      << d.abi_major << "." << d.abi_minor << "  " << p.path.string() << "\n  " << d.description << "\n";
+            for (uint32_t i = 0; i < d.n_options; ++i) {
+                const auto& o = d.options[i];
+                const char* type = o.type == FLEXRT_FIELD_TYPE_BOOL ? "bool" : o.type == FLEXRT_FIELD_TYPE_INT ? "int"
+                                                                 : o.type == FLEXRT_FIELD_TYPE_FLOAT ? "float" : "string";
+                std::cout << "  option " << o.name << " (" << type << ", default " << o.default_value << "): " << o.doc << "\n";
+            }
+        }
+    }
+}
+
+opt::OptConfig model_config(const Config& cfg) {
+    opt::OptConfig m;
+    if (cfg.model.name == "custom") {
+        m.name = "custom";
+        m.num_layers = cfg.model.num_layers;
+        m.hidden_size = cfg.model.hidden_size;
+        m.num_heads = cfg.model.num_heads;
+        m.ffn_size = cfg.model.ffn_size;
+        m.vocab_size = cfg.model.vocab_size;
+        m.max_seq_len = cfg.model.max_seq_len;
+    } else {
+        m = opt::opt_config(cfg.model.name);
+    }
+    opt::validate(m);
+    return m;
+}
+
+int run(int argc, char** argv) {
+    po::options_description desc("flexrt: high-throughput OPT inference with GPU / host / disk offloading\n\nOptions");
+    desc.add_options()("help,h", "print this help and the config reference")(
+        "config,c", po::value<std::string>(), "TOML config file (default: the embedded configs/default.toml)")(
+        "set,s", po::value<std::vector<std::string>>()->composing(),
+        "override a config key: --set policy.gpu_batch_size=8 (repeatable; values in TOML syntax)")(
+        "print-config", "print the effective config (defaults and plugin options included) and exit")(
+        "list-plugins", "list the plugins on the search path with their options and exit")(
+        "quiet,q", "no progress lines on stderr");
+    po::variables_map vm;
+    try {
+        po::store(po::parse_command_line(argc, argv, desc), vm);
+        po::notify(vm);
+    } catch (const po::error& e) {
+        FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, std::string(e.what()) + " (see --help)");
+    }
+    if (vm.count("help")) {
+        std::cout << desc << "\nConfig keys (key, default, meaning):\n" << config_reference();
+        return 0;
+    }
+    const auto overrides = vm.count("set") ? vm["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
+    Config cfg = vm.count("config") ? load_config_file(vm["config"].as<std::string>(), overrides)
+                                    : load_config(kDefaultConfig, "embedded default (configs/default.toml)", overrides);
+    const bool progress = cfg.runtime.progress && !vm.count("quiet");
+    auto say = [&](const std::string& s) {
+        if (progress) std::cerr << "flexrt: " << s << std::endl;
+    };
+
+    const auto search = plugin_search_path(cfg.runtime.plugin_path);
+    if (vm.count("list-plugins")) {
+        list_plugins(search);
+        return 0;
+    }
+    const opt::OptConfig model = model_config(cfg);
+    PluginRef storage_ref = find_plugin(FLEXRT_PLUGIN_KIND_STORAGE, cfg.storage.plugin, search);
+    PluginRef schedule_ref = find_plugin(FLEXRT_PLUGIN_KIND_SCHEDULE, cfg.schedule.plugin, search);
+    PluginOptions storage_opts = resolve_plugin_options(cfg, cfg.storage, *storage_ref.desc);
+    PluginOptions schedule_opts = resolve_plugin_options(cfg, cfg.schedule, *schedule_ref.desc);
+    if (vm.count("print-config")) {
+        toml::table eff = cfg.effective;
+        eff.at_path("storage").as_table()->insert("options", storage_opts.effective);
+        eff.at_path("schedule").as_table()->insert("options", schedule_opts.effective);
+        std::cout << "# effective config (from " << cfg.source << ")\n" << eff << "\n";
+        return 0;
+    }
+
+    say("model " + model.name + " (" + std::to_string(model.num_layers) + " layers, hidden " +
+        std::to_string(model.hidden_size) + "), compute device: cpu, weights: " + cfg.model.weights);
+    auto storage = create_plugin<IStorage>(storage_ref, storage_opts.fields);
+    auto scheduler = create_plugin<IScheduler>(schedule_ref, schedule_opts.fields);
+    MemoryDevice compute(TierKind::compute, "cpu (compute device)");
+    MemoryDevice host(TierKind::host, "host");
+    DiskDevice disk(*storage, cfg.offload_dir);
+    TransferEngine transfers(static_cast<unsigned>(cfg.runtime.io_threads));
+
+    std::unique_ptr<opt::WeightSource> weights;
+    if (cfg.model.weights == "dummy") weights = std::make_unique<opt::DummyWeights>(cfg.run.seed);
+    else weights = std::make_unique<opt::NumpyDirWeights>(cfg.model.weights, disk);
+
+    const Policy& p = cfg.policy;
+    Engine engine(model, p, cfg.run.prompt_len, cfg.run.gen_len, {compute, host, disk, transfers}, *weights, say);
+
+    // Dummy prompts: seeded random tokens, every prompt full length (the benchmark shape).
+    const int64_t N = p.block_size();
+    std::vector<std::vector<int32_t>> prompts(N, std::vector<int32_t>(cfg.run.prompt_len));
+    for (int64_t n = 0; n < N; ++n)
+        for (int64_t t = 0; t < cfg.run.prompt_len; ++t)
+            prompts[n][t] = 3 + static_cast<int32_t>(ops::uniform(cfg.run.seed, n, 1000000 + t) * (model.vocab_size - 3));
+
+    GenerateOptions go;
+    go.do_sample = cfg.run.do_sample;
+    go.temperature = cfg.run.temperature;
+    go.seed = cfg.run.seed;
+    go.stop_token = cfg.run.stop_token;
+    say("generating: " + std::to_string(N) + " prompts x " + std::to_string(cfg.run.prompt_len) + " tokens, " +
+        std::to_string(cfg.run.gen_len) + " new tokens, schedule " + schedule_ref.desc->name);
+    GenerationResult r = engine.generate(prompts, go, *scheduler);
+
+    // FlexLLMGen's figures (flex_opt.py's formulas; GB = 2^30).
+    const double s = static_cast<double>(cfg.run.prompt_len), n = static_cast<double>(cfg.run.gen_len);
+    const double prefill = r.step_seconds.at(0);
+    const double decode = std::accumulate(r.step_seconds.begin() + 1, r.step_seconds.end(), 0.0);
+    const double total = prefill + decode;
+    std::printf("model size: %.3f GB\tcache size: %.3f GB\thidden size (p): %.3f GB\n", model.model_bytes() / kGB,
+                model.cache_bytes(N, cfg.run.prompt_len + cfg.run.gen_len) / kGB,
+                model.hidden_bytes(N, cfg.run.prompt_len + cfg.run.gen_len) / kGB);
+    std::printf("peak gpu mem: %.3f GB (compute device: cpu)\tprojected: False\n", compute.peak_bytes() / kGB);
+    std::printf("prefill latency: %.3f s\tprefill throughput: %.3f token/s\n", prefill, N * s / prefill);
+    std::printf("decode latency: %.3f s\tdecode throughput: %.3f token/s\n", decode,
+                decode > 0 ? N * (n - 1) / decode : 0.0);
+    std::printf("total latency: %.3f s\ttotal throughput: %.3f token/s\n", total, N * n / total);
+    std::printf("peak host memory: %.3f GB (process)\ttier peaks: gpu %.3f GB, cpu %.3f GB, disk %.3f GB\n",
+                peak_host_memory_bytes() / kGB, compute.peak_bytes() / kGB, host.peak_bytes() / kGB, disk.peak_bytes() / kGB);
+    std::printf("first sequence's tokens:");
+    for (int64_t t = 0; t < std::min<int64_t>(r.gen_len, 16); ++t) std::printf(" %d", r.tokens[t]);
+    std::printf("\n");
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        return run(argc, argv);
+    } catch (const Error& e) {
+        std::fflush(stdout);
+        std::cerr << "flexrt: error: " << e.what() << std::endl;
+        return exit_code(e.status());
+    } catch (const std::exception& e) {
+        std::cerr << "flexrt: internal error: " << e.what() << std::endl;
+        return 1;
+    }
+}

@@ -1,0 +1,115 @@
+// Memory tiers: the compute device, host memory and the disk. Core-internal in ABI 1 (devices are built
+// into the core, not plugins), so these classes may use the STL and throw.
+#pragma once
+
+#include <flexrt/storage.hpp>
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+namespace flexrt {
+
+enum class TierKind { compute, host, disk };
+
+const char* tier_name(TierKind t) noexcept;
+
+class IDevice;
+
+// A block of memory (or a file) owned by its device; freed (or removed) when destroyed.
+class Buffer {
+public:
+    Buffer(IDevice& device, uint64_t bytes) : device_(device), bytes_(bytes) {}
+    virtual ~Buffer() = default;
+    Buffer(const Buffer&) = delete;
+    Buffer& operator=(const Buffer&) = delete;
+
+    IDevice& device() const noexcept { return device_; }
+    uint64_t bytes() const noexcept { return bytes_; }
+    // Host-addressable memory, or nullptr for a disk buffer.
+    virtual std::byte* data() noexcept = 0;
+
+private:
+    IDevice& device_;
+    uint64_t bytes_;
+};
+
+// A memory tier. allocate() throws flexrt::Error (OUT_OF_MEMORY, NO_SPACE, IO_ERROR) naming `purpose`.
+// May be called concurrently.
+class IDevice {
+public:
+    virtual ~IDevice() = default;
+    virtual TierKind kind() const noexcept = 0;
+    virtual std::string name() const = 0;
+    virtual std::unique_ptr<Buffer> allocate(uint64_t bytes, const std::string& purpose) = 0;
+
+    uint64_t allocated_bytes() const noexcept { return allocated_.load(); }
+    uint64_t peak_bytes() const noexcept { return peak_.load(); }
+
+protected:
+    void account(int64_t delta) noexcept;
+
+private:
+    std::atomic<uint64_t> allocated_{0};
+    std::atomic<uint64_t> peak_{0};
+};
+
+// Host memory used either as the host tier or, without a GPU, as the compute device's memory.
+class MemoryDevice final : public IDevice {
+public:
+    MemoryDevice(TierKind kind, std::string name) : kind_(kind), name_(std::move(name)) {}
+    TierKind kind() const noexcept override { return kind_; }
+    std::string name() const override { return name_; }
+    std::unique_ptr<Buffer> allocate(uint64_t bytes, const std::string& purpose) override;
+
+private:
+    friend class MemoryBuffer;
+    TierKind kind_;
+    std::string name_;
+};
+
+// The disk tier: one file per buffer in a private run directory under the offload dir, through a
+// storage plugin. The run directory and every file in it are removed when the device is destroyed.
+class DiskDevice final : public IDevice {
+public:
+    // Throws naming `offload_dir` when it is not a directory or not writable.
+    DiskDevice(IStorage& storage, const std::filesystem::path& offload_dir);
+    ~DiskDevice() override;
+
+    TierKind kind() const noexcept override { return TierKind::disk; }
+    std::string name() const override { return "disk (" + run_dir_.string() + ")"; }
+    std::unique_ptr<Buffer> allocate(uint64_t bytes, const std::string& purpose) override;
+
+    // Opens an existing file for reading (a weight file); it is not removed when the buffer goes.
+    std::unique_ptr<Buffer> open_existing(const std::filesystem::path& path);
+
+    IStorage& storage() noexcept { return storage_; }
+    const std::filesystem::path& run_dir() const noexcept { return run_dir_; }
+
+private:
+    friend class DiskBuffer;
+    IStorage& storage_;
+    std::filesystem::path run_dir_;
+    std::atomic<uint64_t> next_id_{0};
+};
+
+// A file on the disk tier.
+class DiskBuffer final : public Buffer {
+public:
+    DiskBuffer(DiskDevice& device, std::filesystem::path path, uint64_t file, uint64_t bytes, bool owned);
+    ~DiskBuffer() override;
+    std::byte* data() noexcept override { return nullptr; }
+    uint64_t file() const noexcept { return file_; }
+    const std::filesystem::path& path() const noexcept { return path_; }
+    IStorage& storage() const noexcept { return disk_.storage(); }
+
+private:
+    DiskDevice& disk_;
+    std::filesystem::path path_;
+    uint64_t file_;
+    bool owned_;
+};
+
+}  // namespace flexrt

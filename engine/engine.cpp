@@ -1,0 +1,617 @@
+#include "engine.hpp"
+
+#include "ops/attention.hpp"
+#include "ops/linear.hpp"
+#include "ops/sampling.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace flexrt {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr uint64_t kSplitAlign = 4096;  // tier boundaries inside a layer's weights: O_DIRECT-friendly
+constexpr uint64_t kTensorAlign = 64;   // each tensor inside a layer's weight blob
+
+// The (i, j, k) a slot was last filled or computed for; reading a slot with another tag is a schedule bug.
+struct Tag {
+    int32_t i = -1, j = -1, k = -1;
+    bool operator==(const Tag&) const = default;
+};
+
+std::string tag_text(int32_t i, int32_t j, int32_t k) {
+    return "(" + std::to_string(i) + ", " + std::to_string(j) + ", " + std::to_string(k) + ")";
+}
+
+// Sequences [first, first + count) of a GPU batch that live on one tier.
+struct SeqGroup {
+    TierKind tier;
+    int64_t first, count;
+};
+
+// Splits n sequences over gpu / cpu / disk by the share (whole sequences; cumulative rounding down).
+std::vector<SeqGroup> split_sequences(int64_t n, const TierShare& share) {
+    const auto gpu = static_cast<int64_t>(std::floor(n * share.gpu / 100.0 + 1e-9));
+    const auto gpu_cpu = std::min(n, static_cast<int64_t>(std::floor(n * (share.gpu + share.cpu) / 100.0 + 1e-9)));
+    std::vector<SeqGroup> out;
+    if (gpu > 0) out.push_back({TierKind::compute, 0, gpu});
+    if (gpu_cpu > gpu) out.push_back({TierKind::host, gpu, gpu_cpu - gpu});
+    if (n > gpu_cpu) out.push_back({TierKind::disk, gpu_cpu, n - gpu_cpu});
+    return out;
+}
+
+// Byte offset where a tier's share of `total` ends: exact at 100 percent, else rounded down to kSplitAlign.
+uint64_t split_point(uint64_t total, double percent) {
+    if (percent >= 100.0 - 1e-9) return total;
+    const auto p = static_cast<uint64_t>(static_cast<double>(total) * percent / 100.0);
+    return std::min(total, p / kSplitAlign * kSplitAlign);
+}
+
+}  // namespace
+
+struct Engine::Impl {
+    Impl(const opt::OptConfig& m, const Policy& p, int64_t prompt, int64_t gen, EngineTiers t, ProgressFn prog)
+        : model(m), policy(p), prompt_len(prompt), gen_len(gen), max_len(prompt + gen - 1), gbs(p.gpu_batch_size),
+          ngb(p.num_gpu_batches), h(m.hidden_size), tiers(t), progress(std::move(prog)) {}
+
+    opt::OptConfig model;
+    Policy policy;
+    int64_t prompt_len, gen_len, max_len, gbs, ngb, h, L = 0;
+    EngineTiers tiers;
+    ProgressFn progress;
+    static constexpr uint64_t elem = sizeof(float);  // hidden states and cache on the CPU compute path
+
+    IDevice& device(TierKind t) {
+        switch (t) {
+        case TierKind::compute: return tiers.compute;
+        case TierKind::host: return tiers.host;
+        case TierKind::disk: return tiers.disk;
+        }
+        return tiers.compute;
+    }
+    Event join(std::vector<Event> events) {
+        if (events.empty()) return {};
+        if (events.size() == 1) return events[0];
+        return tiers.transfers.run([] { return Status::ok(); }, std::move(events));
+    }
+    int slot(int32_t j, int32_t k) const { return static_cast<int>((j * ngb + k) % 2); }
+    int64_t seq_len(int32_t i) const { return i == 0 ? prompt_len : 1; }
+    int64_t past_len(int32_t i) const { return i == 0 ? 0 : prompt_len + i - 1; }
+    bool wrap_load(int32_t& i, int32_t& j, int32_t& k) const {
+        if (k >= ngb) k = 0, ++j;
+        if (j >= L) j = 0, ++i;
+        return i >= 0 && i < gen_len && j >= 0 && k >= 0;
+    }
+    bool wrap_store(int32_t& i, int32_t& j, int32_t& k) const {
+        if (k < 0) k = static_cast<int32_t>(ngb - 1), --j;
+        if (j < 0) j = static_cast<int32_t>(L - 1), --i;
+        return i >= 0 && i < gen_len && j < L && k < ngb;
+    }
+
+    // --- weights: each layer's tensors form one blob, split byte-exactly: [0, gpu_end) on the compute
+    // device, [gpu_end, cpu_end) in host memory, the rest on disk (an offload file or the weight files).
+    struct Extent {
+        Buffer* file;
+        uint64_t file_offset, blob_offset, bytes;
+    };
+    struct WeightHome {
+        std::vector<uint64_t> offsets;
+        uint64_t total = 0, gpu_end = 0, cpu_end = 0;
+        uint64_t copy_from = 0;  // slot covers [copy_from, total): gpu_end moved back to its tensor's start
+        std::unique_ptr<Buffer> resident, host, disk;
+        std::vector<Extent> extents;
+        bool fully_resident() const { return gpu_end == total; }
+    };
+    std::vector<WeightHome> weights;
+    std::array<std::unique_ptr<Buffer>, 2> weight_slot;
+    std::array<Event, 2> weight_ready;
+    std::array<Tag, 2> weight_tag;
+
+    // --- KV cache: per (j, k) and tier group, [K (max_len, count, h) | V (max_len, count, h)] ---
+    struct GroupBuffer {
+        SeqGroup group;
+        std::unique_ptr<Buffer> buf;
+        uint64_t slot_offset = 0;  // where a loaded copy sits in a cache slot (non-compute groups)
+    };
+    std::vector<SeqGroup> cache_groups, act_groups;
+    std::vector<std::vector<std::vector<GroupBuffer>>> cache_home;  // [j][k][group]
+    std::vector<std::vector<Event>> cache_written;                  // [j][k]
+    std::array<std::unique_ptr<Buffer>, 2> cache_slot;
+    std::array<Event, 2> cache_ready;
+    std::array<Tag, 2> cache_tag;
+    uint64_t cache_slot_bytes = 0;
+    // This step's new K, V rows: per group at 2 * prompt_len * first * h, [K (seq, count, h) | V (...)].
+    std::array<std::unique_ptr<Buffer>, 2> kv_new;
+    std::array<Event, 2> kv_new_free;
+    std::array<Tag, 2> kv_new_tag;
+
+    // --- hidden states: per k and tier group, (count, seq, h) ---
+    std::vector<std::vector<GroupBuffer>> hidden_home;  // [k][group]
+    std::vector<Event> hidden_written;                  // [k]
+    std::array<std::unique_ptr<Buffer>, 2> in_slot;     // (gbs, seq, h) floats, or (gbs, seq) token ids
+    std::array<Event, 2> in_ready;
+    std::array<Tag, 2> in_tag;
+    std::array<std::unique_ptr<Buffer>, 2> out_slot;    // (gbs, seq, h), or logits (gbs, vocab)
+    std::array<Event, 2> out_free;
+    std::array<Tag, 2> out_tag;
+    std::array<std::vector<int32_t>, 2> out_ids;        // sampled tokens (gbs,)
+
+    std::vector<std::unique_ptr<Buffer>> masks;  // [k]: (gbs, max_len) u8 on the compute device
+    std::unique_ptr<Buffer> workspace;
+    opt::Workspace ws{};
+
+    // --- per generate() ---
+    std::vector<int32_t> prompt_ids;  // (N, prompt_len), left-padded
+    std::vector<uint8_t> stopped;     // (N,)
+    GenerateOptions opts;
+    GenerationResult* result = nullptr;
+    Clock::time_point step_start;
+    int32_t steps_ended = 0;
+    std::string error;
+
+    template <typename F>
+    flexrt_status guard(F&& f) noexcept {
+        try {
+            Status s = f();
+            if (s.is_ok()) return FLEXRT_STATUS_OK;
+            error = s.message();
+            return s.code();
+        } catch (const Error& e) {
+            error = e.what();
+            return e.status();
+        } catch (const std::bad_alloc&) {
+            error = "out of host memory";
+            return FLEXRT_STATUS_OUT_OF_MEMORY;
+        } catch (const std::exception& e) {
+            error = e.what();
+            return FLEXRT_STATUS_INTERNAL;
+        }
+    }
+};
+
+// --- construction -----------------------------------------------------------------------------------
+
+Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt_len, int64_t gen_len, EngineTiers tiers,
+               opt::WeightSource& source, ProgressFn progress)
+    : impl_(std::make_unique<Impl>(model, policy, prompt_len, gen_len, tiers, std::move(progress))) {
+    Impl& m = *impl_;
+    if (prompt_len + gen_len - 1 > model.max_seq_len)
+        FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT,
+                     "run.prompt_len + run.gen_len - 1 = " + std::to_string(prompt_len + gen_len - 1) +
+                         " exceeds the model's " + std::to_string(model.max_seq_len) + " positions");
+    if (policy.compress_weights || policy.compress_cache)
+        FLEXRT_THROW(FLEXRT_STATUS_UNSUPPORTED, "compression needs a compress plugin, and this build has none yet");
+    layers_ = opt::build_layers(model, policy.separate_attention_mlp);
+    m.L = static_cast<int64_t>(layers_.size());
+    auto say = [&](const std::string& s) {
+        if (m.progress) m.progress(s);
+    };
+
+    // Every weight is checked before anything is allocated: a bad file fails in seconds, not after an hour.
+    for (const auto& layer : layers_)
+        for (const auto& spec : layer->weights()) source.check(spec);
+
+    // Weights.
+    uint64_t slot_bytes = 0;
+    const auto t0 = Clock::now();
+    std::vector<std::byte> staging;
+    for (size_t j = 0; j < layers_.size(); ++j) {
+        const auto specs = layers_[j]->weights();
+        Impl::WeightHome w;
+        std::vector<uint64_t> sizes;
+        for (const auto& s : specs) {
+            w.total = (w.total + kTensorAlign - 1) / kTensorAlign * kTensorAlign;
+            w.offsets.push_back(w.total);
+            sizes.push_back(numel(s.shape) * 2);
+            w.total += sizes.back();
+        }
+        w.gpu_end = split_point(w.total, policy.weights.gpu);
+        w.cpu_end = std::max(w.gpu_end, split_point(w.total, policy.weights.gpu + policy.weights.cpu));
+        w.copy_from = w.gpu_end;
+        for (size_t n = 0; n < specs.size(); ++n)
+            if (w.offsets[n] < w.gpu_end && w.gpu_end < w.offsets[n] + sizes[n]) w.copy_from = w.offsets[n];
+        const std::string what = "weights of layer " + std::to_string(j) + " (" + layers_[j]->name() + ")";
+        if (w.gpu_end) w.resident = tiers.compute.allocate(w.gpu_end, what);
+        if (w.cpu_end > w.gpu_end) w.host = tiers.host.allocate(w.cpu_end - w.gpu_end, what);
+        // The disk part reads straight from the weight files when it can, else from an offload file.
+        bool direct = true;
+        for (size_t n = 0; n < specs.size(); ++n)
+            if (w.offsets[n] + sizes[n] > w.cpu_end && !source.locate(specs[n])) direct = false;
+        if (w.total > w.cpu_end && !direct) {
+            w.disk = tiers.disk.allocate(w.total - w.cpu_end, "weights-" + layers_[j]->name());
+            w.extents.push_back({w.disk.get(), 0, w.cpu_end, w.total - w.cpu_end});
+        }
+        for (size_t n = 0; n < specs.size(); ++n) {
+            const uint64_t a = w.offsets[n], b = a + sizes[n];
+            if (a < w.cpu_end || !direct) {  // some of it is resident or in host memory, or materialised
+                staging.resize(sizes[n]);
+                source.read(specs[n], staging.data());
+            }
+            auto piece = [&](uint64_t lo, uint64_t hi, auto&& put) {
+                lo = std::max(lo, a), hi = std::min(hi, b);
+                if (lo < hi) put(lo, hi);
+            };
+            piece(0, w.gpu_end, [&](uint64_t lo, uint64_t hi) { std::memcpy(w.resident->data() + lo, staging.data() + (lo - a), hi - lo); });
+            piece(w.gpu_end, w.cpu_end, [&](uint64_t lo, uint64_t hi) {
+                std::memcpy(w.host->data() + (lo - w.gpu_end), staging.data() + (lo - a), hi - lo);
+            });
+            piece(w.cpu_end, w.total, [&](uint64_t lo, uint64_t hi) {
+                if (direct) {
+                    opt::FileLocation loc = *source.locate(specs[n]);
+                    w.extents.push_back({loc.file, loc.offset + (lo - a), lo, hi - lo});
+                } else {
+                    Status s = disk_write(static_cast<DiskBuffer&>(*w.disk), lo - w.cpu_end, staging.data() + (lo - a), hi - lo);
+                    if (!s.is_ok()) FLEXRT_THROW(s.code(), "placing " + specs[n].name + " on disk: " + s.message());
+                }
+            });
+        }
+        if (!w.fully_resident()) slot_bytes = std::max(slot_bytes, w.total - w.copy_from);
+        m.weights.push_back(std::move(w));
+        if (j + 1 == layers_.size() || (j + 1) % std::max<size_t>(1, layers_.size() / 10) == 0)
+            say("placing weights: layer " + std::to_string(j + 1) + "/" + std::to_string(layers_.size()) + " (" +
+                std::to_string(std::chrono::duration<double>(Clock::now() - t0).count()).substr(0, 5) + " s)");
+    }
+    for (int s = 0; s < 2 && slot_bytes; ++s) m.weight_slot[s] = tiers.compute.allocate(slot_bytes, "weight slot");
+
+    // KV cache.
+    const uint64_t E = Impl::elem, H = static_cast<uint64_t>(m.h);
+    m.cache_groups = split_sequences(m.gbs, policy.cache);
+    m.act_groups = split_sequences(m.gbs, policy.activations);
+    m.cache_home.resize(layers_.size());
+    m.cache_written.assign(layers_.size(), std::vector<Event>(m.ngb));
+    for (size_t j = 0; j < layers_.size(); ++j) {
+        if (!layers_[j]->has_cache()) continue;
+        m.cache_home[j].resize(m.ngb);
+        for (int64_t k = 0; k < m.ngb; ++k) {
+            uint64_t slot_offset = 0;
+            for (const auto& g : m.cache_groups) {
+                const uint64_t bytes = 2 * m.max_len * g.count * H * E;
+                Impl::GroupBuffer gb{g, m.device(g.tier).allocate(bytes, "cache-" + layers_[j]->name() + "-batch" + std::to_string(k)), 0};
+                if (g.tier != TierKind::compute) gb.slot_offset = slot_offset, slot_offset += bytes;
+                m.cache_home[j][k].push_back(std::move(gb));
+            }
+            m.cache_slot_bytes = slot_offset;
+        }
+    }
+    const bool any_cache = std::any_of(layers_.begin(), layers_.end(), [](const auto& l) { return l->has_cache(); });
+    for (int s = 0; s < 2; ++s) {
+        if (m.cache_slot_bytes) m.cache_slot[s] = tiers.compute.allocate(m.cache_slot_bytes, "cache slot");
+        if (any_cache) m.kv_new[s] = tiers.compute.allocate(2 * m.prompt_len * m.gbs * H * E, "new KV rows");
+    }
+
+    // Hidden states, slots, masks, workspace.
+    m.hidden_home.resize(m.ngb);
+    m.hidden_written.assign(m.ngb, Event{});
+    for (int64_t k = 0; k < m.ngb; ++k)
+        for (const auto& g : m.act_groups)
+            m.hidden_home[k].push_back(
+                {g, m.device(g.tier).allocate(g.count * m.prompt_len * H * E, "hidden-batch" + std::to_string(k)), 0});
+    const uint64_t rows = static_cast<uint64_t>(m.gbs * m.prompt_len);
+    for (int s = 0; s < 2; ++s) {
+        m.in_slot[s] = tiers.compute.allocate(rows * H * E, "input slot");
+        m.out_slot[s] = tiers.compute.allocate(std::max(rows * H, static_cast<uint64_t>(m.gbs * model.vocab_size)) * E, "output slot");
+        m.out_ids[s].assign(m.gbs, 0);
+    }
+    for (int64_t k = 0; k < m.ngb; ++k) m.masks.push_back(tiers.compute.allocate(m.gbs * m.max_len, "attention mask"));
+    const uint64_t F = static_cast<uint64_t>(model.ffn_size);
+    const uint64_t wblock = ops::linear_scratch_floats(std::max(m.h, model.ffn_size));
+    m.workspace = tiers.compute.allocate((5 * rows * H + rows * F + wblock) * sizeof(float), "workspace");
+    auto* f = reinterpret_cast<float*>(m.workspace->data());
+    m.ws = {f, f + rows * H, f + 2 * rows * H, f + 3 * rows * H, f + 4 * rows * H, f + 5 * rows * H, f + 5 * rows * H + rows * F};
+}
+
+Engine::~Engine() {
+    // Transfers in flight reference our buffers: let them finish before the buffers go.
+    impl_->tiers.transfers.wait_all().ignore();
+}
+
+// --- generate ---------------------------------------------------------------------------------------
+
+GenerationResult Engine::generate(const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& options,
+                                  IScheduler& scheduler) {
+    Impl& m = *impl_;
+    const int64_t N = m.gbs * m.ngb;
+    if (static_cast<int64_t>(prompts.size()) != N)
+        FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, "a block takes gpu_batch_size * num_gpu_batches = " + std::to_string(N) +
+                                                         " prompts, got " + std::to_string(prompts.size()));
+    m.prompt_ids.assign(N * m.prompt_len, static_cast<int32_t>(m.model.pad_token_id));
+    for (int64_t b = 0; b < N; ++b) {
+        const auto& p = prompts[b];
+        if (p.empty() || static_cast<int64_t>(p.size()) > m.prompt_len)
+            FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, "prompt " + std::to_string(b) + " has " + std::to_string(p.size()) +
+                                                             " tokens; expected 1 to run.prompt_len = " + std::to_string(m.prompt_len));
+        std::copy(p.begin(), p.end(), m.prompt_ids.begin() + b * m.prompt_len + (m.prompt_len - static_cast<int64_t>(p.size())));
+    }
+    for (int64_t k = 0; k < m.ngb; ++k) {
+        std::byte* mask = m.masks[k]->data();
+        std::memset(mask, 0, m.gbs * m.max_len);
+        for (int64_t b = 0; b < m.gbs; ++b) {
+            const auto len = static_cast<int64_t>(prompts[k * m.gbs + b].size());
+            std::memset(mask + b * m.max_len + (m.prompt_len - len), 1, len);
+        }
+    }
+    m.stopped.assign(N, 0);
+    for (auto& t : {&m.weight_tag, &m.cache_tag, &m.kv_new_tag, &m.in_tag, &m.out_tag}) t->fill(Tag{});
+    m.opts = options;
+    m.steps_ended = 0;
+    m.error.clear();
+    GenerationResult result;
+    result.num_sequences = N;
+    result.gen_len = m.gen_len;
+    result.vocab = m.model.vocab_size;
+    result.tokens.assign(N * m.gen_len, static_cast<int32_t>(m.model.pad_token_id));
+    m.result = &result;
+
+    flexrt_status s = scheduler.run(this);
+    Status drained = m.tiers.transfers.wait_all();
+    m.result = nullptr;
+    if (s != FLEXRT_STATUS_OK)
+        FLEXRT_THROW(s, m.error.empty() ? std::string("the schedule plugin failed: ") + flexrt_status_name(s) : m.error);
+    drained.throw_if_error();
+    const bool all_stopped = std::all_of(m.stopped.begin(), m.stopped.end(), [](uint8_t x) { return x; });
+    if (m.steps_ended < m.gen_len && !(options.stop_token >= 0 && all_stopped))
+        FLEXRT_THROW(FLEXRT_STATUS_INTERNAL, "the schedule plugin returned after " + std::to_string(m.steps_ended) + " of " +
+                                                 std::to_string(m.gen_len) + " steps");
+    return result;
+}
+
+// --- primitives -------------------------------------------------------------------------------------
+
+flexrt_schedule_dims Engine::dims() const noexcept {
+    return {sizeof(flexrt_schedule_dims), static_cast<uint32_t>(impl_->gen_len), static_cast<uint32_t>(impl_->L),
+            static_cast<uint32_t>(impl_->ngb)};
+}
+
+flexrt_status Engine::begin_step(int32_t i) noexcept {
+    Impl& m = *impl_;
+    return m.guard([&] {
+        m.step_start = Clock::now();
+        if (i > 0)  // the token generated last step becomes a real position
+            for (int64_t k = 0; k < m.ngb; ++k)
+                for (int64_t b = 0; b < m.gbs; ++b) m.masks[k]->data()[b * m.max_len + m.prompt_len + i - 1] = std::byte{1};
+        return Status::ok();
+    });
+}
+
+flexrt_status Engine::load_weight(int32_t i, int32_t j, int32_t k) noexcept {
+    Impl& m = *impl_;
+    return m.guard([&] {
+        if (!m.wrap_load(i, j, k) || k != 0) return Status::ok();
+        Impl::WeightHome& w = m.weights[j];
+        if (w.fully_resident()) return Status::ok();
+        const int s = j % 2;
+        Buffer* slot = m.weight_slot[s].get();
+        std::vector<Event> ev;
+        const std::vector<Event> after = {m.weight_ready[s]};
+        if (w.copy_from < w.gpu_end)
+            ev.push_back(m.tiers.transfers.copy({slot, 0, w.gpu_end - w.copy_from}, {w.resident.get(), w.copy_from, w.gpu_end - w.copy_from}, after));
+        if (w.cpu_end > w.gpu_end)
+            ev.push_back(m.tiers.transfers.copy({slot, w.gpu_end - w.copy_from, w.cpu_end - w.gpu_end}, {w.host.get(), 0, w.cpu_end - w.gpu_end}, after));
+        for (const auto& e : w.extents)
+            ev.push_back(m.tiers.transfers.copy({slot, e.blob_offset - w.copy_from, e.bytes}, {e.file, e.file_offset, e.bytes}, after));
+        m.weight_ready[s] = m.join(std::move(ev));
+        m.weight_tag[s] = {i, j, 0};
+        return Status::ok();
+    });
+}
+
+flexrt_status Engine::load_cache(int32_t i, int32_t j, int32_t k) noexcept {
+    Impl& m = *impl_;
+    return m.guard([&] {
+        if (i == 0 || !m.wrap_load(i, j, k) || !layers_[j]->has_cache() || !m.cache_slot_bytes) return Status::ok();
+        const int s = m.slot(j, k);
+        const uint64_t E = Impl::elem, H = m.h, past = m.past_len(i);
+        const std::vector<Event> after = {m.cache_written[j][k], m.cache_ready[s]};
+        std::vector<Event> ev;
+        for (const auto& g : m.cache_home[j][k]) {
+            if (g.group.tier == TierKind::compute) continue;
+            const uint64_t rows = past * g.group.count * H * E, v_off = m.max_len * g.group.count * H * E;
+            ev.push_back(m.tiers.transfers.copy({m.cache_slot[s].get(), g.slot_offset, rows}, {g.buf.get(), 0, rows}, after));
+            ev.push_back(m.tiers.transfers.copy({m.cache_slot[s].get(), g.slot_offset + v_off, rows}, {g.buf.get(), v_off, rows}, after));
+        }
+        m.cache_ready[s] = m.join(std::move(ev));
+        m.cache_tag[s] = {i, j, k};
+        return Status::ok();
+    });
+}
+
+flexrt_status Engine::load_hidden(int32_t i, int32_t j, int32_t k) noexcept {
+    Impl& m = *impl_;
+    return m.guard([&] {
+        if (!m.wrap_load(i, j, k)) return Status::ok();
+        const int s = m.slot(j, k);
+        const int64_t seq = m.seq_len(i);
+        if (layers_[j]->is_input()) {  // token ids: the prompts at prefill, then last step's tokens
+            Status prev = m.in_ready[s].wait();
+            if (!prev.is_ok()) return prev;
+            auto* ids = reinterpret_cast<int32_t*>(m.in_slot[s]->data());
+            for (int64_t b = 0; b < m.gbs; ++b) {
+                const int64_t n = k * m.gbs + b;
+                for (int64_t c = 0; c < seq; ++c)
+                    ids[b * seq + c] = i == 0 ? m.prompt_ids[n * m.prompt_len + c] : m.result->tokens[n * m.gen_len + i - 1];
+            }
+            m.in_ready[s] = Event{};
+        } else {
+            const uint64_t E = Impl::elem, H = m.h;
+            const std::vector<Event> after = {m.hidden_written[k], m.in_ready[s]};
+            std::vector<Event> ev;
+            for (const auto& g : m.hidden_home[k]) {
+                const uint64_t bytes = g.group.count * seq * H * E;
+                ev.push_back(m.tiers.transfers.copy({m.in_slot[s].get(), g.group.first * seq * H * E, bytes}, {g.buf.get(), 0, bytes}, after));
+            }
+            m.in_ready[s] = m.join(std::move(ev));
+        }
+        m.in_tag[s] = {i, j, k};
+        return Status::ok();
+    });
+}
+
+flexrt_status Engine::compute_layer(int32_t i, int32_t j, int32_t k) noexcept {
+    Impl& m = *impl_;
+    return m.guard([&]() -> Status {
+        const opt::Layer& layer = *layers_[j];
+        const int s = m.slot(j, k);
+        const uint64_t H = m.h;
+        auto need = [&](const Tag& have, const Tag& want, const char* what) {
+            if (!(have == want))
+                FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, std::string("schedule error: compute_layer") + tag_text(i, j, k) +
+                                                                 " called before " + what + tag_text(want.i, want.j, want.k));
+        };
+        auto wait = [](const Event& e) {
+            Status st = e.wait();
+            if (!st.is_ok()) throw Error(st.code(), st.message());
+        };
+
+        // Weights.
+        Impl::WeightHome& w = m.weights[j];
+        opt::LayerIO io;
+        if (!w.fully_resident()) {
+            need(m.weight_tag[j % 2], Tag{i, j, 0}, "load_weight");
+            wait(m.weight_ready[j % 2]);
+        }
+        for (uint64_t off : w.offsets) {
+            const std::byte* p = off < w.copy_from ? w.resident->data() + off : m.weight_slot[j % 2]->data() + (off - w.copy_from);
+            io.w.push_back(reinterpret_cast<const uint16_t*>(p));
+        }
+        // Input, output, mask.
+        need(m.in_tag[s], Tag{i, j, k}, "load_hidden");
+        wait(m.in_ready[s]);
+        wait(m.out_free[s]);
+        wait(m.kv_new_free[s]);
+        io.batch = m.gbs;
+        io.seq = m.seq_len(i);
+        io.past = m.past_len(i);
+        io.mask = reinterpret_cast<const uint8_t*>(m.masks[k]->data());
+        io.mask_stride = m.max_len;
+        io.ids = reinterpret_cast<const int32_t*>(m.in_slot[s]->data());
+        io.x = reinterpret_cast<const float*>(m.in_slot[s]->data());
+        io.y = reinterpret_cast<float*>(m.out_slot[s]->data());
+        io.ws = m.ws;
+        // Cache: resident groups are read in place, the others from the slot load_cache filled.
+        std::vector<ops::SeqKv> kv;
+        if (layer.has_cache()) {
+            if (i > 0) {
+                wait(m.cache_written[j][k]);
+                if (m.cache_slot_bytes) {
+                    need(m.cache_tag[s], Tag{i, j, k}, "load_cache");
+                    wait(m.cache_ready[s]);
+                }
+            }
+            for (const auto& g : m.cache_home[j][k]) {
+                const int64_t count = g.group.count;
+                const float* base = reinterpret_cast<const float*>(
+                    g.group.tier == TierKind::compute ? g.buf->data() : m.cache_slot[s]->data() + g.slot_offset);
+                float* fresh = reinterpret_cast<float*>(m.kv_new[s]->data()) + 2 * m.prompt_len * g.group.first * H;
+                for (int64_t b = 0; b < count; ++b)
+                    kv.push_back({base + b * H, base + (m.max_len * count + b) * H, static_cast<int64_t>(count * H),
+                                  fresh + b * H, fresh + (m.prompt_len * count + b) * H, static_cast<int64_t>(count * H)});
+            }
+            io.kv = kv.data();
+        }
+        layer.forward(io);
+
+        if (layer.is_output()) {  // sample the next token of each sequence from its logits (gbs, vocab)
+            const int64_t V = m.model.vocab_size, N = m.gbs * m.ngb;
+            for (int64_t b = 0; b < m.gbs; ++b) {
+                const float* logits = io.y + b * V;
+                const uint64_t n = static_cast<uint64_t>(k * m.gbs + b);
+                m.out_ids[s][b] = m.opts.do_sample ? ops::sample(logits, V, m.opts.temperature, ops::uniform(m.opts.seed, n, i))
+                                                   : ops::argmax(logits, V);
+                if (m.opts.record_logits) {
+                    auto& rec = m.result->logits;
+                    if (rec.size() < static_cast<size_t>((i + 1) * N * V)) rec.resize((i + 1) * N * V);
+                    std::copy(logits, logits + V, rec.begin() + (i * N + static_cast<int64_t>(n)) * V);
+                }
+            }
+        }
+        m.out_tag[s] = {i, j, k};
+        if (layer.has_cache()) m.kv_new_tag[s] = {i, j, k};
+        return Status::ok();
+    });
+}
+
+flexrt_status Engine::store_hidden(int32_t i, int32_t j, int32_t k) noexcept {
+    Impl& m = *impl_;
+    return m.guard([&]() -> Status {
+        if (!m.wrap_store(i, j, k)) return Status::ok();
+        const int s = m.slot(j, k);
+        if (!(m.out_tag[s] == Tag{i, j, k}))
+            return {FLEXRT_STATUS_INVALID_ARGUMENT, "schedule error: store_hidden" + tag_text(i, j, k) + " before compute_layer" + tag_text(i, j, k)};
+        m.out_tag[s] = Tag{};
+        if (layers_[j]->is_output()) {  // the tokens: into the result, with stop handling
+            for (int64_t b = 0; b < m.gbs; ++b) {
+                const int64_t n = k * m.gbs + b;
+                int32_t t = m.out_ids[s][b];
+                if (m.opts.stop_token >= 0) {
+                    if (m.stopped[n]) t = static_cast<int32_t>(m.model.pad_token_id);
+                    else if (t == m.opts.stop_token) m.stopped[n] = 1;
+                }
+                m.result->tokens[n * m.gen_len + i] = t;
+            }
+            return Status::ok();
+        }
+        const uint64_t E = Impl::elem, H = m.h, seq = m.seq_len(i);
+        const std::vector<Event> after = {m.hidden_written[k], m.in_ready[s]};
+        std::vector<Event> ev;
+        for (const auto& g : m.hidden_home[k]) {
+            const uint64_t bytes = g.group.count * seq * H * E;
+            ev.push_back(m.tiers.transfers.copy({g.buf.get(), 0, bytes}, {m.out_slot[s].get(), g.group.first * seq * H * E, bytes}, after));
+        }
+        m.hidden_written[k] = m.join(std::move(ev));
+        m.out_free[s] = m.hidden_written[k];
+        return Status::ok();
+    });
+}
+
+flexrt_status Engine::store_cache(int32_t i, int32_t j, int32_t k) noexcept {
+    Impl& m = *impl_;
+    return m.guard([&]() -> Status {
+        if (!m.wrap_store(i, j, k) || !layers_[j]->has_cache()) return Status::ok();
+        const int s = m.slot(j, k);
+        if (!(m.kv_new_tag[s] == Tag{i, j, k}))
+            return {FLEXRT_STATUS_INVALID_ARGUMENT, "schedule error: store_cache" + tag_text(i, j, k) + " before compute_layer" + tag_text(i, j, k)};
+        m.kv_new_tag[s] = Tag{};
+        if (i == m.gen_len - 1) return Status::ok();  // the last step's KV is never read
+        const uint64_t E = Impl::elem, H = m.h, seq = m.seq_len(i), start = m.past_len(i);
+        const std::vector<Event> after = {m.cache_written[j][k]};
+        std::vector<Event> ev;
+        for (const auto& g : m.cache_home[j][k]) {
+            const uint64_t c = g.group.count, bytes = seq * c * H * E, region = 2 * m.prompt_len * g.group.first * H * E;
+            Buffer* fresh = m.kv_new[s].get();
+            ev.push_back(m.tiers.transfers.copy({g.buf.get(), start * c * H * E, bytes}, {fresh, region, bytes}, after));
+            ev.push_back(m.tiers.transfers.copy({g.buf.get(), (m.max_len + start) * c * H * E, bytes},
+                                                {fresh, region + m.prompt_len * c * H * E, bytes}, after));
+        }
+        m.cache_written[j][k] = m.join(std::move(ev));
+        m.kv_new_free[s] = m.cache_written[j][k];
+        return Status::ok();
+    });
+}
+
+flexrt_status Engine::sync() noexcept {
+    Impl& m = *impl_;
+    return m.guard([&] { return m.tiers.transfers.wait_all(); });
+}
+
+flexrt_status Engine::end_step(int32_t i, int32_t* all_stopped) noexcept {
+    Impl& m = *impl_;
+    return m.guard([&] {
+        Status s = m.tiers.transfers.wait_all();
+        if (!s.is_ok()) return s;
+        const double secs = std::chrono::duration<double>(Clock::now() - m.step_start).count();
+        m.result->step_seconds.push_back(secs);
+        m.steps_ended = i + 1;
+        if (m.progress) {
+            char line[128];
+            if (i == 0) std::snprintf(line, sizeof line, "prefill: %.3f s", secs);
+            else std::snprintf(line, sizeof line, "decode step %d/%lld: %.3f s", i, static_cast<long long>(m.gen_len - 1), secs);
+            if (i == 0 || i + 1 == m.gen_len || i % std::max<int64_t>(1, m.gen_len / 8) == 0) m.progress(line);
+        }
+        *all_stopped = m.opts.stop_token >= 0 && std::all_of(m.stopped.begin(), m.stopped.end(), [](uint8_t x) { return x; });
+        return Status::ok();
+    });
+}
+
+}  // namespace flexrt

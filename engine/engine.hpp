@@ -1,0 +1,85 @@
+// The offloading engine: places a model's weights, KV cache and hidden states over the three tiers per
+// the policy, and implements the seven primitives a schedule plugin orders (IExecutor).
+//
+// Buffers on the compute device come in two slots, keyed by the parity of j (weights) or of the linear
+// index j * num_gpu_batches + k (cache, input, output): a prefetch for the next (j, k) never overwrites what
+// the current one reads. Every primitive waits for the events of the buffers it reads, so the tokens do
+// not depend on the schedule.
+#pragma once
+
+#include "core/src/config.hpp"
+#include "core/src/device.hpp"
+#include "core/src/transfer.hpp"
+#include "models/opt/opt_layers.hpp"
+#include "models/opt/opt_weights.hpp"
+
+#include <flexrt/scheduler.hpp>
+
+#include <array>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace flexrt {
+
+struct GenerateOptions {
+    bool do_sample = false;
+    double temperature = 1.0;
+    uint64_t seed = 0;
+    int64_t stop_token = -1;     // -1: none
+    bool record_logits = false;  // keep every step's next-token logits (tests)
+};
+
+struct GenerationResult {
+    int64_t num_sequences = 0, gen_len = 0, vocab = 0;
+    std::vector<int32_t> tokens;       // (num_sequences, gen_len); pad id after a sequence's stop token
+    std::vector<float> logits;         // (steps run, num_sequences, vocab) when recorded
+    std::vector<double> step_seconds;  // step 0 is the prefill
+};
+
+struct EngineTiers {
+    IDevice& compute;
+    IDevice& host;
+    DiskDevice& disk;
+    TransferEngine& transfers;
+};
+
+using ProgressFn = std::function<void(const std::string&)>;
+
+class Engine final : public IExecutor {
+public:
+    // Places every layer's weights (reading them from `weights`) and allocates the cache, hidden-state and
+    // slot buffers for blocks of policy.block_size() prompts of up to prompt_len tokens and gen_len new
+    // tokens. Throws flexrt::Error naming what failed.
+    Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt_len, int64_t gen_len, EngineTiers tiers,
+           opt::WeightSource& weights, ProgressFn progress = {});
+    ~Engine();
+
+    // Runs one block: `prompts` holds policy.block_size() token lists of 1..prompt_len tokens (left-padded
+    // here). The scheduler orders the primitives. Throws flexrt::Error with the first failure.
+    GenerationResult generate(const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& options,
+                              IScheduler& scheduler);
+
+    const std::vector<std::unique_ptr<opt::Layer>>& layers() const { return layers_; }
+
+    // --- IExecutor ---
+    flexrt_schedule_dims dims() const noexcept override;
+    flexrt_status begin_step(int32_t i) noexcept override;
+    flexrt_status load_weight(int32_t i, int32_t j, int32_t k) noexcept override;
+    flexrt_status load_cache(int32_t i, int32_t j, int32_t k) noexcept override;
+    flexrt_status load_hidden(int32_t i, int32_t j, int32_t k) noexcept override;
+    flexrt_status compute_layer(int32_t i, int32_t j, int32_t k) noexcept override;
+    flexrt_status store_cache(int32_t i, int32_t j, int32_t k) noexcept override;
+    flexrt_status store_hidden(int32_t i, int32_t j, int32_t k) noexcept override;
+    flexrt_status sync() noexcept override;
+    flexrt_status end_step(int32_t i, int32_t* all_stopped) noexcept override;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+    std::vector<std::unique_ptr<opt::Layer>> layers_;
+};
+
+}  // namespace flexrt

@@ -1,0 +1,182 @@
+#include "opt_layers.hpp"
+
+#include "ops/attention.hpp"
+#include "ops/embedding.hpp"
+#include "ops/layer_norm.hpp"
+#include "ops/linear.hpp"
+
+#include <cmath>
+#include <cstring>
+
+namespace flexrt::opt {
+namespace {
+
+std::string layer_prefix(int64_t l) { return "decoder.layers." + std::to_string(l) + "."; }
+
+class InputEmbed final : public Layer {
+public:
+    explicit InputEmbed(const OptConfig& c) : c_(c) {}
+    std::string name() const override { return "input_embed"; }
+    bool is_input() const override { return true; }
+    std::vector<WeightSpec> weights() const override {
+        return {{"decoder.embed_tokens.weight", {c_.vocab_size, c_.hidden_size}},
+                {"decoder.embed_positions.weight", {c_.max_seq_len + 2, c_.hidden_size}}};
+    }
+    void forward(const LayerIO& io) const override {
+        ops::embed(io.ids, io.batch, io.seq, io.mask, io.mask_stride, io.past + io.seq, io.w[0], c_.vocab_size, io.w[1],
+                   c_.max_seq_len + 2, c_.hidden_size, io.y);
+    }
+
+private:
+    OptConfig c_;
+};
+
+// Pre-LN self-attention with residual: y = x + out_proj(attn(LN(x))). Weight order is FlexLLMGen's.
+class SelfAttention final : public Layer {
+public:
+    SelfAttention(const OptConfig& c, int64_t l) : c_(c), l_(l) {}
+    std::string name() const override { return "attention." + std::to_string(l_); }
+    bool has_cache() const override { return true; }
+    std::vector<WeightSpec> weights() const override {
+        const int64_t h = c_.hidden_size;
+        const std::string p = layer_prefix(l_);
+        std::vector<WeightSpec> w;
+        for (const char* proj : {"q_proj", "k_proj", "v_proj", "out_proj"}) {
+            w.push_back({p + "self_attn." + proj + ".weight", {h, h}});
+            w.push_back({p + "self_attn." + proj + ".bias", {h}});
+        }
+        w.push_back({p + "self_attn_layer_norm.weight", {h}});
+        w.push_back({p + "self_attn_layer_norm.bias", {h}});
+        return w;
+    }
+    void forward(const LayerIO& io) const override { run(c_, io, 0); }
+
+    // Shared with the fused Transformer layer: weights start at io.w[w0].
+    static void run(const OptConfig& c, const LayerIO& io, size_t w0) {
+        const int64_t h = c.hidden_size, rows = io.batch * io.seq, hd = c.head_dim();
+        const Workspace& ws = io.ws;
+        const auto& w = io.w;
+        ops::layer_norm(io.x, rows, h, w[w0 + 8], w[w0 + 9], c.layer_norm_eps, ws.ln);
+        ops::linear(ws.ln, rows, h, w[w0 + 0], w[w0 + 1], h, ws.q, ws.wblock);
+        ops::linear(ws.ln, rows, h, w[w0 + 2], w[w0 + 3], h, ws.k, ws.wblock);
+        ops::linear(ws.ln, rows, h, w[w0 + 4], w[w0 + 5], h, ws.v, ws.wblock);
+        const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+        for (int64_t i = 0; i < rows * h; ++i) ws.q[i] *= scale;
+        // This step's K and V rows go to where the engine keeps them (the cache layout of each sequence).
+        for (int64_t b = 0; b < io.batch; ++b)
+            for (int64_t s = 0; s < io.seq; ++s) {
+                std::memcpy(io.kv[b].new_k + s * io.kv[b].new_stride, ws.k + (b * io.seq + s) * h, h * 4);
+                std::memcpy(io.kv[b].new_v + s * io.kv[b].new_stride, ws.v + (b * io.seq + s) * h, h * 4);
+            }
+        ops::attention(ws.q, io.kv, io.batch, io.seq, io.past, c.num_heads, hd, io.mask,
+                       io.mask_stride, ws.attn);
+        ops::linear(ws.attn, rows, h, w[w0 + 6], w[w0 + 7], h, io.y, ws.wblock);
+        for (int64_t i = 0; i < rows * h; ++i) io.y[i] += io.x[i];
+    }
+
+private:
+    OptConfig c_;
+    int64_t l_;
+};
+
+// Pre-LN MLP with residual: y = x + fc2(relu(fc1(LN(x)))).
+class Mlp final : public Layer {
+public:
+    Mlp(const OptConfig& c, int64_t l) : c_(c), l_(l) {}
+    std::string name() const override { return "mlp." + std::to_string(l_); }
+    std::vector<WeightSpec> weights() const override {
+        const int64_t h = c_.hidden_size, f = c_.ffn_size;
+        const std::string p = layer_prefix(l_);
+        return {{p + "fc1.weight", {f, h}}, {p + "fc1.bias", {f}},
+                {p + "fc2.weight", {h, f}}, {p + "fc2.bias", {h}},
+                {p + "final_layer_norm.weight", {h}}, {p + "final_layer_norm.bias", {h}}};
+    }
+    void forward(const LayerIO& io) const override { run(c_, io, 0); }
+
+    static void run(const OptConfig& c, const LayerIO& io, size_t w0) {
+        const int64_t h = c.hidden_size, f = c.ffn_size, rows = io.batch * io.seq;
+        const Workspace& ws = io.ws;
+        const auto& w = io.w;
+        ops::layer_norm(io.x, rows, h, w[w0 + 4], w[w0 + 5], c.layer_norm_eps, ws.ln);
+        ops::linear(ws.ln, rows, h, w[w0 + 0], w[w0 + 1], f, ws.ffn, ws.wblock, /*relu=*/true);
+        ops::linear(ws.ffn, rows, f, w[w0 + 2], w[w0 + 3], h, io.y, ws.wblock);
+        for (int64_t i = 0; i < rows * h; ++i) io.y[i] += io.x[i];
+    }
+
+private:
+    OptConfig c_;
+    int64_t l_;
+};
+
+// Attention and MLP as one layer (FlexLLMGen's sep_layer = False): one weight load per decoder layer.
+class Transformer final : public Layer {
+public:
+    Transformer(const OptConfig& c, int64_t l) : c_(c), l_(l), attn_(c, l), mlp_(c, l) {}
+    std::string name() const override { return "transformer." + std::to_string(l_); }
+    bool has_cache() const override { return true; }
+    std::vector<WeightSpec> weights() const override {
+        auto w = attn_.weights();
+        auto m = mlp_.weights();
+        w.insert(w.end(), m.begin(), m.end());
+        return w;
+    }
+    void forward(const LayerIO& io) const override {
+        // The MLP reads the attention's output (y) for its residual after writing its own output, so it
+        // writes into free scratch (attn, no longer needed) and the result is copied back to y.
+        SelfAttention::run(c_, io, 0);
+        LayerIO mlp_io = io;
+        mlp_io.x = io.y;
+        mlp_io.y = io.ws.attn;  // free after attention: holds the MLP's output, copied back below
+        Mlp::run(c_, mlp_io, 10);
+        std::memcpy(io.y, io.ws.attn, sizeof(float) * io.batch * io.seq * c_.hidden_size);
+    }
+
+private:
+    OptConfig c_;
+    int64_t l_;
+    SelfAttention attn_;
+    Mlp mlp_;
+};
+
+// Final LN and the tied head, for the last position of each sequence only.
+class OutputEmbed final : public Layer {
+public:
+    explicit OutputEmbed(const OptConfig& c) : c_(c) {}
+    std::string name() const override { return "output_embed"; }
+    bool is_output() const override { return true; }
+    std::vector<WeightSpec> weights() const override {
+        const int64_t h = c_.hidden_size;
+        return {{"decoder.layer_norm.weight", {h}},
+                {"decoder.layer_norm.bias", {h}},
+                {"decoder.embed_tokens.weight", {c_.vocab_size, h}}};
+    }
+    void forward(const LayerIO& io) const override {
+        const int64_t h = c_.hidden_size;
+        for (int64_t b = 0; b < io.batch; ++b)  // (batch, h): last position of each sequence
+            std::memcpy(io.ws.attn + b * h, io.x + ((b + 1) * io.seq - 1) * h, h * 4);
+        ops::layer_norm(io.ws.attn, io.batch, h, io.w[0], io.w[1], c_.layer_norm_eps, io.ws.ln);
+        ops::linear(io.ws.ln, io.batch, h, io.w[2], nullptr, c_.vocab_size, io.y, io.ws.wblock);
+    }
+
+private:
+    OptConfig c_;
+};
+
+}  // namespace
+
+std::vector<std::unique_ptr<Layer>> build_layers(const OptConfig& cfg, bool separate_attention_mlp) {
+    std::vector<std::unique_ptr<Layer>> layers;
+    layers.push_back(std::make_unique<InputEmbed>(cfg));
+    for (int64_t l = 0; l < cfg.num_layers; ++l) {
+        if (separate_attention_mlp) {
+            layers.push_back(std::make_unique<SelfAttention>(cfg, l));
+            layers.push_back(std::make_unique<Mlp>(cfg, l));
+        } else {
+            layers.push_back(std::make_unique<Transformer>(cfg, l));
+        }
+    }
+    layers.push_back(std::make_unique<OutputEmbed>(cfg));
+    return layers;
+}
+
+}  // namespace flexrt::opt

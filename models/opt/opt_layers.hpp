@@ -1,0 +1,69 @@
+// OPT as FlexLLMGen's layer list: InputEmbed, then per decoder layer SelfAttention and MLP (or one fused
+// Transformer layer), then OutputEmbed. A layer declares its weights and composes ops; it knows nothing
+// of tiers or transfers: the engine hands it pointers to compute-device memory.
+#pragma once
+
+#include "opt_config.hpp"
+
+#include <flexrt/tensor.hpp>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace flexrt::ops {
+struct SeqKv;
+}
+
+namespace flexrt::opt {
+
+struct WeightSpec {
+    std::string name;  // FlexLLMGen's file name, e.g. decoder.layers.0.fc1.weight
+    Shape shape;       // fp16
+};
+
+// Scratch memory of the compute device for one forward call, in floats.
+struct Workspace {
+    float* ln;      // (rows, h)
+    float* q;       // (rows, h)
+    float* k;       // (rows, h)
+    float* v;       // (rows, h)
+    float* attn;    // (rows, h)
+    float* ffn;     // (rows, ffn)
+    float* wblock;  // ops::linear_scratch_floats(max(h, ffn))
+};
+
+// Everything one forward call of one layer reads and writes (compute-device memory).
+struct LayerIO {
+    std::vector<const uint16_t*> w;  // fp16 weights, in the order of the layer's weight specs
+    int64_t batch = 0;               // sequences in this GPU batch
+    int64_t seq = 0;                 // tokens per sequence this step: prompt_len at prefill, 1 at decode
+    int64_t past = 0;                // cached positions before this step
+    const uint8_t* mask = nullptr;   // (batch, mask_stride), columns [0, past + seq) valid
+    int64_t mask_stride = 0;
+
+    const int32_t* ids = nullptr;    // InputEmbed: (batch, seq)
+    const float* x = nullptr;        // (batch, seq, h)
+    float* y = nullptr;              // (batch, seq, h); OutputEmbed: logits (batch, vocab) of the last position
+
+    // Attention: per-sequence cache rows; this layer writes the new rows (its K and V) through new_k/new_v.
+    const ops::SeqKv* kv = nullptr;  // (batch,)
+    Workspace ws{};
+};
+
+class Layer {
+public:
+    virtual ~Layer() = default;
+    virtual std::string name() const = 0;
+    virtual std::vector<WeightSpec> weights() const = 0;
+    virtual bool has_cache() const { return false; }
+    virtual bool is_input() const { return false; }
+    virtual bool is_output() const { return false; }
+    virtual void forward(const LayerIO& io) const = 0;
+};
+
+// The layer list of `cfg`; separate_attention_mlp picks SelfAttention + MLP (FlexLLMGen's sep_layer) or
+// one Transformer layer per decoder layer.
+std::vector<std::unique_ptr<Layer>> build_layers(const OptConfig& cfg, bool separate_attention_mlp);
+
+}  // namespace flexrt::opt

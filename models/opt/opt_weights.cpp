@@ -1,0 +1,87 @@
+#include "opt_weights.hpp"
+
+#include "core/src/device.hpp"
+#include "core/src/npy.hpp"
+#include "core/src/transfer.hpp"
+#include "ops/f16.hpp"
+
+#include <cmath>
+#include <cstring>
+
+namespace flexrt::opt {
+
+// --- dummy ----------------------------------------------------------------------------------------
+
+void DummyWeights::read(const WeightSpec& spec, std::byte* dst) {
+    uint64_t state = seed_ ^ 0xcbf29ce484222325ull;  // FNV-1a of the name, mixed with the seed
+    for (char c : spec.name) state = (state ^ static_cast<unsigned char>(c)) * 0x100000001b3ull;
+    const bool vector = spec.shape.size() == 1;
+    const bool ln_weight = spec.name.find("layer_norm.weight") != std::string::npos;
+    const float scale = vector ? (ln_weight ? 0.1f : 0.02f) : 1.0f / std::sqrt(static_cast<float>(spec.shape.back()));
+    const float base = ln_weight ? 1.0f : 0.0f;
+    auto* out = reinterpret_cast<uint16_t*>(dst);
+    const int64_t n = numel(spec.shape);
+    for (int64_t i = 0; i < n; ++i) {
+        state ^= state >> 12;  // xorshift64*
+        state ^= state << 25;
+        state ^= state >> 27;
+        const uint64_t r = state * 0x2545f4914f6cdd1dull;
+        const float u = static_cast<float>(r >> 40) * (2.0f / 16777216.0f) - 1.0f;  // [-1, 1)
+        out[i] = ops::float_to_half(base + scale * u);
+    }
+}
+
+// --- numpy directory ------------------------------------------------------------------------------
+
+NumpyDirWeights::NumpyDirWeights(std::filesystem::path dir, DiskDevice& disk) : dir_(std::move(dir)), disk_(disk) {
+    if (!std::filesystem::is_directory(dir_))
+        FLEXRT_THROW(FLEXRT_STATUS_NOT_FOUND, "model.weights: '" + dir_.string() +
+                                                  "' is not a directory (expected a FlexLLMGen numpy weight directory or \"dummy\")");
+}
+
+NumpyDirWeights::~NumpyDirWeights() = default;
+
+NumpyDirWeights::OpenTensor& NumpyDirWeights::open(const WeightSpec& spec) {
+    if (auto it = open_.find(spec.name); it != open_.end()) return it->second;
+    std::filesystem::path path = dir_ / spec.name;
+    if (!std::filesystem::exists(path)) path += ".npy";
+    if (!std::filesystem::exists(path))
+        FLEXRT_THROW(FLEXRT_STATUS_NOT_FOUND, "weight " + spec.name + ": no file " + (dir_ / spec.name).string() +
+                                                  " (nor with .npy) in " + dir_.string());
+    auto file = disk_.open_existing(path);
+    auto& disk_file = static_cast<DiskBuffer&>(*file);
+    std::string head(std::min<uint64_t>(kNpyProbeBytes, file->bytes()), '\0');
+    disk_read(disk_file, 0, reinterpret_cast<std::byte*>(head.data()), head.size()).throw_if_error();
+    NpyHeader h;
+    try {
+        h = parse_npy_header(head.data(), head.size(), path.string());
+    } catch (const Error& e) {
+        FLEXRT_THROW(e.status(), "weight " + spec.name + ": " + e.what());
+    }
+    if (h.dtype != DType::f16)
+        FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA, "weight " + spec.name + ": dtype " + dtype_name(h.dtype) + " in " +
+                                                 path.string() + ", expected float16");
+    if (h.shape != spec.shape)
+        FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA, "weight " + spec.name + ": shape " + shape_str(h.shape) + " in " +
+                                                 path.string() + ", expected " + shape_str(spec.shape));
+    if (file->bytes() < h.data_offset + h.data_bytes())
+        FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA, "weight " + spec.name + ": " + path.string() + " is truncated: " +
+                                                 std::to_string(file->bytes()) + " bytes, the header needs " +
+                                                 std::to_string(h.data_offset + h.data_bytes()));
+    return open_.emplace(spec.name, OpenTensor{std::move(file), h.data_offset}).first->second;
+}
+
+void NumpyDirWeights::check(const WeightSpec& spec) { open(spec); }
+
+void NumpyDirWeights::read(const WeightSpec& spec, std::byte* dst) {
+    OpenTensor& t = open(spec);
+    Status s = disk_read(static_cast<DiskBuffer&>(*t.file), t.data_offset, dst, numel(spec.shape) * 2);
+    if (!s.is_ok()) FLEXRT_THROW(s.code(), "weight " + spec.name + ": " + s.message());
+}
+
+std::optional<FileLocation> NumpyDirWeights::locate(const WeightSpec& spec) {
+    OpenTensor& t = open(spec);
+    return FileLocation{t.file.get(), t.data_offset};
+}
+
+}  // namespace flexrt::opt
