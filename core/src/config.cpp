@@ -139,14 +139,17 @@ std::string format_double(double v) {
 
 class Validator {
 public:
-    explicit Validator(const Config& cfg) : cfg_(cfg) {}
+    explicit Validator(Config& cfg) : cfg_(cfg) {}
 
     void check_table(const toml::table& t, const std::string& prefix) {
         for (const auto& [k, node] : t) {
             std::string key = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+            remember(key, node);
             if (plugin_option_tables().count(key) || known_tables().count(key)) {
                 if (!node.is_table()) fail(key, node, "expected a table");
                 if (known_tables().count(key)) check_table(*node.as_table(), key);
+                else  // checked once the plugin is loaded: keep where each option came from
+                    for (const auto& [ok, on] : *node.as_table()) remember(key + "." + std::string(ok.str()), on);
                 continue;
             }
             const KeySpec* spec = find_spec(key);
@@ -163,6 +166,11 @@ public:
     }
 
 private:
+    // Copies of the table lose their source positions; the positions are kept by key instead.
+    void remember(const std::string& key, const toml::node& node) {
+        if (!cfg_.origin.count(key)) cfg_.origin[key] = cfg_.where(key, node);
+    }
+
     void check_range(const KeySpec& s, const toml::node& node, double v) const {
         if (s.min <= s.max && (v < s.min || v > s.max))
             fail(s.key, node, "value " + format_double(v) + " is out of range; expected " + format_double(s.min) +
@@ -223,7 +231,7 @@ private:
         }
     }
 
-    const Config& cfg_;
+    Config& cfg_;
 };
 
 // --- merging --------------------------------------------------------------------------------------
@@ -381,9 +389,10 @@ void fill(Config& cfg, const toml::table& root) {
         std::string key = std::string("policy.") + cls;
         double gpu = r.number(key + ".gpu"), cpu = r.number(key + ".cpu");
         if (gpu + cpu > 100.0 + 1e-9) {
-            const toml::node* n = r.node(key + ".gpu") ? r.node(key + ".gpu") : r.node(key + ".cpu");
-            Validator(cfg).fail(key, *n, "gpu + cpu = " + format_double(gpu + cpu) +
-                                              " percent is more than 100 (the rest goes to disk)");
+            const std::string side = r.node(key + ".gpu") ? key + ".gpu" : key + ".cpu";
+            FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, cfg.where(side, *r.node(side)) + ": " + key + ": gpu + cpu = " +
+                                                             format_double(gpu + cpu) +
+                                                             " percent is more than 100 (the rest goes to disk)");
         }
     }
     if (cfg.model.name == "custom") {
@@ -436,6 +445,7 @@ Config load_from_table(toml::table root, const std::string& source, const std::v
 
 std::string Config::where(const std::string& key, const toml::node& node) const {
     if (auto it = override_origin.find(key); it != override_origin.end()) return it->second;
+    if (auto it = origin.find(key); it != origin.end()) return it->second;
     const auto& src = node.source();
     if (src.path && src.begin.line) return *src.path + ":" + std::to_string(src.begin.line);
     return source;

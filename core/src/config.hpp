@@ -78,6 +78,8 @@ struct Config {
     toml::table effective;  // every key with its effective value, for --print-config
     // Where each key set on the command line came from: "policy.gpu_batch_size" -> "--set policy...=8".
     std::map<std::string, std::string> override_origin;
+    // "file:line" of every key read from the file (the typed sections and option tables are copies).
+    std::map<std::string, std::string> origin;
 
     // "file:line" or "--set k=v" for a node of the merged table.
     std::string where(const std::string& key, const toml::node& node) const;

@@ -112,19 +112,19 @@ PluginRef find_plugin(flexrt_plugin_kind kind, const std::string& name, const st
     const std::string prefix = std::string("libflexrt-") + plugin_kind_name(kind) + "-";
     std::string looked, refused;
     for (const auto& sd : search) {
-        looked += "\n  " + sd.dir.string() + " (" + sd.origin + ")";
+        looked += (looked.empty() ? "" : ", ") + sd.dir.string() + " (" + sd.origin + ")";
         for (const auto& lib : libraries_in(sd.dir, prefix)) {
             try {
                 for (auto& p : open_plugin_library(lib))
                     if (p.desc->kind == kind && name == p.desc->name) return p;
             } catch (const Error& e) {
-                refused += "\n  " + std::string(e.what());
+                refused += (refused.empty() ? "" : "; ") + std::string(e.what());
             }
         }
     }
-    std::string msg = "plugin " + id + " not found; looked for " + prefix + "*.so in:" +
-                      (looked.empty() ? std::string("\n  (no directories)") : looked);
-    if (!refused.empty()) msg += "\nrefused:" + refused;
+    std::string msg = "plugin " + id + " not found; looked for " + prefix + "*.so in: " +
+                      (looked.empty() ? std::string("(no directories)") : looked);
+    if (!refused.empty()) msg += "; refused: " + refused;
     FLEXRT_THROW(FLEXRT_STATUS_NOT_FOUND, msg);
 }
 

@@ -1,0 +1,157 @@
+// The flexrt binary end to end: bad input gives one clear line on stderr, a documented non-zero exit
+// code, and leaves no file in the offload directory; good input prints the figures.
+#include "test_util.hpp"
+
+#include <sys/wait.h>
+
+namespace flexrt::test {
+namespace {
+
+#define EXPECT_HAS(haystack, needle) EXPECT_NE((haystack).find(needle), std::string::npos) << (haystack)
+
+struct CliResult {
+    int code;
+    std::string out, err;
+};
+
+class Cli : public ::testing::Test {
+protected:
+    CliResult run(const std::string& args) {
+        const fs::path out = dir_ / "stdout", err = dir_ / "stderr";
+        const std::string cmd = std::string(FLEXRT_BINARY) + " --quiet --set storage.offload_dir=" + offload().string() + " " +
+                                args + " >" + out.string() + " 2>" + err.string() + " </dev/null";
+        const int status = std::system(cmd.c_str());
+        return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(out), read_file(err)};
+    }
+    // An error: exit code as documented, exactly one line on stderr, nothing left on disk.
+    std::string expect_error(const std::string& args, int code) {
+        CliResult r = run(args);
+        EXPECT_EQ(r.code, code) << r.err;
+        EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+        EXPECT_EQ(r.err.rfind("flexrt: error: ", 0), 0u) << r.err;
+        EXPECT_EQ(count_files(offload()), 0u) << "stray files after: " << args;
+        return r.err;
+    }
+    fs::path config(const std::string& text) {
+        const fs::path p = dir_ / ("config" + std::to_string(n_++) + ".toml");
+        write_file(p, text);
+        return p;
+    }
+    fs::path offload() const { return dir_ / "offload"; }
+    // The tiny fixture model as a custom model, reading a copy of its weights (damaged by some tests).
+    fs::path tiny_config_file() {
+        fs::create_directories(dir_ / "weights");
+        for (const auto& e : fs::directory_iterator(fixture_dir() / "weights"))
+            fs::copy(e.path(), dir_ / "weights" / e.path().filename(), fs::copy_options::overwrite_existing);
+        const opt::OptConfig c = tiny_config();
+        return config("[model]\nname = \"custom\"\nweights = \"" + (dir_ / "weights").string() + "\"\nnum_layers = " +
+                      std::to_string(c.num_layers) + "\nhidden_size = " + std::to_string(c.hidden_size) +
+                      "\nnum_heads = " + std::to_string(c.num_heads) + "\nffn_size = " + std::to_string(c.ffn_size) +
+                      "\nvocab_size = " + std::to_string(c.vocab_size) + "\nmax_seq_len = " + std::to_string(c.max_seq_len) +
+                      "\n[run]\nprompt_len = 12\ngen_len = 4\n[policy]\ngpu_batch_size = 2\nnum_gpu_batches = 2\n"
+                      "percent = [20, 30, 50, 0, 0, 50]\n");
+    }
+    TempDir dir_;
+    int n_ = 0;
+};
+
+TEST_F(Cli, TinyModelRunsAndPrintsFigures) {
+    CliResult r = run("--config " + tiny_config_file().string());
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_HAS(r.out, "prefill latency: ");
+    EXPECT_HAS(r.out, "decode throughput: ");
+    EXPECT_HAS(r.out, "total throughput: ");
+    EXPECT_HAS(r.out, "peak host memory: ");
+    EXPECT_EQ(count_files(offload()), 0u);
+}
+
+TEST_F(Cli, UnknownKey) {
+    const std::string e = expect_error("--config " + config("[run]\ngen_lenn = 4\n").string(), 2);
+    EXPECT_HAS(e, ".toml:2: run.gen_lenn: unknown key");
+    EXPECT_HAS(e, "gen_len");
+}
+
+TEST_F(Cli, WrongType) { EXPECT_HAS(expect_error("--set run.gen_len=true", 2), "expected an integer, got a boolean"); }
+
+TEST_F(Cli, PercentagesOverOneHundred) {
+    EXPECT_HAS(expect_error("--set policy.percent=[60,50,100,0,100,0]", 2), "more than 100");
+}
+
+TEST_F(Cli, MissingPluginSaysWhereItLooked) {
+    const std::string e = expect_error("--set storage.plugin=nvme9000", 3);
+    EXPECT_HAS(e, "plugin storage.nvme9000 not found");
+    EXPECT_HAS(e, "(build dir)");
+}
+
+TEST_F(Cli, LibraryThatIsNotAPlugin) {
+    EXPECT_HAS(expect_error(std::string("--set storage.plugin=") + FLEXRT_TEST_PLUGIN_DIR + "/libflexrt-storage-notaplugin.so", 3),
+               "is not a flexrt plugin");
+}
+
+TEST_F(Cli, PluginWithAnotherAbiMajor) {
+    EXPECT_HAS(expect_error(std::string("--set storage.plugin=") + FLEXRT_TEST_PLUGIN_DIR + "/libflexrt-storage-abi2.so", 3),
+               "built for flexrt ABI 2.0");
+}
+
+TEST_F(Cli, UndeclaredPluginOption) {
+    EXPECT_HAS(expect_error("--set storage.options.queue_depth=4", 2), "has no option 'queue_depth'");
+}
+
+TEST_F(Cli, MissingWeightFile) {
+    const fs::path cfg = tiny_config_file();
+    fs::remove(dir_ / "weights" / "decoder.layers.2.fc2.weight");
+    EXPECT_HAS(expect_error("--config " + cfg.string(), 3), "weight decoder.layers.2.fc2.weight: no file");
+}
+
+TEST_F(Cli, TruncatedWeightFile) {
+    const fs::path cfg = tiny_config_file();
+    fs::resize_file(dir_ / "weights" / "decoder.embed_tokens.weight", 5000);
+    EXPECT_HAS(expect_error("--config " + cfg.string(), 4), "is truncated");
+}
+
+TEST_F(Cli, WrongShapeWeightFile) {
+    const fs::path cfg = tiny_config_file();
+    std::vector<uint16_t> zeros(64 * 64);
+    write_npy((dir_ / "weights" / "decoder.layers.0.self_attn.k_proj.bias").string(), DType::f16, {64, 64}, zeros.data());
+    const std::string e = expect_error("--config " + cfg.string(), 4);
+    EXPECT_HAS(e, "decoder.layers.0.self_attn.k_proj.bias: shape (64, 64)");
+    EXPECT_HAS(e, "expected (64,)");
+}
+
+TEST_F(Cli, WrongDtypeWeightFile) {
+    const fs::path cfg = tiny_config_file();
+    std::vector<double> zeros(64);
+    write_npy((dir_ / "weights" / "decoder.layer_norm.bias").string(), DType::f64, {64}, zeros.data());
+    EXPECT_HAS(expect_error("--config " + cfg.string(), 4), "dtype float64");
+}
+
+TEST_F(Cli, OffloadDirIsAFile) {
+    write_file(dir_ / "afile", "x");
+    EXPECT_HAS(expect_error("--set storage.offload_dir=" + (dir_ / "afile").string(), 2), "is not a directory");
+}
+
+TEST_F(Cli, OffloadDirNotWritable) {
+    // /proc refuses new directories even to root.
+    EXPECT_HAS(expect_error("--set storage.offload_dir=/proc/flexrt-offload", 5), "cannot be created");
+}
+
+TEST_F(Cli, PrintConfigShowsEffectiveValuesAndPluginDefaults) {
+    CliResult r = run("--print-config --set policy.gpu_batch_size=8");
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_HAS(r.out, "gpu_batch_size = 8");
+    EXPECT_HAS(r.out, "advise_sequential = true");
+    EXPECT_HAS(r.out, "[policy.weights]");
+}
+
+TEST_F(Cli, ListPlugins) {
+    CliResult r = run("--list-plugins");
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_HAS(r.out, "storage.mmap  version 0.1.0  ABI 1.0");
+    EXPECT_HAS(r.out, "schedule.normal");
+    EXPECT_HAS(r.out, "option advise_sequential (bool, default true)");
+}
+
+TEST_F(Cli, BadCommandLine) { EXPECT_HAS(expect_error("--no-such-flag", 2), "see --help"); }
+
+}  // namespace
+}  // namespace flexrt::test

@@ -1,0 +1,114 @@
+// Shared helpers for the test suites: temporary directories, the tiny OPT fixture, a full set of tiers.
+#pragma once
+
+#include "core/src/config.hpp"
+#include "core/src/device.hpp"
+#include "core/src/host_log.hpp"
+#include "core/src/npy.hpp"
+#include "core/src/plugin_loader.hpp"
+#include "core/src/transfer.hpp"
+#include "models/opt/opt_config.hpp"
+
+#include <flexrt/storage.hpp>
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <unistd.h>
+
+namespace flexrt::test {
+
+namespace fs = std::filesystem;
+
+// A fresh directory under the system temp dir, removed with everything in it.
+class TempDir {
+public:
+    TempDir() {
+        static int n = 0;
+        path_ = fs::temp_directory_path() / ("flexrt-test-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
+        fs::remove_all(path_);
+        fs::create_directories(path_);
+    }
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(path_, ec);
+    }
+    const fs::path& path() const { return path_; }
+    fs::path operator/(const std::string& s) const { return path_ / s; }
+
+private:
+    fs::path path_;
+};
+
+inline fs::path fixture_dir() { return fs::path(FLEXRT_TEST_DATA_DIR) / "tiny_opt"; }
+
+inline void write_file(const fs::path& p, const std::string& text) {
+    std::ofstream out(p, std::ios::binary);
+    out << text;
+}
+
+inline std::string read_file(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Files left in a directory tree (regular files only).
+inline size_t count_files(const fs::path& dir) {
+    size_t n = 0;
+    std::error_code ec;
+    for (auto it = fs::recursive_directory_iterator(dir, ec); it != fs::recursive_directory_iterator(); ++it)
+        n += it->is_regular_file();
+    return n;
+}
+
+// The tiny OPT's shape, from the fixture's config.txt.
+inline opt::OptConfig tiny_config() {
+    std::map<std::string, int64_t> kv;
+    std::ifstream in(fixture_dir() / "config.txt");
+    for (std::string key, eq; in >> key >> eq;) {
+        std::string value;
+        in >> value;
+        try {
+            kv[key] = std::stoll(value);
+        } catch (...) {
+        }
+    }
+    opt::OptConfig c;
+    c.name = "tiny";
+    c.num_layers = kv.at("num_layers");
+    c.hidden_size = kv.at("hidden_size");
+    c.num_heads = kv.at("num_heads");
+    c.ffn_size = kv.at("ffn_size");
+    c.vocab_size = kv.at("vocab_size");
+    c.max_seq_len = kv.at("max_seq_len");
+    return c;
+}
+
+// A storage plugin from the build tree, created with its default options.
+inline PluginPtr<IStorage> make_storage(const std::string& name, const std::vector<SearchDir>& extra = {},
+                                        toml::table options = {}) {
+    auto search = plugin_search_path({});
+    search.insert(search.begin(), extra.begin(), extra.end());
+    PluginRef ref = find_plugin(FLEXRT_PLUGIN_KIND_STORAGE, name, search);
+    Config cfg;
+    PluginSlot slot{"storage", name, std::move(options)};
+    PluginOptions opts = resolve_plugin_options(cfg, slot, *ref.desc);
+    return create_plugin<IStorage>(ref, opts.fields);
+}
+
+// Compute device, host memory and disk, with a transfer engine.
+struct Tiers {
+    explicit Tiers(const std::string& storage_name = "mmap")
+        : storage(make_storage(storage_name)), disk(*storage, dir.path() / "offload") {}
+    TempDir dir;
+    PluginPtr<IStorage> storage;
+    MemoryDevice compute{TierKind::compute, "cpu (compute)"};
+    MemoryDevice host{TierKind::host, "host"};
+    DiskDevice disk;
+    TransferEngine transfers{2};
+};
+
+}  // namespace flexrt::test
