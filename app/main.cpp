@@ -75,6 +75,8 @@ opt::OptConfig model_config(const Config& cfg) {
         m.ffn_size = cfg.model.ffn_size;
         m.vocab_size = cfg.model.vocab_size;
         m.max_seq_len = cfg.model.max_seq_len;
+        m.word_embed_proj_dim = cfg.model.word_embed_proj_dim;
+        m.pre_layer_norm = cfg.model.pre_layer_norm;
     } else {
         m = opt::opt_config(cfg.model.name);
     }

@@ -43,7 +43,9 @@ private:
     fs::path path_;
 };
 
-inline fs::path fixture_dir() { return fs::path(FLEXRT_TEST_DATA_DIR) / "tiny_opt"; }
+// tiny_opt: the pre-LN architecture of every OPT but 350m; tiny_opt_post_ln: opt-350m's (post-LN, projected
+// embeddings).
+inline fs::path fixture_dir(const std::string& name = "tiny_opt") { return fs::path(FLEXRT_TEST_DATA_DIR) / name; }
 
 inline void write_file(const fs::path& p, const std::string& text) {
     std::ofstream out(p, std::ios::binary);
@@ -65,9 +67,9 @@ inline size_t count_files(const fs::path& dir) {
 }
 
 // The tiny OPT's shape, from the fixture's config.txt.
-inline opt::OptConfig tiny_config() {
+inline opt::OptConfig tiny_config(const std::string& fixture = "tiny_opt") {
     std::map<std::string, int64_t> kv;
-    std::ifstream in(fixture_dir() / "config.txt");
+    std::ifstream in(fixture_dir(fixture) / "config.txt");
     for (std::string key, eq; in >> key >> eq;) {
         std::string value;
         in >> value;
@@ -84,6 +86,8 @@ inline opt::OptConfig tiny_config() {
     c.ffn_size = kv.at("ffn_size");
     c.vocab_size = kv.at("vocab_size");
     c.max_seq_len = kv.at("max_seq_len");
+    if (kv.count("word_embed_proj_dim")) c.word_embed_proj_dim = kv.at("word_embed_proj_dim");
+    if (kv.count("pre_layer_norm")) c.pre_layer_norm = kv.at("pre_layer_norm") != 0;
     return c;
 }
 

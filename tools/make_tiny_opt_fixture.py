@@ -9,6 +9,9 @@ Writes into --out:
   tokens.npy          int64 (n_prompts, gen_len): HF's greedy tokens
   logits.npy          float64 (n_prompts, gen_len, vocab): HF's next-token logits at each step
 
+--variant post_ln builds the opt-350m architecture instead: post-LayerNorm layers, no final layer norm, and
+token embeddings of a smaller width projected in and out (word_embed_proj_dim != hidden_size).
+
 The reference is independent of flexrt: HF's OPTForCausalLM in float64 with the same fp16-rounded weights,
 re-run on the whole sequence at every step (no KV cache), so it checks flexrt's cache as well.
 Needs numpy, torch and transformers (the GPU machine has them).
@@ -21,17 +24,22 @@ import torch
 from transformers import OPTConfig, OPTForCausalLM
 
 LAYERS, HIDDEN, HEADS, FFN, VOCAB, MAX_SEQ = 3, 64, 4, 256, 512, 64
+PROJ = 32  # word_embed_proj_dim of the post_ln variant
 PAD = 1
 PROMPT_LENS = [5, 9, 12, 16]
 GEN_LEN = 8
 
 
-def random_weights(rng, embed_std, out_std):
+def random_weights(rng, embed_std, out_std, post_ln):
     """FlexLLMGen-named fp16 tensors. Scales are larger than HF's init so that logits are well separated."""
     w = {}
     def mat(name, shape, std):
         w[name] = (rng.standard_normal(shape) * std).astype(np.float16)
-    mat("decoder.embed_tokens.weight", (VOCAB, HIDDEN), embed_std)
+    embed_dim = PROJ if post_ln else HIDDEN
+    mat("decoder.embed_tokens.weight", (VOCAB, embed_dim), embed_std)
+    if post_ln:
+        mat("decoder.project_in.weight", (HIDDEN, PROJ), 0.3)
+        mat("decoder.project_out.weight", (PROJ, HIDDEN), 0.3)
     mat("decoder.embed_positions.weight", (MAX_SEQ + 2, HIDDEN), embed_std)
     for l in range(LAYERS):
         p = f"decoder.layers.{l}."
@@ -45,15 +53,16 @@ def random_weights(rng, embed_std, out_std):
         mat(p + "fc1.bias", (FFN,), 0.05)
         mat(p + "fc2.weight", (HIDDEN, FFN), out_std)
         mat(p + "fc2.bias", (HIDDEN,), 0.05)
-    w["decoder.layer_norm.weight"] = (1 + rng.standard_normal(HIDDEN) * 0.1).astype(np.float16)
-    mat("decoder.layer_norm.bias", (HIDDEN,), 0.05)
+    if not post_ln:
+        w["decoder.layer_norm.weight"] = (1 + rng.standard_normal(HIDDEN) * 0.1).astype(np.float16)
+        mat("decoder.layer_norm.bias", (HIDDEN,), 0.05)
     return w
 
 
-def hf_model(weights):
+def hf_model(weights, post_ln):
     cfg = OPTConfig(vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=LAYERS, ffn_dim=FFN,
-                    num_attention_heads=HEADS, max_position_embeddings=MAX_SEQ, word_embed_proj_dim=HIDDEN,
-                    do_layer_norm_before=True, pad_token_id=PAD, dropout=0.0, attention_dropout=0.0,
+                    num_attention_heads=HEADS, max_position_embeddings=MAX_SEQ,
+                    word_embed_proj_dim=PROJ if post_ln else HIDDEN, do_layer_norm_before=not post_ln, pad_token_id=PAD, dropout=0.0, attention_dropout=0.0,
                     activation_function="relu", enable_bias=True, layer_norm_elementwise_affine=True)
     model = OPTForCausalLM(cfg).double().eval()
     state = {}
@@ -74,10 +83,12 @@ def main():
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--embed-std", type=float, default=0.1)
     ap.add_argument("--out-std", type=float, default=0.3)
+    ap.add_argument("--variant", choices=["pre_ln", "post_ln"], default="pre_ln")
     args = ap.parse_args()
+    post_ln = args.variant == "post_ln"
     rng = np.random.default_rng(args.seed)
-    weights = random_weights(rng, args.embed_std, args.out_std)
-    model = hf_model(weights)
+    weights = random_weights(rng, args.embed_std, args.out_std, post_ln)
+    model = hf_model(weights, post_ln)
 
     n, plen = len(PROMPT_LENS), max(PROMPT_LENS)
     prompts = np.full((n, plen), PAD, dtype=np.int64)
@@ -112,7 +123,8 @@ def main():
     with open(os.path.join(args.out, "config.txt"), "w") as f:
         f.write(f"num_layers = {LAYERS}\nhidden_size = {HIDDEN}\nnum_heads = {HEADS}\nffn_size = {FFN}\n"
                 f"vocab_size = {VOCAB}\nmax_seq_len = {MAX_SEQ}\ngen_len = {GEN_LEN}\nseed = {args.seed}\n"
-                f"embed_std = {args.embed_std}\nout_std = {args.out_std}\n")
+                f"embed_std = {args.embed_std}\nout_std = {args.out_std}\n"
+                f"word_embed_proj_dim = {PROJ if post_ln else HIDDEN}\npre_layer_norm = {0 if post_ln else 1}\n")
     print("tokens:\n", tokens)
 
 

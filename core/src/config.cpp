@@ -60,6 +60,9 @@ const std::vector<KeySpec>& schema() {
         {"model.ffn_size", Kind::integer, int64_t{0}, "custom shape: MLP inner size", 0, 1 << 22},
         {"model.vocab_size", Kind::integer, int64_t{0}, "custom shape: vocabulary", 0, 1 << 24},
         {"model.max_seq_len", Kind::integer, int64_t{0}, "custom shape: learned positions", 0, 1 << 20},
+        {"model.word_embed_proj_dim", Kind::integer, int64_t{0},
+         "custom shape: token embedding width, projected to hidden_size (0: hidden_size)", 0, 1 << 20},
+        {"model.pre_layer_norm", Kind::boolean, true, "custom shape: pre-LN layers (false: post-LN, as opt-350m)"},
         {"run.prompt_len", Kind::integer, int64_t{128}, "tokens per prompt (dummy prompts)", 1, 1 << 20},
         {"run.gen_len", Kind::integer, int64_t{32}, "new tokens per prompt", 1, 1 << 20},
         {"run.do_sample", Kind::boolean, false, "sample with run.temperature instead of greedy argmax"},
@@ -352,6 +355,8 @@ void fill(Config& cfg, const toml::table& root) {
     cfg.model.ffn_size = r.integer("model.ffn_size");
     cfg.model.vocab_size = r.integer("model.vocab_size");
     cfg.model.max_seq_len = r.integer("model.max_seq_len");
+    cfg.model.word_embed_proj_dim = r.integer("model.word_embed_proj_dim");
+    cfg.model.pre_layer_norm = r.boolean("model.pre_layer_norm");
 
     cfg.run.prompt_len = r.integer("run.prompt_len");
     cfg.run.gen_len = r.integer("run.gen_len");

@@ -20,6 +20,8 @@ struct ModelSection {
     std::string weights;  // "dummy" or a FlexLLMGen numpy weight directory
     // Shape of a "custom" model (0 = take it from `name`).
     int64_t num_layers = 0, hidden_size = 0, num_heads = 0, ffn_size = 0, vocab_size = 0, max_seq_len = 0;
+    int64_t word_embed_proj_dim = 0;  // 0: hidden_size
+    bool pre_layer_norm = true;
 };
 
 struct RunSection {

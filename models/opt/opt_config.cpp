@@ -23,7 +23,8 @@ uint64_t OptConfig::model_bytes() const {
     const uint64_t h = hidden_size, L = num_layers, V = vocab_size, f = ffn_size;
     // attention: q,k,v,out (h*h + h each) + LN (2h); MLP: fc1 (f*h + f) + fc2 (h*f + h) + LN (2h)
     const uint64_t per_layer = 4 * (h * h + h) + 2 * h + (f * h + f) + (h * f + h) + 2 * h;
-    return 2 * (L * per_layer + V * h + (max_seq_len + 2) * h + 2 * h);
+    const uint64_t e = embed_dim(), projections = projects() ? 2 * h * e : 0, final_ln = pre_layer_norm ? 2 * h : 0;
+    return 2 * (L * per_layer + V * e + projections + (max_seq_len + 2) * h + final_ln);
 }
 
 OptConfig opt_config(const std::string& name) {
@@ -36,6 +37,10 @@ OptConfig opt_config(const std::string& name) {
             c.num_heads = r.heads;
             c.hidden_size = r.hidden;
             c.ffn_size = 4 * r.hidden;
+            if (c.name == "opt-350m") {  // the odd one: 512-wide embeddings projected to 1024, post-LN
+                c.word_embed_proj_dim = 512;
+                c.pre_layer_norm = false;
+            }
             return c;
         }
         valid += (valid.empty() ? "" : ", ") + std::string(r.name);

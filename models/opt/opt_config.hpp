@@ -14,10 +14,14 @@ struct OptConfig {
     int64_t ffn_size = 0;
     int64_t vocab_size = 50272;
     int64_t max_seq_len = 2048;  // learned positions: max_seq_len + 2 rows (OPT's offset of 2)
+    int64_t word_embed_proj_dim = 0;  // width of the token embeddings; 0 = hidden_size (all but opt-350m)
+    bool pre_layer_norm = true;       // false: post-LN layers and no final layer norm (opt-350m)
     int64_t pad_token_id = 1;
     double layer_norm_eps = 1e-5;
 
     int64_t head_dim() const { return hidden_size / num_heads; }
+    int64_t embed_dim() const { return word_embed_proj_dim ? word_embed_proj_dim : hidden_size; }
+    bool projects() const { return embed_dim() != hidden_size; }
     // Parameters in fp16 bytes (one token embedding, as FlexLLMGen's model_bytes counts them).
     uint64_t model_bytes() const;
     // K and V for `batch` sequences of `seq` tokens, fp16.

@@ -19,19 +19,28 @@ public:
     std::string name() const override { return "input_embed"; }
     bool is_input() const override { return true; }
     std::vector<WeightSpec> weights() const override {
-        return {{"decoder.embed_tokens.weight", {c_.vocab_size, c_.hidden_size}},
-                {"decoder.embed_positions.weight", {c_.max_seq_len + 2, c_.hidden_size}}};
+        std::vector<WeightSpec> w = {{"decoder.embed_tokens.weight", {c_.vocab_size, c_.embed_dim()}},
+                                     {"decoder.embed_positions.weight", {c_.max_seq_len + 2, c_.hidden_size}}};
+        if (c_.projects()) w.push_back({"decoder.project_in.weight", {c_.hidden_size, c_.embed_dim()}});
+        return w;
     }
     void forward(const LayerIO& io) const override {
-        ops::embed(io.ids, io.batch, io.seq, io.mask, io.mask_stride, io.past + io.seq, io.w[0], c_.vocab_size, io.w[1],
-                   c_.max_seq_len + 2, c_.hidden_size, io.y);
+        const int64_t rows = io.batch * io.seq, h = c_.hidden_size;
+        if (c_.projects()) {  // (rows, embed_dim) tokens, projected to (rows, h)
+            ops::embed_tokens(io.ids, rows, io.w[0], c_.vocab_size, c_.embed_dim(), io.ws.ln);
+            ops::linear(io.ws.ln, rows, c_.embed_dim(), io.w[2], nullptr, h, io.y, io.ws.wblock);
+        } else {
+            ops::embed_tokens(io.ids, rows, io.w[0], c_.vocab_size, h, io.y);
+        }
+        ops::add_positions(io.y, io.batch, io.seq, io.mask, io.mask_stride, io.past + io.seq, io.w[1], c_.max_seq_len + 2, h);
     }
 
 private:
     OptConfig c_;
 };
 
-// Pre-LN self-attention with residual: y = x + out_proj(attn(LN(x))). Weight order is FlexLLMGen's.
+// Self-attention with residual: y = x + out_proj(attn(LN(x))) (pre-LN), or y = LN(x + out_proj(attn(x)))
+// (post-LN, opt-350m). Weight order is FlexLLMGen's.
 class SelfAttention final : public Layer {
 public:
     SelfAttention(const OptConfig& c, int64_t l) : c_(c), l_(l) {}
@@ -56,10 +65,14 @@ public:
         const int64_t h = c.hidden_size, rows = io.batch * io.seq, hd = c.head_dim();
         const Workspace& ws = io.ws;
         const auto& w = io.w;
-        ops::layer_norm(io.x, rows, h, w[w0 + 8], w[w0 + 9], c.layer_norm_eps, ws.ln);
-        ops::linear(ws.ln, rows, h, w[w0 + 0], w[w0 + 1], h, ws.q, ws.wblock);
-        ops::linear(ws.ln, rows, h, w[w0 + 2], w[w0 + 3], h, ws.k, ws.wblock);
-        ops::linear(ws.ln, rows, h, w[w0 + 4], w[w0 + 5], h, ws.v, ws.wblock);
+        const float* in = io.x;
+        if (c.pre_layer_norm) {
+            ops::layer_norm(io.x, rows, h, w[w0 + 8], w[w0 + 9], c.layer_norm_eps, ws.ln);
+            in = ws.ln;
+        }
+        ops::linear(in, rows, h, w[w0 + 0], w[w0 + 1], h, ws.q, ws.wblock);
+        ops::linear(in, rows, h, w[w0 + 2], w[w0 + 3], h, ws.k, ws.wblock);
+        ops::linear(in, rows, h, w[w0 + 4], w[w0 + 5], h, ws.v, ws.wblock);
         const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
         for (int64_t i = 0; i < rows * h; ++i) ws.q[i] *= scale;
         // This step's K and V rows go to where the engine keeps them (the cache layout of each sequence).
@@ -72,6 +85,7 @@ public:
                        io.mask_stride, ws.attn);
         ops::linear(ws.attn, rows, h, w[w0 + 6], w[w0 + 7], h, io.y, ws.wblock);
         for (int64_t i = 0; i < rows * h; ++i) io.y[i] += io.x[i];
+        if (!c.pre_layer_norm) ops::layer_norm(io.y, rows, h, w[w0 + 8], w[w0 + 9], c.layer_norm_eps, io.y);
     }
 
 private:
@@ -79,7 +93,7 @@ private:
     int64_t l_;
 };
 
-// Pre-LN MLP with residual: y = x + fc2(relu(fc1(LN(x)))).
+// MLP with residual: y = x + fc2(relu(fc1(LN(x)))) (pre-LN), or y = LN(x + fc2(relu(fc1(x)))) (post-LN).
 class Mlp final : public Layer {
 public:
     Mlp(const OptConfig& c, int64_t l) : c_(c), l_(l) {}
@@ -97,10 +111,15 @@ public:
         const int64_t h = c.hidden_size, f = c.ffn_size, rows = io.batch * io.seq;
         const Workspace& ws = io.ws;
         const auto& w = io.w;
-        ops::layer_norm(io.x, rows, h, w[w0 + 4], w[w0 + 5], c.layer_norm_eps, ws.ln);
-        ops::linear(ws.ln, rows, h, w[w0 + 0], w[w0 + 1], f, ws.ffn, ws.wblock, /*relu=*/true);
+        const float* in = io.x;
+        if (c.pre_layer_norm) {
+            ops::layer_norm(io.x, rows, h, w[w0 + 4], w[w0 + 5], c.layer_norm_eps, ws.ln);
+            in = ws.ln;
+        }
+        ops::linear(in, rows, h, w[w0 + 0], w[w0 + 1], f, ws.ffn, ws.wblock, /*relu=*/true);
         ops::linear(ws.ffn, rows, f, w[w0 + 2], w[w0 + 3], h, io.y, ws.wblock);
         for (int64_t i = 0; i < rows * h; ++i) io.y[i] += io.x[i];
+        if (!c.pre_layer_norm) ops::layer_norm(io.y, rows, h, w[w0 + 4], w[w0 + 5], c.layer_norm_eps, io.y);
     }
 
 private:
@@ -138,24 +157,39 @@ private:
     Mlp mlp_;
 };
 
-// Final LN and the tied head, for the last position of each sequence only.
+// Final LN (pre-LN models), the output projection (opt-350m) and the tied head, for the last position of
+// each sequence only.
 class OutputEmbed final : public Layer {
 public:
     explicit OutputEmbed(const OptConfig& c) : c_(c) {}
     std::string name() const override { return "output_embed"; }
     bool is_output() const override { return true; }
+    // Order: embed_tokens, then [layer_norm.weight, layer_norm.bias] (pre-LN), then [project_out] (opt-350m).
     std::vector<WeightSpec> weights() const override {
         const int64_t h = c_.hidden_size;
-        return {{"decoder.layer_norm.weight", {h}},
-                {"decoder.layer_norm.bias", {h}},
-                {"decoder.embed_tokens.weight", {c_.vocab_size, h}}};
+        std::vector<WeightSpec> w = {{"decoder.embed_tokens.weight", {c_.vocab_size, c_.embed_dim()}}};
+        if (c_.pre_layer_norm) {
+            w.push_back({"decoder.layer_norm.weight", {h}});
+            w.push_back({"decoder.layer_norm.bias", {h}});
+        }
+        if (c_.projects()) w.push_back({"decoder.project_out.weight", {c_.embed_dim(), h}});
+        return w;
     }
     void forward(const LayerIO& io) const override {
         const int64_t h = c_.hidden_size;
-        for (int64_t b = 0; b < io.batch; ++b)  // (batch, h): last position of each sequence
-            std::memcpy(io.ws.attn + b * h, io.x + ((b + 1) * io.seq - 1) * h, h * 4);
-        ops::layer_norm(io.ws.attn, io.batch, h, io.w[0], io.w[1], c_.layer_norm_eps, io.ws.ln);
-        ops::linear(io.ws.ln, io.batch, h, io.w[2], nullptr, c_.vocab_size, io.y, io.ws.wblock);
+        float* last = io.ws.attn;  // (batch, h): the last position of each sequence
+        for (int64_t b = 0; b < io.batch; ++b) std::memcpy(last + b * h, io.x + ((b + 1) * io.seq - 1) * h, h * 4);
+        size_t next = 1;
+        if (c_.pre_layer_norm) {
+            ops::layer_norm(last, io.batch, h, io.w[1], io.w[2], c_.layer_norm_eps, io.ws.ln);
+            last = io.ws.ln;
+            next = 3;
+        }
+        if (c_.projects()) {  // (batch, h) -> (batch, embed_dim)
+            ops::linear(last, io.batch, h, io.w[next], nullptr, c_.embed_dim(), io.ws.q, io.ws.wblock);
+            last = io.ws.q;
+        }
+        ops::linear(last, io.batch, c_.embed_dim(), io.w[0], nullptr, c_.vocab_size, io.y, io.ws.wblock);
     }
 
 private:

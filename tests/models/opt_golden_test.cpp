@@ -23,14 +23,17 @@ struct Fixture {
     int64_t n = 0, prompt_len = 0, gen_len = 0, vocab = 0;
 };
 
-const Fixture& fixture() {
-    static const Fixture f = [] {
+const Fixture& fixture(const std::string& name = "tiny_opt") {
+    static std::map<std::string, Fixture> cache;
+    if (auto it = cache.find(name); it != cache.end()) return it->second;
+    return cache[name] = [&] {
         Fixture f;
         Shape ps, ls, ts, gs;
-        std::string p = read_npy((fixture_dir() / "prompts.npy").string(), DType::i64, &ps);
-        std::string l = read_npy((fixture_dir() / "prompt_lens.npy").string(), DType::i64, &ls);
-        std::string t = read_npy((fixture_dir() / "tokens.npy").string(), DType::i64, &ts);
-        std::string g = read_npy((fixture_dir() / "logits.npy").string(), DType::f64, &gs);
+        const fs::path dir = fixture_dir(name);
+        std::string p = read_npy((dir / "prompts.npy").string(), DType::i64, &ps);
+        std::string l = read_npy((dir / "prompt_lens.npy").string(), DType::i64, &ls);
+        std::string t = read_npy((dir / "tokens.npy").string(), DType::i64, &ts);
+        std::string g = read_npy((dir / "logits.npy").string(), DType::f64, &gs);
         f.n = ps[0], f.prompt_len = ps[1], f.gen_len = ts[1], f.vocab = gs[2];
         const auto* pv = reinterpret_cast<const int64_t*>(p.data());
         const auto* lv = reinterpret_cast<const int64_t*>(l.data());
@@ -43,7 +46,6 @@ const Fixture& fixture() {
         f.logits.assign(reinterpret_cast<const double*>(g.data()), reinterpret_cast<const double*>(g.data()) + numel(gs));
         return f;
     }();
-    return f;
 }
 
 PluginPtr<IScheduler> make_schedule(const std::string& name) {
@@ -60,10 +62,11 @@ struct PolicyCase {
 
 std::ostream& operator<<(std::ostream& os, const PolicyCase& c) { return os << c.name; }
 
-class GoldenTest : public ::testing::TestWithParam<PolicyCase> {};
+class GoldenTest : public ::testing::TestWithParam<std::tuple<std::string, PolicyCase>> {};
 
-GenerationResult run_case(const PolicyCase& c, opt::WeightSource* source = nullptr, GenerateOptions go = {}) {
-    const Fixture& f = fixture();
+GenerationResult run_case(const PolicyCase& c, opt::WeightSource* source = nullptr, GenerateOptions go = {},
+                          const std::string& name = "tiny_opt") {
+    const Fixture& f = fixture(name);
     Tiers t;
     Policy p;
     p.gpu_batch_size = c.gbs;
@@ -72,8 +75,8 @@ GenerationResult run_case(const PolicyCase& c, opt::WeightSource* source = nullp
     p.cache = c.cache;
     p.activations = c.activations;
     p.separate_attention_mlp = c.separate;
-    opt::NumpyDirWeights numpy(fixture_dir() / "weights", t.disk);
-    Engine engine(tiny_config(), p, f.prompt_len, f.gen_len, {t.compute, t.host, t.disk, t.transfers},
+    opt::NumpyDirWeights numpy(fixture_dir(name) / "weights", t.disk);
+    Engine engine(tiny_config(name), p, f.prompt_len, f.gen_len, {t.compute, t.host, t.disk, t.transfers},
                   source ? *source : numpy);
     go.record_logits = true;
     auto schedule = make_schedule("normal");
@@ -81,8 +84,9 @@ GenerationResult run_case(const PolicyCase& c, opt::WeightSource* source = nullp
 }
 
 TEST_P(GoldenTest, MatchesTransformers) {
-    const Fixture& f = fixture();
-    GenerationResult r = run_case(GetParam());
+    const auto& [name, policy] = GetParam();
+    const Fixture& f = fixture(name);
+    GenerationResult r = run_case(policy, nullptr, {}, name);
     ASSERT_EQ(r.tokens.size(), static_cast<size_t>(f.n * f.gen_len));
     ASSERT_EQ(r.logits.size(), f.logits.size());
     double worst = 0;
@@ -102,7 +106,7 @@ const TierShare kAllGpu{100, 0}, kAllCpu{0, 100}, kAllDisk{0, 0};
 
 INSTANTIATE_TEST_SUITE_P(
     Policies, GoldenTest,
-    ::testing::Values(PolicyCase{"all_on_compute", 4, 1, kAllGpu, kAllGpu, kAllGpu},
+    ::testing::Combine(::testing::Values("tiny_opt", "tiny_opt_post_ln"), ::testing::Values(PolicyCase{"all_on_compute", 4, 1, kAllGpu, kAllGpu, kAllGpu},
                       PolicyCase{"weights_on_disk", 4, 1, kAllDisk, kAllGpu, kAllGpu},
                       PolicyCase{"weights_on_cpu", 2, 2, kAllCpu, kAllGpu, kAllGpu},
                       PolicyCase{"cache_on_cpu", 4, 1, kAllGpu, kAllCpu, kAllGpu},
@@ -111,8 +115,8 @@ INSTANTIATE_TEST_SUITE_P(
                       PolicyCase{"activations_on_cpu", 1, 4, kAllGpu, kAllGpu, kAllCpu},
                       PolicyCase{"split_everything", 4, 1, {30, 40}, {50, 25}, {25, 50}},
                       PolicyCase{"split_fused_layers", 2, 2, {10, 60}, {50, 0}, {0, 50}, false},
-                      PolicyCase{"all_on_disk_fused", 1, 4, kAllDisk, kAllDisk, kAllDisk, false}),
-    [](const auto& info) { return info.param.name; });
+                      PolicyCase{"all_on_disk_fused", 1, 4, kAllDisk, kAllDisk, kAllDisk, false})),
+    [](const auto& info) { return std::get<0>(info.param) + "_" + std::get<1>(info.param).name; });
 
 // Dummy weights take the offload-file path for disk-homed weights (no files to read from): the tokens and
 // the logits must be identical to the all-on-compute run, byte for byte, since placement changes no math.

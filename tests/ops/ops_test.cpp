@@ -131,19 +131,29 @@ TEST(Attention, FullyMaskedRowIsFinite) {
 }
 
 TEST(Embedding, PositionsSkipLeftPadding) {
-    const int64_t h = 2, vocab = 4, npos = 8;
-    std::vector<uint16_t> tok(vocab * h, float_to_half(0)), pos(npos * h);
+    const int64_t h = 2, npos = 8;
+    std::vector<uint16_t> pos(npos * h);
     for (int64_t p = 0; p < npos; ++p) pos[p * h] = pos[p * h + 1] = float_to_half(static_cast<float>(p));
-    const int32_t ids[3] = {1, 2, 3};
-    const uint8_t mask[4] = {0, 1, 1, 1};  // one pad, then three real tokens; decode step: seq 1
-    std::vector<float> out(3 * h);
-    embed(ids, 1, 3, mask, 4, 3, tok.data(), vocab, pos.data(), npos, h, out.data());
-    EXPECT_EQ(out[0], 1.0f);  // pad -> position 1
-    EXPECT_EQ(out[2], 2.0f);  // first real token -> 2
-    EXPECT_EQ(out[4], 3.0f);
-    embed(ids + 2, 1, 1, mask, 4, 4, tok.data(), vocab, pos.data(), npos, h, out.data());
-    EXPECT_EQ(out[0], 4.0f);  // third real token
-    EXPECT_THROW(embed(ids, 1, 1, mask, 4, 4, tok.data(), 1, pos.data(), npos, h, out.data()), std::exception);
+    const uint8_t mask[4] = {0, 1, 1, 1};  // one pad, then three real tokens; then a decode step (seq 1)
+    std::vector<float> out(3 * h, 0.5f);
+    add_positions(out.data(), 1, 3, mask, 4, 3, pos.data(), npos, h);
+    EXPECT_EQ(out[0], 1.5f);  // pad -> position 1
+    EXPECT_EQ(out[2], 2.5f);  // first real token -> 2
+    EXPECT_EQ(out[4], 3.5f);
+    std::fill(out.begin(), out.end(), 0.0f);
+    add_positions(out.data(), 1, 1, mask, 4, 4, pos.data(), npos, h);
+    EXPECT_EQ(out[0], 4.0f);  // the third real token
+    EXPECT_THROW(add_positions(out.data(), 1, 1, mask, 4, 4, pos.data(), 4, h), std::exception);
+}
+
+TEST(Embedding, TokensAndVocabularyCheck) {
+    std::vector<uint16_t> tok = {float_to_half(1), float_to_half(2), float_to_half(3), float_to_half(4)};  // (2, 2)
+    const int32_t ids[2] = {1, 0};
+    std::vector<float> out(4);
+    embed_tokens(ids, 2, tok.data(), 2, 2, out.data());
+    EXPECT_EQ(out, (std::vector<float>{3, 4, 1, 2}));
+    const int32_t bad = 2;
+    EXPECT_THROW(embed_tokens(&bad, 1, tok.data(), 2, 2, out.data()), std::exception);
 }
 
 TEST(Sampling, ArgmaxTiesAndTemperature) {
