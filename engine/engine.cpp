@@ -1,5 +1,7 @@
 #include "engine.hpp"
 
+#include "core/src/tensor_handle.hpp"
+
 #include "ops/attention.hpp"
 #include "ops/linear.hpp"
 #include "ops/sampling.hpp"
@@ -92,16 +94,12 @@ struct Engine::Impl {
 
     // --- weights: each layer's tensors form one blob, split byte-exactly: [0, gpu_end) on the compute
     // device, [gpu_end, cpu_end) in host memory, the rest on disk (an offload file or the weight files).
-    struct Extent {
-        Buffer* file;
-        uint64_t file_offset, blob_offset, bytes;
-    };
     struct WeightHome {
-        std::vector<uint64_t> offsets;
-        uint64_t total = 0, gpu_end = 0, cpu_end = 0;
-        uint64_t copy_from = 0;  // slot covers [copy_from, total): gpu_end moved back to its tensor's start
+        std::vector<TensorHandle> tensors;
+        std::vector<uint64_t> offsets;  // of each tensor in the blob
+        uint64_t total = 0, gpu_end = 0;
+        uint64_t copy_from = 0;  // the slot covers [copy_from, total): gpu_end moved back to its tensor's start
         std::unique_ptr<Buffer> resident, host, disk;
-        std::vector<Extent> extents;
         bool fully_resident() const { return gpu_end == total; }
     };
     std::vector<WeightHome> weights;
@@ -200,52 +198,55 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
     for (size_t j = 0; j < layers_.size(); ++j) {
         const auto specs = layers_[j]->weights();
         Impl::WeightHome w;
-        std::vector<uint64_t> sizes;
         for (const auto& s : specs) {
             w.total = (w.total + kTensorAlign - 1) / kTensorAlign * kTensorAlign;
             w.offsets.push_back(w.total);
-            sizes.push_back(numel(s.shape) * 2);
-            w.total += sizes.back();
+            w.tensors.push_back({s.name, DType::f16, s.shape, {}});
+            w.total += w.tensors.back().bytes();
         }
         w.gpu_end = split_point(w.total, policy.weights.gpu);
-        w.cpu_end = std::max(w.gpu_end, split_point(w.total, policy.weights.gpu + policy.weights.cpu));
-        w.copy_from = w.gpu_end;
-        for (size_t n = 0; n < specs.size(); ++n)
-            if (w.offsets[n] < w.gpu_end && w.gpu_end < w.offsets[n] + sizes[n]) w.copy_from = w.offsets[n];
+        const uint64_t cpu_end = std::max(w.gpu_end, split_point(w.total, policy.weights.gpu + policy.weights.cpu));
         const std::string what = "weights of layer " + std::to_string(j) + " (" + layers_[j]->name() + ")";
         if (w.gpu_end) w.resident = tiers.compute.allocate(w.gpu_end, what);
-        if (w.cpu_end > w.gpu_end) w.host = tiers.host.allocate(w.cpu_end - w.gpu_end, what);
-        // The disk part reads straight from the weight files when it can, else from an offload file.
+        if (cpu_end > w.gpu_end) w.host = tiers.host.allocate(cpu_end - w.gpu_end, what);
+        // The disk part reads straight from the weight files when they exist, else from an offload file.
         bool direct = true;
         for (size_t n = 0; n < specs.size(); ++n)
-            if (w.offsets[n] + sizes[n] > w.cpu_end && !source.locate(specs[n])) direct = false;
-        if (w.total > w.cpu_end && !direct) {
-            w.disk = tiers.disk.allocate(w.total - w.cpu_end, "weights-" + layers_[j]->name());
-            w.extents.push_back({w.disk.get(), 0, w.cpu_end, w.total - w.cpu_end});
-        }
+            if (w.offsets[n] + w.tensors[n].bytes() > cpu_end && !source.locate(specs[n])) direct = false;
+        if (w.total > cpu_end && !direct) w.disk = tiers.disk.allocate(w.total - cpu_end, "weights-" + layers_[j]->name());
+
+        w.copy_from = w.gpu_end;
         for (size_t n = 0; n < specs.size(); ++n) {
-            const uint64_t a = w.offsets[n], b = a + sizes[n];
-            if (a < w.cpu_end || !direct) {  // some of it is resident or in host memory, or materialised
-                staging.resize(sizes[n]);
-                source.read(specs[n], staging.data());
-            }
-            auto piece = [&](uint64_t lo, uint64_t hi, auto&& put) {
+            TensorHandle& t = w.tensors[n];
+            const uint64_t a = w.offsets[n], b = a + t.bytes();
+            if (a < w.gpu_end && w.gpu_end < b) w.copy_from = a;
+            auto cut = [&](uint64_t lo, uint64_t hi, Buffer* buf, uint64_t buf_base) {
                 lo = std::max(lo, a), hi = std::min(hi, b);
-                if (lo < hi) put(lo, hi);
+                if (lo < hi) t.segments.push_back({buf, lo - buf_base, hi - lo, lo - a});
             };
-            piece(0, w.gpu_end, [&](uint64_t lo, uint64_t hi) { std::memcpy(w.resident->data() + lo, staging.data() + (lo - a), hi - lo); });
-            piece(w.gpu_end, w.cpu_end, [&](uint64_t lo, uint64_t hi) {
-                std::memcpy(w.host->data() + (lo - w.gpu_end), staging.data() + (lo - a), hi - lo);
-            });
-            piece(w.cpu_end, w.total, [&](uint64_t lo, uint64_t hi) {
-                if (direct) {
-                    opt::FileLocation loc = *source.locate(specs[n]);
-                    w.extents.push_back({loc.file, loc.offset + (lo - a), lo, hi - lo});
-                } else {
-                    Status s = disk_write(static_cast<DiskBuffer&>(*w.disk), lo - w.cpu_end, staging.data() + (lo - a), hi - lo);
-                    if (!s.is_ok()) FLEXRT_THROW(s.code(), "placing " + specs[n].name + " on disk: " + s.message());
+            cut(0, w.gpu_end, w.resident.get(), 0);
+            cut(w.gpu_end, cpu_end, w.host.get(), w.gpu_end);
+            if (direct) {
+                if (b > cpu_end) {
+                    const opt::FileLocation loc = *source.locate(specs[n]);
+                    const uint64_t lo = std::max(a, cpu_end);
+                    t.segments.push_back({loc.file, loc.offset + (lo - a), b - lo, lo - a});
                 }
-            });
+            } else {
+                cut(cpu_end, w.total, w.disk.get(), cpu_end);
+            }
+            // Fill every segment that is not the weight file itself.
+            if (a >= cpu_end && direct) continue;
+            staging.resize(t.bytes());
+            source.read(specs[n], staging.data());
+            for (const Segment& seg : t.segments) {
+                if (seg.buffer->data()) {
+                    std::memcpy(seg.buffer->data() + seg.offset, staging.data() + seg.at, seg.bytes);
+                } else if (seg.buffer == w.disk.get()) {
+                    Status s = disk_write(static_cast<DiskBuffer&>(*seg.buffer), seg.offset, staging.data() + seg.at, seg.bytes);
+                    if (!s.is_ok()) FLEXRT_THROW(s.code(), "placing " + t.name + " on disk: " + s.message());
+                }
+            }
         }
         if (!w.fully_resident()) slot_bytes = std::max(slot_bytes, w.total - w.copy_from);
         m.weights.push_back(std::move(w));
@@ -384,13 +385,13 @@ flexrt_status Engine::load_weight(int32_t i, int32_t j, int32_t k) noexcept {
         const int s = j % 2;
         Buffer* slot = m.weight_slot[s].get();
         std::vector<Event> ev;
-        const std::vector<Event> after = {m.weight_ready[s]};
-        if (w.copy_from < w.gpu_end)
-            ev.push_back(m.tiers.transfers.copy({slot, 0, w.gpu_end - w.copy_from}, {w.resident.get(), w.copy_from, w.gpu_end - w.copy_from}, after));
-        if (w.cpu_end > w.gpu_end)
-            ev.push_back(m.tiers.transfers.copy({slot, w.gpu_end - w.copy_from, w.cpu_end - w.gpu_end}, {w.host.get(), 0, w.cpu_end - w.gpu_end}, after));
-        for (const auto& e : w.extents)
-            ev.push_back(m.tiers.transfers.copy({slot, e.blob_offset - w.copy_from, e.bytes}, {e.file, e.file_offset, e.bytes}, after));
+        const std::vector<Event> after = {m.weight_ready[s]};  // the slot's previous fill, if still running
+        for (size_t n = 0; n < w.tensors.size(); ++n) {
+            if (w.offsets[n] < w.copy_from) continue;  // wholly resident: used in place
+            for (const Segment& seg : w.tensors[n].segments)
+                ev.push_back(m.tiers.transfers.copy({slot, w.offsets[n] + seg.at - w.copy_from, seg.bytes},
+                                                    {seg.buffer, seg.offset, seg.bytes}, after));
+        }
         m.weight_ready[s] = m.join(std::move(ev));
         m.weight_tag[s] = {i, j, 0};
         return Status::ok();
@@ -471,8 +472,10 @@ flexrt_status Engine::compute_layer(int32_t i, int32_t j, int32_t k) noexcept {
             need(m.weight_tag[j % 2], Tag{i, j, 0}, "load_weight");
             wait(m.weight_ready[j % 2]);
         }
-        for (uint64_t off : w.offsets) {
-            const std::byte* p = off < w.copy_from ? w.resident->data() + off : m.weight_slot[j % 2]->data() + (off - w.copy_from);
+        for (size_t n = 0; n < w.tensors.size(); ++n) {
+            const std::byte* p = w.offsets[n] < w.copy_from ? w.tensors[n].resident_on(TierKind::compute)
+                                                            : m.weight_slot[j % 2]->data() + (w.offsets[n] - w.copy_from);
+            FLEXRT_ASSERT(p);
             io.w.push_back(reinterpret_cast<const uint16_t*>(p));
         }
         // Input, output, mask.
