@@ -68,9 +68,12 @@ TEST(LayerNorm, MatchesFloat64) {
     }
 }
 
-TEST(Linear, MatchesFloat64WithBiasReluAndBlocking) {
+// Few rows take the fused fp16 GEMV path, many rows the blocked BLAS path: both against float64.
+class Linear : public ::testing::TestWithParam<int64_t> {};
+
+TEST_P(Linear, MatchesFloat64WithBiasReluAndBlocking) {
     std::mt19937 rng(2);
-    const int64_t rows = 7, in = 300, out = 20000;  // out * in > one weight block: exercises blocking
+    const int64_t rows = GetParam(), in = 300, out = 20000;  // out * in > one weight block: exercises blocking
     auto x = random_float(rows * in, rng);
     auto w = random_half(out * in, rng, 0.1f), b = random_half(out, rng);
     std::vector<float> y(rows * out), scratch(linear_scratch_floats(in));
@@ -82,6 +85,8 @@ TEST(Linear, MatchesFloat64WithBiasReluAndBlocking) {
             ASSERT_NEAR(y[r * out + o], std::max(acc, 0.0), 1e-4) << r << "," << o;
         }
 }
+
+INSTANTIATE_TEST_SUITE_P(Rows, Linear, ::testing::Values(1, 7, 9, 33));
 
 TEST(Attention, MatchesFloat64WithCacheMaskAndCausality) {
     std::mt19937 rng(3);
