@@ -3,6 +3,7 @@
 #include "core/src/config.hpp"
 #include "core/src/device.hpp"
 #include "core/src/host_log.hpp"
+#include "core/src/interrupt.hpp"
 #include "core/src/memory_stats.hpp"
 #include "core/src/plugin_loader.hpp"
 #include "core/src/transfer.hpp"
@@ -37,6 +38,7 @@ int exit_code(flexrt_status s) {
     case FLEXRT_STATUS_IO_ERROR: return 5;
     case FLEXRT_STATUS_NO_SPACE: return 5;
     case FLEXRT_STATUS_OUT_OF_MEMORY: return 6;
+    case FLEXRT_STATUS_CANCELLED: return 130;  // the shell's code for SIGINT
     default: return 1;
     }
 }
@@ -186,6 +188,7 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    install_interrupt_handlers();
     try {
         return run(argc, argv);
     } catch (const Error& e) {

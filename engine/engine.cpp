@@ -1,5 +1,6 @@
 #include "engine.hpp"
 
+#include "core/src/interrupt.hpp"
 #include "core/src/tensor_handle.hpp"
 
 #include "ops/attention.hpp"
@@ -152,6 +153,10 @@ struct Engine::Impl {
     template <typename F>
     flexrt_status guard(F&& f) noexcept {
         try {
+            if (interrupted()) {
+                error = "interrupted by a signal";
+                return FLEXRT_STATUS_CANCELLED;
+            }
             Status s = f();
             if (s.is_ok()) return FLEXRT_STATUS_OK;
             error = s.message();
@@ -196,6 +201,7 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
     const auto t0 = Clock::now();
     std::vector<std::byte> staging;
     for (size_t j = 0; j < layers_.size(); ++j) {
+        if (interrupted()) FLEXRT_THROW(FLEXRT_STATUS_CANCELLED, "interrupted by a signal while placing weights");
         const auto specs = layers_[j]->weights();
         Impl::WeightHome w;
         for (const auto& s : specs) {

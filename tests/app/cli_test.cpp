@@ -155,3 +155,23 @@ TEST_F(Cli, BadCommandLine) { EXPECT_HAS(expect_error("--no-such-flag", 2), "see
 
 }  // namespace
 }  // namespace flexrt::test
+
+namespace flexrt::test {
+namespace {
+
+// SIGINT in the middle of a run: the run stops within a step, exits 130, and removes its offload files.
+TEST(CliSignal, InterruptCleansUp) {
+    TempDir dir;
+    write_file(dir / "run.sh", std::string(FLEXRT_BINARY) + " --set storage.offload_dir=" + (dir / "offload").string() +
+                                   " --set run.gen_len=200 --set run.prompt_len=64 >" + (dir / "out").string() + " 2>" +
+                                   (dir / "err").string() + " &\npid=$!\nfor i in $(seq 600); do grep -q 'decode step' " +
+                                   (dir / "err").string() + " && break; sleep 0.1; done\nkill -INT $pid\nwait $pid\n");
+    const int status = std::system(("bash " + (dir / "run.sh").string()).c_str());
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 130) << read_file(dir / "err");
+    EXPECT_NE(read_file(dir / "err").find("interrupted"), std::string::npos) << read_file(dir / "err");
+    EXPECT_EQ(count_files(dir / "offload"), 0u);
+}
+
+}  // namespace
+}  // namespace flexrt::test
