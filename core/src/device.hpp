@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <string>
 
 namespace flexrt {
@@ -104,8 +105,11 @@ public:
     uint64_t file() const noexcept { return file_; }
     const std::filesystem::path& path() const noexcept { return path_; }
     IStorage& storage() const noexcept { return disk_.storage(); }
+    // Held by read-modify-write of misaligned writes: two of them may share a block.
+    std::mutex& rmw_mutex() noexcept { return rmw_mutex_; }
 
 private:
+    std::mutex rmw_mutex_;
     DiskDevice& disk_;
     std::filesystem::path path_;
     uint64_t file_;

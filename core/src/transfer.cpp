@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 
 namespace flexrt {
 
@@ -73,28 +74,13 @@ std::string io_where(const DiskBuffer& d, uint64_t offset, uint64_t bytes) {
     return d.path().string() + " at offset " + std::to_string(offset) + ", " + std::to_string(bytes) + " bytes";
 }
 
-// Reads or writes `bytes` at `offset` of a disk buffer from/to host memory, in chunks, checking every
-// request's status and byte count.
-Status disk_io(DiskBuffer& d, flexrt_io_op op, uint64_t offset, std::byte* mem, uint64_t bytes) {
+uint64_t round_down(uint64_t x, uint64_t a) { return x / a * a; }
+uint64_t round_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
+
+// Submits aligned I/O in kChunk requests, all in flight at once, and checks every completion. A read may
+// reach past the end of the file (aligned tails): only the bytes before the end must arrive.
+Status submit_aligned(DiskBuffer& d, flexrt_io_op op, uint64_t offset, std::byte* mem, uint64_t bytes) {
     IStorage& st = d.storage();
-    const uint64_t align = st.required_alignment();
-    const bool aligned = align <= 1 || (offset % align == 0 && bytes % align == 0 &&
-                                        reinterpret_cast<uintptr_t>(mem) % align == 0);
-    if (!aligned) {
-        if (op == FLEXRT_IO_OP_WRITE)
-            return {FLEXRT_STATUS_UNSUPPORTED, "unaligned write to " + io_where(d, offset, bytes) +
-                                                   " (the storage plugin needs " + std::to_string(align) + "-byte alignment)"};
-        // Bounce: read the aligned range that covers the request, then copy the part asked for.
-        uint64_t start = offset / align * align;
-        uint64_t end = std::min((offset + bytes + align - 1) / align * align, (d.bytes() + align - 1) / align * align);
-        std::unique_ptr<std::byte, decltype(&std::free)> bounce(
-            static_cast<std::byte*>(std::aligned_alloc(align, end - start)), &std::free);
-        if (!bounce) return {FLEXRT_STATUS_OUT_OF_MEMORY, "no memory for a bounce buffer reading " + io_where(d, offset, bytes)};
-        Status s = disk_io(d, op, start, bounce.get(), end - start);
-        if (!s.is_ok()) return s;
-        std::memcpy(mem, bounce.get() + (offset - start), bytes);
-        return Status::ok();
-    }
     std::vector<flexrt_io_request> reqs;
     for (uint64_t done = 0; done < bytes; done += kChunk) {
         flexrt_io_request r{};
@@ -115,28 +101,72 @@ Status disk_io(DiskBuffer& d, flexrt_io_op op, uint64_t offset, std::byte* mem, 
     s = st.wait(ptrs.data(), static_cast<uint32_t>(ptrs.size()));
     if (s != FLEXRT_STATUS_OK) return {s, verb + io_where(d, offset, bytes) + ": wait failed: " + take_last_plugin_error()};
     for (const auto& r : reqs) {
-        if (r.status != FLEXRT_STATUS_OK || r.bytes_done != r.bytes) {
+        const uint64_t needed = op == FLEXRT_IO_OP_WRITE ? r.bytes : std::min(r.bytes, d.bytes() > r.offset ? d.bytes() - r.offset : 0);
+        if (r.status != FLEXRT_STATUS_OK || r.bytes_done < needed) {
             std::string why = r.sys_errno ? errno_text(r.sys_errno)
                                           : std::string(flexrt_status_name(r.status)) + ", " + std::to_string(r.bytes_done) +
-                                                " of " + std::to_string(r.bytes) + " bytes transferred";
-            return {r.status != FLEXRT_STATUS_OK ? r.status : FLEXRT_STATUS_IO_ERROR,
-                    verb + io_where(d, r.offset, r.bytes) + ": " + why};
+                                                " of " + std::to_string(needed) + " bytes transferred";
+            return {r.status != FLEXRT_STATUS_OK ? r.status : FLEXRT_STATUS_IO_ERROR, verb + io_where(d, r.offset, r.bytes) + ": " + why};
         }
+    }
+    return Status::ok();
+}
+
+// Reads or writes `bytes` at `offset` of a disk buffer from/to host memory. Transfers the storage plugin
+// cannot take as they are (offset, length or address not aligned) go through a staging buffer: reads of
+// the aligned range that covers them, and read-modify-write for writes (serialised per file, since two
+// writes may share a block).
+Status disk_io(DiskBuffer& d, flexrt_io_op op, uint64_t offset, std::byte* mem, uint64_t bytes, StagingPool* pool) {
+    const uint64_t align = std::max<uint64_t>(1, d.storage().required_alignment());
+    if (offset % align == 0 && bytes % align == 0 && reinterpret_cast<uintptr_t>(mem) % align == 0)
+        return submit_aligned(d, op, offset, mem, bytes);
+    if (align > StagingPool::kAlignment || StagingPool::kAlignment % align)
+        return {FLEXRT_STATUS_UNSUPPORTED, "the storage plugin needs " + std::to_string(align) +
+                                               "-byte alignment, more than the staging pool's " +
+                                               std::to_string(StagingPool::kAlignment)};
+    std::optional<StagingPool> local;  // tools and tests without a transfer engine
+    if (!pool) pool = &local.emplace(std::min<uint64_t>(round_up(bytes, align) + 2 * align, 8ull << 20), 1);
+    StagingPool::Lease lease = pool->acquire();
+    const uint64_t window = round_down(lease.bytes(), align);
+    std::unique_lock<std::mutex> rmw;
+    if (op == FLEXRT_IO_OP_WRITE) rmw = std::unique_lock<std::mutex>(d.rmw_mutex());
+    const uint64_t end = offset + bytes;
+    for (uint64_t pos = round_down(offset, align); pos < end; pos += window) {
+        const uint64_t wend = std::min(pos + window, round_up(end, align));
+        const uint64_t a = std::max(pos, offset), b = std::min(wend, end);
+        std::byte* stage = lease.data();
+        if (op == FLEXRT_IO_OP_READ) {
+            Status s = submit_aligned(d, op, pos, stage, wend - pos);
+            if (!s.is_ok()) return s;
+            std::memcpy(mem + (a - offset), stage + (a - pos), b - a);
+            continue;
+        }
+        // Keep the bytes of partial boundary blocks: read them first (zeros past the end of the file).
+        for (uint64_t blk : {pos, wend - align}) {
+            if ((blk == pos && a > pos) || (blk == wend - align && b < wend)) {
+                std::memset(stage + (blk - pos), 0, align);
+                Status s = submit_aligned(d, FLEXRT_IO_OP_READ, blk, stage + (blk - pos), align);
+                if (!s.is_ok()) return s;
+            }
+        }
+        std::memcpy(stage + (a - pos), mem + (a - offset), b - a);
+        Status s = submit_aligned(d, op, pos, stage, wend - pos);
+        if (!s.is_ok()) return s;
     }
     return Status::ok();
 }
 
 }  // namespace
 
-Status disk_read(DiskBuffer& file, uint64_t offset, std::byte* mem, uint64_t bytes) {
-    return disk_io(file, FLEXRT_IO_OP_READ, offset, mem, bytes);
+Status disk_read(DiskBuffer& file, uint64_t offset, std::byte* mem, uint64_t bytes, StagingPool* pool) {
+    return disk_io(file, FLEXRT_IO_OP_READ, offset, mem, bytes, pool);
 }
 
-Status disk_write(DiskBuffer& file, uint64_t offset, const std::byte* mem, uint64_t bytes) {
-    return disk_io(file, FLEXRT_IO_OP_WRITE, offset, const_cast<std::byte*>(mem), bytes);
+Status disk_write(DiskBuffer& file, uint64_t offset, const std::byte* mem, uint64_t bytes, StagingPool* pool) {
+    return disk_io(file, FLEXRT_IO_OP_WRITE, offset, const_cast<std::byte*>(mem), bytes, pool);
 }
 
-Status copy_now(View dst, View src) {
+Status copy_now(View dst, View src, StagingPool* pool) {
     FLEXRT_ASSERT(dst.bytes == src.bytes && dst.buffer && src.buffer);
     FLEXRT_ASSERT(dst.offset + dst.bytes <= dst.buffer->bytes() && src.offset + src.bytes <= src.buffer->bytes());
     if (dst.bytes == 0) return Status::ok();
@@ -146,15 +176,14 @@ Status copy_now(View dst, View src) {
         std::memmove(d + dst.offset, s + src.offset, dst.bytes);
         return Status::ok();
     }
-    if (d) return disk_io(static_cast<DiskBuffer&>(*src.buffer), FLEXRT_IO_OP_READ, src.offset, d + dst.offset, dst.bytes);
-    if (s) return disk_io(static_cast<DiskBuffer&>(*dst.buffer), FLEXRT_IO_OP_WRITE, dst.offset, s + src.offset, dst.bytes);
+    if (d) return disk_io(static_cast<DiskBuffer&>(*src.buffer), FLEXRT_IO_OP_READ, src.offset, d + dst.offset, dst.bytes, pool);
+    if (s) return disk_io(static_cast<DiskBuffer&>(*dst.buffer), FLEXRT_IO_OP_WRITE, dst.offset, s + src.offset, dst.bytes, pool);
     // disk to disk: through host memory, a chunk at a time
-    std::unique_ptr<std::byte, decltype(&std::free)> tmp(static_cast<std::byte*>(std::aligned_alloc(4096, kChunk)), &std::free);
-    if (!tmp) return {FLEXRT_STATUS_OUT_OF_MEMORY, "no memory for a disk-to-disk copy"};
-    for (uint64_t done = 0; done < dst.bytes; done += kChunk) {
-        uint64_t n = std::min(kChunk, dst.bytes - done);
-        Status st = disk_io(static_cast<DiskBuffer&>(*src.buffer), FLEXRT_IO_OP_READ, src.offset + done, tmp.get(), n);
-        if (st.is_ok()) st = disk_io(static_cast<DiskBuffer&>(*dst.buffer), FLEXRT_IO_OP_WRITE, dst.offset + done, tmp.get(), n);
+    std::vector<std::byte> tmp(std::min<uint64_t>(kChunk, dst.bytes));
+    for (uint64_t done = 0; done < dst.bytes; done += tmp.size()) {
+        const uint64_t n = std::min<uint64_t>(tmp.size(), dst.bytes - done);
+        Status st = disk_io(static_cast<DiskBuffer&>(*src.buffer), FLEXRT_IO_OP_READ, src.offset + done, tmp.data(), n, pool);
+        if (st.is_ok()) st = disk_io(static_cast<DiskBuffer&>(*dst.buffer), FLEXRT_IO_OP_WRITE, dst.offset + done, tmp.data(), n, pool);
         if (!st.is_ok()) return st;
     }
     return Status::ok();
@@ -162,7 +191,8 @@ Status copy_now(View dst, View src) {
 
 // --- the engine -----------------------------------------------------------------------------------
 
-TransferEngine::TransferEngine(unsigned threads) : pool_(threads) {}
+TransferEngine::TransferEngine(unsigned threads, uint64_t staging_bytes)
+    : pool_(threads), staging_(kStagingChunk, static_cast<unsigned>(std::max<uint64_t>(2, staging_bytes / kStagingChunk))) {}
 
 TransferEngine::~TransferEngine() {
     wait_all().ignore();  // a destructor cannot report; callers that care call wait_all() first
@@ -170,7 +200,7 @@ TransferEngine::~TransferEngine() {
 }
 
 Event TransferEngine::copy(View dst, View src, std::vector<Event> after) {
-    return start([dst, src] { return copy_now(dst, src); }, std::move(after));
+    return start([this, dst, src] { return copy_now(dst, src, &staging_); }, std::move(after));
 }
 
 Event TransferEngine::run(std::function<Status()> fn, std::vector<Event> after) { return start(std::move(fn), std::move(after)); }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "device.hpp"
+#include "staging_pool.hpp"
 
 #include <flexrt/status.hpp>
 
@@ -53,7 +54,9 @@ struct View {
 
 class TransferEngine {
 public:
-    explicit TransferEngine(unsigned threads);
+    static constexpr uint64_t kStagingChunk = 4ull << 20;
+    // `threads` workers; a staging pool of `staging_bytes` (at least two chunks), allocated now.
+    explicit TransferEngine(unsigned threads, uint64_t staging_bytes = 16ull << 20);
     ~TransferEngine();  // waits for every transfer in flight
 
     // Copies src to dst (same length) once every event in `after` completed OK; if one failed, the copy
@@ -70,17 +73,19 @@ public:
 private:
     Event start(std::function<Status()> fn, std::vector<Event> after);
     boost::asio::thread_pool pool_;
+    StagingPool staging_;
     std::mutex m_;
     std::condition_variable idle_;
     uint64_t in_flight_ = 0;
     Status first_failure_;
 };
 
-// The copy itself, synchronous, for any pair of tiers; used by the workers and by tests.
-Status copy_now(View dst, View src);
+// The copy itself, synchronous, for any pair of tiers; used by the workers and by tests. Misaligned disk
+// transfers bounce through `pool` (or a temporary buffer when null).
+Status copy_now(View dst, View src, StagingPool* pool = nullptr);
 
 // Synchronous I/O between a disk-tier buffer and plain host memory (headers, staging).
-Status disk_read(DiskBuffer& file, uint64_t offset, std::byte* mem, uint64_t bytes);
-Status disk_write(DiskBuffer& file, uint64_t offset, const std::byte* mem, uint64_t bytes);
+Status disk_read(DiskBuffer& file, uint64_t offset, std::byte* mem, uint64_t bytes, StagingPool* pool = nullptr);
+Status disk_write(DiskBuffer& file, uint64_t offset, const std::byte* mem, uint64_t bytes, StagingPool* pool = nullptr);
 
 }  // namespace flexrt

@@ -45,6 +45,7 @@ public:
         return FLEXRT_STATUS_OK;
     }
     flexrt_status remove(const char*) noexcept override { return FLEXRT_STATUS_OK; }
+    flexrt_status rename(const char*, const char*) noexcept override { return FLEXRT_STATUS_OK; }
     flexrt_status submit(flexrt_io_request* const* reqs, uint32_t n) noexcept override {
         std::lock_guard lock(m_);
         for (uint32_t i = 0; i < n; ++i) {

@@ -38,15 +38,18 @@ namespace flexrt {
 
 class IStorage {
 public:
-    // Alignment in bytes that offset, bytes and buffer of a request must have; 1 means any. Sync, any thread.
-    // The core bounces misaligned transfers through aligned buffers, so a plugin never sees them.
+    // Alignment in bytes that offset, bytes and buffer of a request must have; 1 means any. It is learned
+    // from the file systems of the files opened so far and may grow when a file on another file system is
+    // opened, so callers ask after open(). Sync, any thread. The core bounces misaligned transfers through
+    // aligned staging buffers (read-modify-write for writes), so a plugin never sees them.
     virtual uint64_t required_alignment() const noexcept = 0;
 
     // Opens `path` (borrowed for the call). With FLEXRT_OPEN_CREATE the file is created or truncated and
-    // sized to `size` bytes; otherwise `size` is ignored. Writes *file. Sync; may be called concurrently.
+    // sized to `size` bytes (space reserved: a full disk fails here, with NO_SPACE), possibly padded on disk
+    // to the alignment; otherwise `size` is ignored. Writes *file. Sync; may be called concurrently.
     virtual flexrt_status open(const char* path, uint32_t flags, uint64_t size, uint64_t* file) noexcept = 0;
 
-    // Size of an open file in bytes. Sync; may be called concurrently.
+    // True size of an open file in bytes (without alignment padding). Sync; may be called concurrently.
     virtual flexrt_status file_size(uint64_t file, uint64_t* bytes) noexcept = 0;
 
     // Makes completed writes to `file` durable (fsync semantics). Sync; may be called concurrently.
@@ -58,8 +61,15 @@ public:
     // Deletes `path` (borrowed). Sync; may be called concurrently.
     virtual flexrt_status remove(const char* path) noexcept = 0;
 
+    // Atomically renames `from` to `to` (both borrowed), replacing `to`: how a file written under a
+    // temporary name becomes complete. Sync; may be called concurrently.
+    virtual flexrt_status rename(const char* from, const char* to) noexcept = 0;
+
     // Starts `n` requests (the array is borrowed for the call; each request until it completes).
     // Async: returns once they are queued. May be called concurrently.
+    // A request completes with status OK when all its bytes were transferred, except that a read reaching
+    // past the end of the file transfers the bytes that exist and completes OK with bytes_done counting
+    // them. Short transfers elsewhere are retried by the plugin; a failure sets status and sys_errno.
     virtual flexrt_status submit(flexrt_io_request* const* requests, uint32_t n) noexcept = 0;
 
     // Blocks until each of the `n` requests has completed and its status fields are filled. Returns OK

@@ -5,6 +5,7 @@
 #include <flexrt/storage.hpp>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fcntl.h>
 #include <map>
@@ -112,6 +113,13 @@ public:
         });
     }
 
+    flexrt_status rename(const char* from, const char* to) noexcept override {
+        return guard(host_, [&] {
+            FLEXRT_SYS_CHECK(::rename(from, to), std::string("rename ") + from + " to " + to);
+            return FLEXRT_STATUS_OK;
+        });
+    }
+
     flexrt_status submit(flexrt_io_request* const* reqs, uint32_t n) noexcept override {
         return guard(host_, [&] {
             for (uint32_t i = 0; i < n; ++i) execute(*reqs[i]);
@@ -139,8 +147,8 @@ private:
         return it->second;
     }
 
-    // A request that reaches past the end of the file transfers what exists and fails: reading the
-    // mapping beyond it would raise SIGBUS.
+    // A read that reaches past the end of the file transfers what exists (IStorage's contract); a write
+    // there fails: touching the mapping beyond the file would raise SIGBUS.
     void execute(flexrt_io_request& r) {
         r.sys_errno = 0;
         r.bytes_done = 0;
@@ -163,7 +171,7 @@ private:
             else std::memcpy(f.base + r.offset, r.buffer, n);
         }
         r.bytes_done = n;
-        r.status = n == r.bytes ? FLEXRT_STATUS_OK : FLEXRT_STATUS_IO_ERROR;
+        r.status = (n == r.bytes || r.op == FLEXRT_IO_OP_READ) ? FLEXRT_STATUS_OK : FLEXRT_STATUS_IO_ERROR;
     }
 
     const flexrt_host* host_;

@@ -1,0 +1,45 @@
+#include "staging_pool.hpp"
+
+#include <flexrt/status.hpp>
+
+#include <cstdlib>
+#include <string>
+
+namespace flexrt {
+
+StagingPool::StagingPool(uint64_t chunk_bytes, unsigned chunks)
+    : chunk_bytes_((chunk_bytes + kAlignment - 1) / kAlignment * kAlignment) {
+    FLEXRT_ASSERT(chunks > 0 && chunk_bytes_ > 0);
+    for (unsigned i = 0; i < chunks; ++i) {
+        auto* p = static_cast<std::byte*>(std::aligned_alloc(kAlignment, chunk_bytes_));
+        if (!p) {
+            for (auto* q : all_) std::free(q);
+            FLEXRT_THROW(FLEXRT_STATUS_OUT_OF_MEMORY, "cannot allocate the staging pool: " + std::to_string(chunks) + " x " +
+                                                          std::to_string(chunk_bytes_) + " bytes (runtime.staging_mib)");
+        }
+        all_.push_back(p);
+    }
+    free_ = all_;
+}
+
+StagingPool::~StagingPool() {
+    for (auto* p : all_) std::free(p);
+}
+
+StagingPool::Lease StagingPool::acquire() {
+    std::unique_lock lock(m_);
+    cv_.wait(lock, [&] { return !free_.empty(); });
+    std::byte* p = free_.back();
+    free_.pop_back();
+    return Lease(this, p);
+}
+
+void StagingPool::give_back(std::byte* p) {
+    {
+        std::lock_guard lock(m_);
+        free_.push_back(p);
+    }
+    cv_.notify_one();
+}
+
+}  // namespace flexrt
