@@ -62,12 +62,12 @@ struct PolicyCase {
 
 std::ostream& operator<<(std::ostream& os, const PolicyCase& c) { return os << c.name; }
 
-class GoldenTest : public ::testing::TestWithParam<std::tuple<std::string, PolicyCase>> {};
+class GoldenTest : public ::testing::TestWithParam<std::tuple<std::string, std::string, PolicyCase>> {};
 
 GenerationResult run_case(const PolicyCase& c, opt::WeightSource* source = nullptr, GenerateOptions go = {},
-                          const std::string& name = "tiny_opt") {
+                          const std::string& name = "tiny_opt", const std::string& storage = "mmap") {
     const Fixture& f = fixture(name);
-    Tiers t;
+    Tiers t(storage);
     Policy p;
     p.gpu_batch_size = c.gbs;
     p.num_gpu_batches = c.ngb;
@@ -84,9 +84,9 @@ GenerationResult run_case(const PolicyCase& c, opt::WeightSource* source = nullp
 }
 
 TEST_P(GoldenTest, MatchesTransformers) {
-    const auto& [name, policy] = GetParam();
+    const auto& [name, storage, policy] = GetParam();
     const Fixture& f = fixture(name);
-    GenerationResult r = run_case(policy, nullptr, {}, name);
+    GenerationResult r = run_case(policy, nullptr, {}, name, storage);
     ASSERT_EQ(r.tokens.size(), static_cast<size_t>(f.n * f.gen_len));
     ASSERT_EQ(r.logits.size(), f.logits.size());
     double worst = 0;
@@ -106,7 +106,7 @@ const TierShare kAllGpu{100, 0}, kAllCpu{0, 100}, kAllDisk{0, 0};
 
 INSTANTIATE_TEST_SUITE_P(
     Policies, GoldenTest,
-    ::testing::Combine(::testing::Values("tiny_opt", "tiny_opt_post_ln"), ::testing::Values(PolicyCase{"all_on_compute", 4, 1, kAllGpu, kAllGpu, kAllGpu},
+    ::testing::Combine(::testing::Values("tiny_opt", "tiny_opt_post_ln"), ::testing::Values("mmap", "aio"), ::testing::Values(PolicyCase{"all_on_compute", 4, 1, kAllGpu, kAllGpu, kAllGpu},
                       PolicyCase{"weights_on_disk", 4, 1, kAllDisk, kAllGpu, kAllGpu},
                       PolicyCase{"weights_on_cpu", 2, 2, kAllCpu, kAllGpu, kAllGpu},
                       PolicyCase{"cache_on_cpu", 4, 1, kAllGpu, kAllCpu, kAllGpu},
@@ -116,7 +116,9 @@ INSTANTIATE_TEST_SUITE_P(
                       PolicyCase{"split_everything", 4, 1, {30, 40}, {50, 25}, {25, 50}},
                       PolicyCase{"split_fused_layers", 2, 2, {10, 60}, {50, 0}, {0, 50}, false},
                       PolicyCase{"all_on_disk_fused", 1, 4, kAllDisk, kAllDisk, kAllDisk, false})),
-    [](const auto& info) { return std::get<0>(info.param) + "_" + std::get<1>(info.param).name; });
+    [](const auto& info) {
+        return std::get<0>(info.param) + "_" + std::get<1>(info.param) + "_" + std::get<2>(info.param).name;
+    });
 
 // Dummy weights take the offload-file path for disk-homed weights (no files to read from): the tokens and
 // the logits must be identical to the all-on-compute run, byte for byte, since placement changes no math.
