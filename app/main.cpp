@@ -139,6 +139,7 @@ int run(int argc, char** argv) {
     MemoryDevice compute(TierKind::compute, "cpu (compute device)");
     MemoryDevice host(TierKind::host, "host");
     DiskDevice disk(*storage, cfg.offload_dir);
+    for (const auto& d : disk.removed_stale()) say("removed " + d.string() + ", left by a run that no longer exists");
     TransferEngine transfers(static_cast<unsigned>(cfg.runtime.io_threads));
 
     std::unique_ptr<opt::WeightSource> weights;

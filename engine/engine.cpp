@@ -196,6 +196,43 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
     for (const auto& layer : layers_)
         for (const auto& spec : layer->weights()) source.check(spec);
 
+    // The layout of every layer's weight blob first: the disk footprint is checked before anything is
+    // allocated.
+    struct BlobLayout {
+        std::vector<uint64_t> offsets;
+        uint64_t total = 0, gpu_end = 0, cpu_end = 0;
+        bool direct = true;  // the disk part is read straight from the weight files
+    };
+    std::vector<BlobLayout> blobs;
+    uint64_t disk_weights = 0;
+    for (const auto& layer : layers_) {
+        BlobLayout b;
+        const auto specs = layer->weights();
+        for (const auto& s : specs) {
+            b.total = (b.total + kTensorAlign - 1) / kTensorAlign * kTensorAlign;
+            b.offsets.push_back(b.total);
+            b.total += numel(s.shape) * 2;
+        }
+        b.gpu_end = split_point(b.total, policy.weights.gpu);
+        b.cpu_end = std::max(b.gpu_end, split_point(b.total, policy.weights.gpu + policy.weights.cpu));
+        for (size_t n = 0; n < specs.size(); ++n)
+            if (b.offsets[n] + numel(specs[n].shape) * 2 > b.cpu_end && !source.locate(specs[n])) b.direct = false;
+        if (!b.direct) disk_weights += b.total - b.cpu_end;
+        blobs.push_back(std::move(b));
+    }
+    const uint64_t E = Impl::elem, H = static_cast<uint64_t>(m.h);
+    m.cache_groups = split_sequences(m.gbs, policy.cache);
+    m.act_groups = split_sequences(m.gbs, policy.activations);
+    uint64_t disk_cache = 0, disk_hidden = 0;
+    const auto cache_layers = std::count_if(layers_.begin(), layers_.end(), [](const auto& l) { return l->has_cache(); });
+    for (const auto& g : m.cache_groups)
+        if (g.tier == TierKind::disk) disk_cache += cache_layers * m.ngb * 2 * m.max_len * g.count * H * E;
+    for (const auto& g : m.act_groups)
+        if (g.tier == TierKind::disk) disk_hidden += m.ngb * g.count * m.prompt_len * H * E;
+    auto gib = [](uint64_t b) { return std::to_string(static_cast<double>(b) / (1ull << 30)).substr(0, 6) + " GiB"; };
+    tiers.disk.check_free_space(disk_weights + disk_cache + disk_hidden, "weights " + gib(disk_weights) + ", KV cache " +
+                                                                            gib(disk_cache) + ", hidden states " + gib(disk_hidden));
+
     // Weights.
     uint64_t slot_bytes = 0;
     const auto t0 = Clock::now();
@@ -203,24 +240,18 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
     for (size_t j = 0; j < layers_.size(); ++j) {
         if (interrupted()) FLEXRT_THROW(FLEXRT_STATUS_CANCELLED, "interrupted by a signal while placing weights");
         const auto specs = layers_[j]->weights();
+        const BlobLayout& b = blobs[j];
         Impl::WeightHome w;
-        for (const auto& s : specs) {
-            w.total = (w.total + kTensorAlign - 1) / kTensorAlign * kTensorAlign;
-            w.offsets.push_back(w.total);
-            w.tensors.push_back({s.name, DType::f16, s.shape, {}});
-            w.total += w.tensors.back().bytes();
-        }
-        w.gpu_end = split_point(w.total, policy.weights.gpu);
-        const uint64_t cpu_end = std::max(w.gpu_end, split_point(w.total, policy.weights.gpu + policy.weights.cpu));
+        w.offsets = b.offsets;
+        w.total = b.total;
+        w.gpu_end = b.gpu_end;
+        const uint64_t cpu_end = b.cpu_end;
+        const bool direct = b.direct;
+        for (const auto& s : specs) w.tensors.push_back({s.name, DType::f16, s.shape, {}});
         const std::string what = "weights of layer " + std::to_string(j) + " (" + layers_[j]->name() + ")";
         if (w.gpu_end) w.resident = tiers.compute.allocate(w.gpu_end, what);
         if (cpu_end > w.gpu_end) w.host = tiers.host.allocate(cpu_end - w.gpu_end, what);
-        // The disk part reads straight from the weight files when they exist, else from an offload file.
-        bool direct = true;
-        for (size_t n = 0; n < specs.size(); ++n)
-            if (w.offsets[n] + w.tensors[n].bytes() > cpu_end && !source.locate(specs[n])) direct = false;
-        if (w.total > cpu_end && !direct) w.disk = tiers.disk.allocate(w.total - cpu_end, "weights-" + layers_[j]->name());
-
+        if (w.total > cpu_end && !direct) w.disk = tiers.disk.allocate_partial(w.total - cpu_end, "weights-" + layers_[j]->name());
         w.copy_from = w.gpu_end;
         for (size_t n = 0; n < specs.size(); ++n) {
             TensorHandle& t = w.tensors[n];
@@ -254,6 +285,7 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
                 }
             }
         }
+        if (w.disk) static_cast<DiskBuffer&>(*w.disk).commit();  // flushed, and named as complete
         if (!w.fully_resident()) slot_bytes = std::max(slot_bytes, w.total - w.copy_from);
         m.weights.push_back(std::move(w));
         if (j + 1 == layers_.size() || (j + 1) % std::max<size_t>(1, layers_.size() / 10) == 0)
@@ -263,9 +295,6 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
     for (int s = 0; s < 2 && slot_bytes; ++s) m.weight_slot[s] = tiers.compute.allocate(slot_bytes, "weight slot");
 
     // KV cache.
-    const uint64_t E = Impl::elem, H = static_cast<uint64_t>(m.h);
-    m.cache_groups = split_sequences(m.gbs, policy.cache);
-    m.act_groups = split_sequences(m.gbs, policy.activations);
     m.cache_home.resize(layers_.size());
     m.cache_written.assign(layers_.size(), std::vector<Event>(m.ngb));
     for (size_t j = 0; j < layers_.size(); ++j) {

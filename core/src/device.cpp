@@ -5,6 +5,9 @@
 #include <flexrt/status.hpp>
 
 #include <cctype>
+#include <csignal>
+#include <cstdio>
+#include <sys/statvfs.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -83,6 +86,16 @@ DiskDevice::DiskDevice(IStorage& storage, const std::filesystem::path& offload_d
     if (::access(offload_dir.c_str(), W_OK | X_OK) != 0)
         FLEXRT_THROW(FLEXRT_STATUS_IO_ERROR,
                      "storage.offload_dir '" + offload_dir.string() + "' is not writable: " + errno_text(errno));
+    // Run directories of processes that are gone: a crash or kill -9 left them; nobody will read them.
+    for (const auto& e : fs::directory_iterator(offload_dir, ec)) {
+        const std::string n = e.path().filename().string();
+        int pid = 0;
+        if (std::sscanf(n.c_str(), "flexrt-%d-", &pid) != 1 || pid <= 0) continue;
+        if (::kill(pid, 0) == 0 || errno != ESRCH) continue;
+        std::error_code rm;
+        fs::remove_all(e.path(), rm);
+        if (!rm) removed_stale_.push_back(e.path());
+    }
     // A private directory per run: concurrent runs never collide and cleanup is one remove_all.
     for (int attempt = 0;; ++attempt) {
         run_dir_ = offload_dir / ("flexrt-" + std::to_string(::getpid()) + "-" + std::to_string(attempt));
@@ -98,10 +111,33 @@ DiskDevice::~DiskDevice() {
     std::filesystem::remove_all(run_dir_, ec);  // files were removed by their buffers; this catches leftovers
 }
 
+void DiskDevice::check_free_space(uint64_t bytes, const std::string& what) const {
+    struct statvfs s {};
+    if (::statvfs(run_dir_.c_str(), &s) != 0) return;  // unknown: the allocations will tell
+    const uint64_t free_bytes = static_cast<uint64_t>(s.f_bavail) * s.f_frsize;
+    auto gib = [](uint64_t b) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%.3f GiB", static_cast<double>(b) / (1ull << 30));
+        return std::string(buf);
+    };
+    if (bytes > free_bytes)
+        FLEXRT_THROW(FLEXRT_STATUS_NO_SPACE, "the run needs " + gib(bytes) + " on disk under " + run_dir_.parent_path().string() +
+                                                 " (" + what + "), and its file system has " + gib(free_bytes) +
+                                                 " free; move storage.offload_dir or keep more on the gpu/cpu tiers");
+}
+
 std::unique_ptr<Buffer> DiskDevice::allocate(uint64_t bytes, const std::string& purpose) {
+    return create_file(bytes, purpose, ".scratch");
+}
+
+std::unique_ptr<Buffer> DiskDevice::allocate_partial(uint64_t bytes, const std::string& purpose) {
+    return create_file(bytes, purpose, ".partial");
+}
+
+std::unique_ptr<Buffer> DiskDevice::create_file(uint64_t bytes, const std::string& purpose, const char* suffix) {
     std::string safe;
     for (char c : purpose) safe += (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-') ? c : '_';
-    auto path = run_dir_ / (std::to_string(next_id_++) + "-" + safe);
+    auto path = run_dir_ / (std::to_string(next_id_++) + "-" + safe + suffix);
     uint64_t file = 0;
     check_storage(storage_.open(path.c_str(), FLEXRT_OPEN_READ | FLEXRT_OPEN_WRITE | FLEXRT_OPEN_CREATE, bytes, &file),
                   "creating offload file " + path.string() + " (" + std::to_string(bytes) + " bytes) for " + purpose);
@@ -123,6 +159,18 @@ std::unique_ptr<Buffer> DiskDevice::open_existing(const std::filesystem::path& p
 
 DiskBuffer::DiskBuffer(DiskDevice& device, std::filesystem::path path, uint64_t file, uint64_t bytes, bool owned)
     : Buffer(device, bytes), disk_(device), path_(std::move(path)), file_(file), owned_(owned) {}
+
+void DiskBuffer::commit() {
+    const std::string p = path_.string();
+    if (p.size() < 8 || p.substr(p.size() - 8) != ".partial") return;
+    auto check = [&](flexrt_status s, const std::string& what) {
+        if (s != FLEXRT_STATUS_OK) FLEXRT_THROW(s, what + " failed: " + take_last_plugin_error());
+    };
+    check(disk_.storage().flush(file_), "flushing " + p);
+    const std::string done = p.substr(0, p.size() - 8);
+    check(disk_.storage().rename(p.c_str(), done.c_str()), "renaming " + p);
+    path_ = done;
+}
 
 DiskBuffer::~DiskBuffer() {
     // Errors are not actionable here: the file is scratch and the run directory is removed anyway.

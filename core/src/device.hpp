@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 namespace flexrt {
 
@@ -72,16 +73,28 @@ private:
 };
 
 // The disk tier: one file per buffer in a private run directory under the offload dir, through a
-// storage plugin. The run directory and every file in it are removed when the device is destroyed.
+// storage plugin. The run directory and every file in it are removed when the device is destroyed; run
+// directories left by processes that no longer exist (a crash, a kill -9) are removed at start.
+// A file's name says whether its content is whole: "<n>-<purpose>.partial" while being written,
+// renamed by commit() once complete; scratch files (KV cache, hidden states) end in ".scratch".
 class DiskDevice final : public IDevice {
 public:
     // Throws naming `offload_dir` when it is not a directory or not writable.
     DiskDevice(IStorage& storage, const std::filesystem::path& offload_dir);
     ~DiskDevice() override;
 
+    // Throws NO_SPACE when `bytes` (what the run will write, `what` says of what) exceeds the free space
+    // of the offload dir's file system (statvfs), before anything is allocated.
+    void check_free_space(uint64_t bytes, const std::string& what) const;
+    // Stale run directories removed at start.
+    const std::vector<std::filesystem::path>& removed_stale() const noexcept { return removed_stale_; }
+
     TierKind kind() const noexcept override { return TierKind::disk; }
     std::string name() const override { return "disk (" + run_dir_.string() + ")"; }
+    // A scratch file ("<n>-<purpose>.scratch"): content that only this run reads (KV cache, hidden states).
     std::unique_ptr<Buffer> allocate(uint64_t bytes, const std::string& purpose) override;
+    // A file written once and then committed (DiskBuffer::commit): "<n>-<purpose>.partial" until then.
+    std::unique_ptr<Buffer> allocate_partial(uint64_t bytes, const std::string& purpose);
 
     // Opens an existing file for reading (a weight file); it is not removed when the buffer goes.
     std::unique_ptr<Buffer> open_existing(const std::filesystem::path& path);
@@ -91,9 +104,11 @@ public:
 
 private:
     friend class DiskBuffer;
+    std::unique_ptr<Buffer> create_file(uint64_t bytes, const std::string& purpose, const char* suffix);
     IStorage& storage_;
     std::filesystem::path run_dir_;
     std::atomic<uint64_t> next_id_{0};
+    std::vector<std::filesystem::path> removed_stale_;
 };
 
 // A file on the disk tier.
@@ -102,6 +117,8 @@ public:
     DiskBuffer(DiskDevice& device, std::filesystem::path path, uint64_t file, uint64_t bytes, bool owned);
     ~DiskBuffer() override;
     std::byte* data() noexcept override { return nullptr; }
+    // Flushes the file and renames it from "<name>.partial" to "<name>": its content is complete.
+    void commit();
     uint64_t file() const noexcept { return file_; }
     const std::filesystem::path& path() const noexcept { return path_; }
     IStorage& storage() const noexcept { return disk_.storage(); }

@@ -151,6 +151,13 @@ TEST_F(Cli, ListPlugins) {
     EXPECT_HAS(r.out, "option advise_sequential (bool, default true)");
 }
 
+TEST_F(Cli, DiskFootprintBeyondFreeSpace) {
+    // OPT-175B with every weight on disk needs ~325 GiB: refused before anything is written.
+    const std::string e = expect_error("--set model.name=opt-175b --set policy.percent=[0,0,100,0,100,0]", 5);
+    EXPECT_HAS(e, "the run needs");
+    EXPECT_HAS(e, "free");
+}
+
 TEST_F(Cli, BadCommandLine) { EXPECT_HAS(expect_error("--no-such-flag", 2), "see --help"); }
 
 }  // namespace

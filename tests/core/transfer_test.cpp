@@ -2,6 +2,7 @@
 #include "test_util.hpp"
 
 #include <atomic>
+#include <csignal>
 #include <numeric>
 #include <thread>
 
@@ -133,6 +134,56 @@ TEST(DiskDevice, FilesAreRemovedWithTheDevice) {
     }
     EXPECT_EQ(count_files(dir / "off"), 0u);
     EXPECT_TRUE(fs::is_empty(dir / "off"));
+}
+
+TEST(DiskDevice, StaleRunDirectoriesOfDeadProcessesAreRemoved) {
+    TempDir dir;
+    int dead = 4000000;  // above the usual pid range; make sure
+    while (::kill(dead, 0) == 0 || errno != ESRCH) ++dead;
+    const fs::path stale = dir / "off" / ("flexrt-" + std::to_string(dead) + "-0");
+    const fs::path alive = dir / "off" / ("flexrt-" + std::to_string(::getpid()) + "-77");
+    fs::create_directories(stale);
+    fs::create_directories(alive);
+    write_file(stale / "3-weights.partial", "half a tensor");
+    auto storage = make_storage("mmap");
+    DiskDevice d(*storage, dir / "off");
+    EXPECT_FALSE(fs::exists(stale));
+    EXPECT_TRUE(fs::exists(alive));  // this process is alive: not touched
+    ASSERT_EQ(d.removed_stale().size(), 1u);
+    EXPECT_EQ(d.removed_stale()[0], stale);
+}
+
+TEST(DiskDevice, PartialFilesAreNamedCompleteOnlyAfterCommit) {
+    TempDir dir;
+    auto storage = make_storage("mmap");
+    DiskDevice d(*storage, dir / "off");
+    auto f = d.allocate_partial(5000, "weights-x");
+    auto& file = static_cast<DiskBuffer&>(*f);
+    EXPECT_EQ(file.path().extension(), ".partial");
+    std::vector<std::byte> data(5000, std::byte{9});
+    ASSERT_TRUE(disk_write(file, 0, data.data(), data.size()).is_ok());
+    const fs::path before = file.path();
+    file.commit();
+    EXPECT_FALSE(fs::exists(before));
+    EXPECT_TRUE(fs::exists(file.path()));
+    EXPECT_NE(file.path().extension(), ".partial");
+    EXPECT_EQ(read_file(file.path()), std::string(5000, '\x09'));
+    EXPECT_EQ(static_cast<DiskBuffer&>(*d.allocate(10, "kv")).path().extension(), ".scratch");
+}
+
+TEST(DiskDevice, FootprintBeyondFreeSpaceIsRefusedUpFront) {
+    TempDir dir;
+    auto storage = make_storage("mmap");
+    DiskDevice d(*storage, dir / "off");
+    d.check_free_space(1 << 20, "a little");  // fits
+    try {
+        d.check_free_space(uint64_t{1} << 62, "weights 4 EiB");
+        FAIL() << "no error";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.status(), FLEXRT_STATUS_NO_SPACE);
+        EXPECT_NE(std::string(e.what()).find("(weights 4 EiB)"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("free"), std::string::npos) << e.what();
+    }
 }
 
 }  // namespace
