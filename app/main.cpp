@@ -13,6 +13,7 @@
 #include "ops/sampling.hpp"
 
 #include "default_config.hpp"  // generated from configs/default.toml
+#include "iobench.hpp"
 
 #include <flexrt/scheduler.hpp>
 #include <flexrt/storage.hpp>
@@ -103,7 +104,9 @@ int run(int argc, char** argv) {
         FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, std::string(e.what()) + " (see --help)");
     }
     if (vm.count("help")) {
-        std::cout << desc << "\nConfig keys (key, default, meaning):\n" << config_reference();
+        std::cout << "usage: flexrt [run] [options]     run the job (the default)\n"
+                     "       flexrt iobench [options]   the disk tier's throughput (flexrt iobench --help)\n\n"
+                  << desc << "\nConfig keys (key, default, meaning):\n" << config_reference();
         return 0;
     }
     const auto overrides = vm.count("set") ? vm["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
@@ -191,6 +194,12 @@ int run(int argc, char** argv) {
 int main(int argc, char** argv) {
     install_interrupt_handlers();
     try {
+        // Subcommands: `flexrt iobench ...`; `flexrt run ...` or no subcommand runs the job.
+        if (argc > 1 && std::string(argv[1]) == "iobench") return iobench_main(std::vector<std::string>(argv + 2, argv + argc));
+        if (argc > 1 && std::string(argv[1]) == "run") {
+            argv[1] = argv[0];
+            return run(argc - 1, argv + 1);
+        }
         return run(argc, argv);
     } catch (const Error& e) {
         std::fflush(stdout);

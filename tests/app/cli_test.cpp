@@ -139,7 +139,7 @@ TEST_F(Cli, PrintConfigShowsEffectiveValuesAndPluginDefaults) {
     CliResult r = run("--print-config --set policy.gpu_batch_size=8");
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_HAS(r.out, "gpu_batch_size = 8");
-    EXPECT_HAS(r.out, "advise_sequential = true");
+    EXPECT_HAS(r.out, "prefault = true");
     EXPECT_HAS(r.out, "[policy.weights]");
 }
 
@@ -148,7 +148,7 @@ TEST_F(Cli, ListPlugins) {
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_HAS(r.out, "storage.mmap  version 0.1.0  ABI 1.0");
     EXPECT_HAS(r.out, "schedule.normal");
-    EXPECT_HAS(r.out, "option advise_sequential (bool, default true)");
+    EXPECT_HAS(r.out, "option prefault (bool, default true)");
 }
 
 TEST_F(Cli, DiskFootprintBeyondFreeSpace) {

@@ -121,13 +121,13 @@ TEST(PluginOptions, UndeclaredOptionListsTheDeclaredOnes) {
         EXPECT_HAS(m, "test.toml:2");
         EXPECT_HAS(m, "storage.options.queue_depth");
         EXPECT_HAS(m, "has no option 'queue_depth'");
-        EXPECT_HAS(m, "advise_sequential");
+        EXPECT_HAS(m, "prefault");
     }
 }
 
 TEST(PluginOptions, WrongTypeAndDefaults) {
     PluginRef ref = find_plugin(FLEXRT_PLUGIN_KIND_STORAGE, "mmap", plugin_search_path({}));
-    Config bad = load_config("[storage.options]\nadvise_sequential = 1\n", "test.toml", {});
+    Config bad = load_config("[storage.options]\nprefault = 1\n", "test.toml", {});
     EXPECT_THROW(resolve_plugin_options(bad, bad.storage, *ref.desc), Error);
     Config good = load_config("", "t", {});
     PluginOptions o = resolve_plugin_options(good, good.storage, *ref.desc);
