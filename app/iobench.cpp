@@ -329,8 +329,13 @@ int iobench_main(const std::vector<std::string>& args) {
 
     Backend a = make_backend(text, name, base, "");
     if (vm.count("ab")) {
-        auto o = base;
-        for (const auto& kv : split(vm["ab"].as<std::string>(), ',')) o.push_back(kv);
+        // B starts from the base; when B names another plugin, the base's plugin options are not B's.
+        const auto b_keys = split(vm["ab"].as<std::string>(), ',');
+        const bool other_plugin = std::any_of(b_keys.begin(), b_keys.end(), [](const std::string& kv) { return kv.rfind("storage.plugin=", 0) == 0; });
+        std::vector<std::string> o;
+        for (const auto& kv : base)
+            if (!(other_plugin && kv.rfind("storage.options.", 0) == 0)) o.push_back(kv);
+        o.insert(o.end(), b_keys.begin(), b_keys.end());
         Backend b = make_backend(text, name, o, "");
         std::vector<double> aw, ar, bw, br;
         for (unsigned round = 0; round < vm["repeat"].as<unsigned>(); ++round)

@@ -143,7 +143,7 @@ int run(int argc, char** argv) {
     MemoryDevice host(TierKind::host, "host");
     DiskDevice disk(*storage, cfg.offload_dir);
     for (const auto& d : disk.removed_stale()) say("removed " + d.string() + ", left by a run that no longer exists");
-    TransferEngine transfers(static_cast<unsigned>(cfg.runtime.io_threads));
+    TransferEngine transfers(static_cast<unsigned>(cfg.runtime.io_threads), static_cast<uint64_t>(cfg.runtime.staging_mib) << 20);
 
     std::unique_ptr<opt::WeightSource> weights;
     if (cfg.model.weights == "dummy") weights = std::make_unique<opt::DummyWeights>(cfg.run.seed);

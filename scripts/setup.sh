@@ -11,6 +11,7 @@ packages=(
   libtomlplusplus-dev              # the config loader
   libgtest-dev googletest          # the test suites
   libopenblas-dev                  # CPU GEMMs
+  fio                              # the reference beside `flexrt iobench`
 )
 
 missing=()

@@ -93,6 +93,8 @@ const std::vector<KeySpec>& schema() {
         {"schedule.plugin", Kind::string, std::string("normal"), "schedule plugin name or library path"},
         {"runtime.plugin_path", Kind::string_list, std::vector<std::string>{}, "extra directories searched for plugins"},
         {"runtime.io_threads", Kind::integer, int64_t{2}, "transfer worker threads", 1, 256},
+        {"runtime.staging_mib", Kind::integer, int64_t{64},
+         "staging pool for bounced and disk -> GPU transfers, MiB, allocated (pinned) once at start", 8, 1 << 20},
         {"runtime.progress", Kind::boolean, true, "progress lines on stderr"},
     };
     return specs;
@@ -387,6 +389,7 @@ void fill(Config& cfg, const toml::table& root) {
 
     cfg.runtime.plugin_path = r.strings("runtime.plugin_path");
     cfg.runtime.io_threads = r.integer("runtime.io_threads");
+    cfg.runtime.staging_mib = r.integer("runtime.staging_mib");
     cfg.runtime.progress = r.boolean("runtime.progress");
 
     // Cross-key rules.

@@ -64,6 +64,7 @@ struct PluginSlot {
 struct RuntimeSection {
     std::vector<std::string> plugin_path;
     int64_t io_threads = 2;
+    int64_t staging_mib = 64;
     bool progress = true;
 };
 
