@@ -1,5 +1,7 @@
 #include "staging_pool.hpp"
 
+#include "pinned_memory.hpp"
+
 #include <flexrt/status.hpp>
 
 #include <cstdlib>
@@ -7,23 +9,30 @@
 
 namespace flexrt {
 
-StagingPool::StagingPool(uint64_t chunk_bytes, unsigned chunks)
-    : chunk_bytes_((chunk_bytes + kAlignment - 1) / kAlignment * kAlignment) {
+StagingPool::StagingPool(uint64_t chunk_bytes, unsigned chunks, bool pinned)
+    : chunk_bytes_((chunk_bytes + kAlignment - 1) / kAlignment * kAlignment), pinned_(pinned) {
     FLEXRT_ASSERT(chunks > 0 && chunk_bytes_ > 0);
-    for (unsigned i = 0; i < chunks; ++i) {
-        auto* p = static_cast<std::byte*>(std::aligned_alloc(kAlignment, chunk_bytes_));
-        if (!p) {
-            for (auto* q : all_) std::free(q);
-            FLEXRT_THROW(FLEXRT_STATUS_OUT_OF_MEMORY, "cannot allocate the staging pool: " + std::to_string(chunks) + " x " +
-                                                          std::to_string(chunk_bytes_) + " bytes (runtime.staging_mib)");
+    try {
+        for (unsigned i = 0; i < chunks; ++i) {
+            // pinned_alloc returns page-aligned memory, which satisfies kAlignment.
+            auto* p = static_cast<std::byte*>(pinned ? pinned_alloc(chunk_bytes_) : std::aligned_alloc(kAlignment, chunk_bytes_));
+            if (!p)
+                FLEXRT_THROW(FLEXRT_STATUS_OUT_OF_MEMORY, "cannot allocate the staging pool: " + std::to_string(chunks) + " x " +
+                                                              std::to_string(chunk_bytes_) + " bytes (runtime.staging_mib)");
+            all_.push_back(p);
         }
-        all_.push_back(p);
+    } catch (...) {
+        release_all();
+        throw;
     }
     free_ = all_;
 }
 
-StagingPool::~StagingPool() {
-    for (auto* p : all_) std::free(p);
+StagingPool::~StagingPool() { release_all(); }
+
+void StagingPool::release_all() noexcept {
+    for (auto* p : all_) pinned_ ? pinned_free(p) : std::free(p);
+    all_.clear();
 }
 
 StagingPool::Lease StagingPool::acquire() {

@@ -16,8 +16,9 @@ class StagingPool {
 public:
     static constexpr uint64_t kAlignment = 4096;
 
-    // `chunks` buffers of `chunk_bytes` (rounded up to kAlignment). Throws OUT_OF_MEMORY naming the size.
-    StagingPool(uint64_t chunk_bytes, unsigned chunks);
+    // `chunks` buffers of `chunk_bytes` (rounded up to kAlignment), page-locked when `pinned` (CUDA builds).
+    // Throws OUT_OF_MEMORY naming the size.
+    StagingPool(uint64_t chunk_bytes, unsigned chunks, bool pinned = false);
     ~StagingPool();
     StagingPool(const StagingPool&) = delete;
     StagingPool& operator=(const StagingPool&) = delete;
@@ -42,10 +43,14 @@ public:
     Lease acquire();
     uint64_t chunk_bytes() const noexcept { return chunk_bytes_; }
     uint64_t total_bytes() const noexcept { return chunk_bytes_ * all_.size(); }
+    unsigned chunks() const noexcept { return static_cast<unsigned>(all_.size()); }
+    bool pinned() const noexcept { return pinned_; }
 
 private:
     void give_back(std::byte* p);
+    void release_all() noexcept;
     uint64_t chunk_bytes_;
+    bool pinned_;
     std::vector<std::byte*> all_, free_;
     std::mutex m_;
     std::condition_variable cv_;

@@ -1,6 +1,7 @@
 #include "transfer.hpp"
 
 #include "host_log.hpp"
+#include "pinned_memory.hpp"
 
 #include <boost/asio/post.hpp>
 
@@ -192,7 +193,9 @@ Status copy_now(View dst, View src, StagingPool* pool) {
 // --- the engine -----------------------------------------------------------------------------------
 
 TransferEngine::TransferEngine(unsigned threads, uint64_t staging_bytes)
-    : pool_(threads), staging_(kStagingChunk, static_cast<unsigned>(std::max<uint64_t>(2, staging_bytes / kStagingChunk))) {}
+    : pool_(threads),
+      staging_(kStagingChunk, static_cast<unsigned>(std::max<uint64_t>(2, staging_bytes / kStagingChunk)),
+               pinned_memory_available()) {}
 
 TransferEngine::~TransferEngine() {
     wait_all().ignore();  // a destructor cannot report; callers that care call wait_all() first

@@ -1,0 +1,39 @@
+// The disk -> pinned host -> GPU hop: a file's bytes read by the storage plugin into pinned staging chunks,
+// each copied to device memory asynchronously while the next chunks are read, so the disk never waits
+// for the link. CUDA builds only; elsewhere every call reports UNSUPPORTED.
+#pragma once
+
+#include "device.hpp"
+#include "staging_pool.hpp"
+
+#include <flexrt/status.hpp>
+
+#include <cstdint>
+#include <memory>
+
+namespace flexrt {
+
+bool gpu_available() noexcept;
+
+// Device memory for benchmarks and tests (cudaMalloc / cudaFree).
+class GpuMemory {
+public:
+    explicit GpuMemory(uint64_t bytes);
+    ~GpuMemory();
+    GpuMemory(const GpuMemory&) = delete;
+    GpuMemory& operator=(const GpuMemory&) = delete;
+    std::byte* data() const noexcept { return data_; }
+    uint64_t bytes() const noexcept { return bytes_; }
+    // Copies device bytes back to host memory (checks).
+    void copy_to_host(void* dst, uint64_t offset, uint64_t bytes) const;
+
+private:
+    std::byte* data_ = nullptr;
+    uint64_t bytes_ = 0;
+};
+
+// Reads [offset, offset + bytes) of `src` into `dst` (device memory) through `pinned` (a pinned pool),
+// keeping up to `depth` chunk reads in flight. `offset` must be a multiple of the storage alignment.
+Status read_to_gpu(DiskBuffer& src, uint64_t offset, uint64_t bytes, std::byte* dst, StagingPool& pinned, unsigned depth);
+
+}  // namespace flexrt

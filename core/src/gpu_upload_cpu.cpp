@@ -1,0 +1,14 @@
+// Builds without CUDA: there is no GPU to upload to.
+#include "gpu_upload.hpp"
+
+namespace flexrt {
+
+bool gpu_available() noexcept { return false; }
+GpuMemory::GpuMemory(uint64_t) { FLEXRT_THROW(FLEXRT_STATUS_UNSUPPORTED, "this build has no CUDA (FLEXRT_WITH_CUDA)"); }
+GpuMemory::~GpuMemory() = default;
+void GpuMemory::copy_to_host(void*, uint64_t, uint64_t) const {}
+Status read_to_gpu(DiskBuffer&, uint64_t, uint64_t, std::byte*, StagingPool&, unsigned) {
+    return {FLEXRT_STATUS_UNSUPPORTED, "this build has no CUDA (FLEXRT_WITH_CUDA)"};
+}
+
+}  // namespace flexrt
