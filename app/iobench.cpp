@@ -350,13 +350,17 @@ int iobench_main(const std::vector<std::string>& args) {
                 Result r = measure(*x, path, size, request, inflight, do_write, do_read, &cache_note);
                 (x == &a ? aw : bw).push_back(r.write.gbps());
                 (x == &a ? ar : br).push_back(r.read.gbps());
-                std::printf("round %u %s: write %.3f GB/s, read %.3f GB/s\n", round, x == &a ? "A" : "B", r.write.gbps(), r.read.gbps());
+                std::printf("round %u %s:", round, x == &a ? "A" : "B");
+                if (do_write) std::printf(" write %.3f GB/s", r.write.gbps());
+                if (do_read) std::printf(" read %.3f GB/s", r.read.gbps());
+                std::printf("\n");
             }
         const double mw_a = percentile(aw, 0.5), mr_a = percentile(ar, 0.5), mw_b = percentile(bw, 0.5), mr_b = percentile(br, 0.5);
-        std::printf("\nA: %s\nB: %s\nmedian write: A %.3f GB/s, B %.3f GB/s, B/A %.2f\nmedian read:  A %.3f GB/s, B %.3f GB/s, B/A %.2f\n"
-                    "reads: %s\n",
-                    a.label.c_str(), b.label.c_str(), mw_a, mw_b, mw_a > 0 ? mw_b / mw_a : 0, mr_a, mr_b, mr_a > 0 ? mr_b / mr_a : 0,
-                    cache_note.c_str());
+        std::printf("\nA: %s\nB: %s\n", a.label.c_str(), b.label.c_str());
+        if (do_write) std::printf("median write: A %.3f GB/s, B %.3f GB/s, B/A %.2f\n", mw_a, mw_b, mw_a > 0 ? mw_b / mw_a : 0);
+        if (do_read)
+            std::printf("median read:  A %.3f GB/s, B %.3f GB/s, B/A %.2f\nreads: %s\n", mr_a, mr_b, mr_a > 0 ? mr_b / mr_a : 0,
+                        cache_note.c_str());
         return 0;
     }
 
