@@ -36,4 +36,10 @@ private:
 // keeping up to `depth` chunk reads in flight. `offset` must be a multiple of the storage alignment.
 Status read_to_gpu(DiskBuffer& src, uint64_t offset, uint64_t bytes, std::byte* dst, StagingPool& pinned, unsigned depth);
 
+// The way back (the KV cache's): device memory `src` to [offset, offset + bytes) of `dst`, each chunk copied
+// to pinned staging and written while the next chunks are copied. `offset` aligned as above; an unaligned
+// tail goes through the core's read-modify-write.
+Status write_from_gpu(const std::byte* src, DiskBuffer& dst, uint64_t offset, uint64_t bytes, StagingPool& pinned,
+                      unsigned depth);
+
 }  // namespace flexrt

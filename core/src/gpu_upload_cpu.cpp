@@ -10,5 +10,8 @@ void GpuMemory::copy_to_host(void*, uint64_t, uint64_t) const {}
 Status read_to_gpu(DiskBuffer&, uint64_t, uint64_t, std::byte*, StagingPool&, unsigned) {
     return {FLEXRT_STATUS_UNSUPPORTED, "this build has no CUDA (FLEXRT_WITH_CUDA)"};
 }
+Status write_from_gpu(const std::byte*, DiskBuffer&, uint64_t, uint64_t, StagingPool&, unsigned) {
+    return {FLEXRT_STATUS_UNSUPPORTED, "this build has no CUDA (FLEXRT_WITH_CUDA)"};
+}
 
 }  // namespace flexrt

@@ -4,6 +4,8 @@
 #include "engine/engine.hpp"
 #include "models/opt/opt_weights.hpp"
 
+#include <flexrt/scheduler.hpp>
+
 namespace flexrt::test {
 namespace {
 
@@ -100,6 +102,33 @@ TEST(FaultyDisk, WriteFailureDuringPlacementIsReported) {
             FAIL() << "no error";
         } catch (const Error& e) {
             EXPECT_EQ(e.status(), FLEXRT_STATUS_NO_SPACE) << e.what();
+        }
+    }
+    EXPECT_EQ(count_files(dir / "offload"), 0u);
+}
+
+// The disk fails in the middle of a run (KV cache writes): generate() reports the plugin's error with the
+// file, and nothing is left on disk once the engine and its tiers are gone.
+TEST(FaultyDisk, WriteFailureMidRunStopsTheRunCleanly) {
+    TempDir dir;
+    auto storage = make_storage("faulty", {{FLEXRT_TEST_PLUGIN_DIR, "test"}}, toml::table{{"fail_write_after", 20000}});
+    auto schedule = create_plugin<IScheduler>(find_plugin(FLEXRT_PLUGIN_KIND_SCHEDULE, "normal", plugin_search_path({})), {});
+    {
+        MemoryDevice compute(TierKind::compute, "c"), host(TierKind::host, "h");
+        DiskDevice disk(*storage, dir / "offload");
+        TransferEngine xfer(2);
+        opt::DummyWeights w(1);
+        Policy p;
+        p.cache = {0, 0};  // the KV cache on disk: every step writes it
+        Engine e(tiny_config(), p, 8, 4, {compute, host, disk, xfer}, w);
+        std::vector<std::vector<int32_t>> prompts(4, std::vector<int32_t>{5, 6, 7});
+        try {
+            e.generate(prompts, {}, *schedule);
+            FAIL() << "no error";
+        } catch (const Error& err) {
+            EXPECT_EQ(err.status(), FLEXRT_STATUS_IO_ERROR) << err.what();
+            EXPECT_NE(std::string(err.what()).find("writing "), std::string::npos) << err.what();
+            EXPECT_NE(std::string(err.what()).find("errno 5"), std::string::npos) << err.what();
         }
     }
     EXPECT_EQ(count_files(dir / "offload"), 0u);

@@ -1,6 +1,7 @@
 #include "core/src/gpu_upload.hpp"
 
 #include "core/src/host_log.hpp"
+#include "core/src/transfer.hpp"
 #include "cuda_check.hpp"
 
 #include <algorithm>
@@ -93,6 +94,78 @@ Status read_to_gpu(DiskBuffer& src, uint64_t offset, uint64_t bytes, std::byte* 
             if (s.lease && s.req.struct_size) st.wait(&rp, 1);
         }
         cleanup();
+        return result;
+    } catch (const Error& e) {
+        return {e.status(), e.what()};
+    }
+}
+
+Status write_from_gpu(const std::byte* src, DiskBuffer& dst, uint64_t offset, uint64_t bytes, StagingPool& pinned,
+                      unsigned depth) {
+    try {
+        IStorage& st = dst.storage();
+        const uint64_t align = std::max<uint64_t>(1, st.required_alignment()), chunk = pinned.chunk_bytes();
+        if (offset % align || chunk % align)
+            return {FLEXRT_STATUS_INVALID_ARGUMENT, "write_from_gpu: offset and chunk must be multiples of " + std::to_string(align)};
+        cudaStream_t stream{};
+        FLEXRT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+        struct Slot {
+            std::optional<StagingPool::Lease> lease;
+            flexrt_io_request req{};
+            cudaEvent_t copied{};
+            bool writing = false;
+        };
+        std::vector<Slot> slots(std::clamp(depth, 1u, pinned.chunks()));
+        for (auto& s : slots) {
+            FLEXRT_CUDA_CHECK(cudaEventCreateWithFlags(&s.copied, cudaEventDisableTiming));
+            s.lease.emplace(pinned.acquire());
+        }
+        const uint64_t n = (bytes + chunk - 1) / chunk;
+        Status result;
+        auto finish_write = [&](Slot& s) {
+            if (!s.writing) return;
+            flexrt_io_request* rp = &s.req;
+            st.wait(&rp, 1);
+            s.writing = false;
+            if (result.is_ok() && (s.req.status != FLEXRT_STATUS_OK || s.req.bytes_done != s.req.bytes))
+                result = {s.req.status ? s.req.status : FLEXRT_STATUS_IO_ERROR,
+                          "writing " + dst.path().string() + " at offset " + std::to_string(s.req.offset) + ": " +
+                              (s.req.sys_errno ? errno_text(s.req.sys_errno) : std::string("short write"))};
+        };
+        auto copy_down = [&](uint64_t c) {  // device -> pinned, async
+            Slot& s = slots[c % slots.size()];
+            finish_write(s);  // its previous chunk must be on disk before the lease is reused
+            const uint64_t len = std::min(chunk, bytes - c * chunk);
+            FLEXRT_CUDA_CHECK(cudaMemcpyAsync(s.lease->data(), src + c * chunk, len, cudaMemcpyDeviceToHost, stream));
+            FLEXRT_CUDA_CHECK(cudaEventRecord(s.copied, stream));
+        };
+        for (uint64_t c = 0; c < std::min<uint64_t>(n, slots.size()); ++c) copy_down(c);
+        for (uint64_t c = 0; c < n && result.is_ok(); ++c) {
+            Slot& s = slots[c % slots.size()];
+            FLEXRT_CUDA_CHECK(cudaEventSynchronize(s.copied));
+            const uint64_t len = std::min(chunk, bytes - c * chunk), pos = offset + c * chunk;
+            if (len % align) {  // the unaligned tail: the core's read-modify-write
+                Status t = disk_write(dst, pos, s.lease->data(), len);
+                if (!t.is_ok()) result = t;
+            } else {
+                s.req = {};
+                s.req.struct_size = sizeof s.req;
+                s.req.op = FLEXRT_IO_OP_WRITE;
+                s.req.file = dst.file();
+                s.req.offset = pos;
+                s.req.bytes = len;
+                s.req.buffer = s.lease->data();
+                flexrt_io_request* rp = &s.req;
+                take_last_plugin_error();
+                if (flexrt_status e = st.submit(&rp, 1); e != FLEXRT_STATUS_OK) result = {e, "submit: " + take_last_plugin_error()};
+                else s.writing = true;
+            }
+            if (result.is_ok() && c + slots.size() < n) copy_down(c + slots.size());
+        }
+        for (auto& s : slots) finish_write(s);
+        cudaStreamSynchronize(stream);
+        for (auto& s : slots) cudaEventDestroy(s.copied);
+        cudaStreamDestroy(stream);
         return result;
     } catch (const Error& e) {
         return {e.status(), e.what()};
