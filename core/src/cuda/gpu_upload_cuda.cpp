@@ -29,72 +29,110 @@ void GpuMemory::copy_to_host(void* dst, uint64_t offset, uint64_t bytes) const {
     FLEXRT_CUDA_CHECK(cudaMemcpy(dst, data_ + offset, bytes, cudaMemcpyDeviceToHost));
 }
 
+namespace {
+
+// One chunk of the pipeline: a pinned lease, its storage request and the event of its device copy.
+struct Slot {
+    std::optional<StagingPool::Lease> lease;
+    flexrt_io_request req{};
+    bool in_flight = false;  // the storage request has been submitted and not yet waited for
+    cudaEvent_t copied{};
+    bool copying = false;  // a device copy into or out of the lease has been queued
+};
+
+// The stream and the slots, torn down in the safe order whatever happens: storage requests in flight are
+// waited for and the stream drained before any lease goes back to the pool.
+class Pipeline {
+public:
+    Pipeline(IStorage& st, unsigned depth, StagingPool& pinned) : st_(st), slots_(std::clamp(depth, 1u, pinned.chunks())) {
+        FLEXRT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+        for (auto& s : slots_) {
+            FLEXRT_CUDA_CHECK(cudaEventCreateWithFlags(&s.copied, cudaEventDisableTiming));
+            s.lease.emplace(pinned.acquire());  // each slot holds its lease throughout
+        }
+    }
+    ~Pipeline() {
+        for (auto& s : slots_) wait(s);
+        cudaStreamSynchronize(stream_);
+        for (auto& s : slots_)
+            if (s.copied) cudaEventDestroy(s.copied);
+        cudaStreamDestroy(stream_);
+    }
+    Slot& slot(uint64_t chunk) { return slots_[chunk % slots_.size()]; }
+    size_t depth() const { return slots_.size(); }
+    cudaStream_t stream() const { return stream_; }
+    void submit(Slot& s) {
+        flexrt_io_request* rp = &s.req;
+        take_last_plugin_error();
+        if (flexrt_status e = st_.submit(&rp, 1); e != FLEXRT_STATUS_OK) FLEXRT_THROW(e, "submit: " + take_last_plugin_error());
+        s.in_flight = true;
+    }
+    void wait(Slot& s) {
+        if (!s.in_flight) return;
+        flexrt_io_request* rp = &s.req;
+        st_.wait(&rp, 1);
+        s.in_flight = false;
+    }
+
+private:
+    IStorage& st_;
+    std::vector<Slot> slots_;
+    cudaStream_t stream_{};
+};
+
+flexrt_io_request make_request(flexrt_io_op op, const DiskBuffer& f, uint64_t offset, uint64_t bytes, std::byte* buf) {
+    flexrt_io_request r{};
+    r.struct_size = sizeof r;
+    r.op = op;
+    r.file = f.file();
+    r.offset = offset;
+    r.bytes = bytes;
+    r.buffer = buf;
+    return r;
+}
+
+Status io_failure(const flexrt_io_request& r, const DiskBuffer& f, const char* verb, const char* short_what) {
+    return {r.status ? r.status : FLEXRT_STATUS_IO_ERROR, std::string(verb) + f.path().string() + " at offset " +
+                                                              std::to_string(r.offset) + ": " +
+                                                              (r.sys_errno ? errno_text(r.sys_errno) : std::string(short_what))};
+}
+
+uint64_t checked_alignment(IStorage& st, uint64_t offset, uint64_t chunk, const char* who) {
+    const uint64_t align = std::max<uint64_t>(1, st.required_alignment());
+    if (offset % align || chunk % align)
+        FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, std::string(who) + ": offset and chunk must be multiples of " + std::to_string(align));
+    return align;
+}
+
+}  // namespace
+
 Status read_to_gpu(DiskBuffer& src, uint64_t offset, uint64_t bytes, std::byte* dst, StagingPool& pinned, unsigned depth) {
     try {
         IStorage& st = src.storage();
-        const uint64_t align = std::max<uint64_t>(1, st.required_alignment()), chunk = pinned.chunk_bytes();
-        if (offset % align || chunk % align)
-            return {FLEXRT_STATUS_INVALID_ARGUMENT, "read_to_gpu: offset and chunk must be multiples of " + std::to_string(align)};
-        cudaStream_t stream{};
-        FLEXRT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-        struct Slot {
-            std::optional<StagingPool::Lease> lease;
-            flexrt_io_request req{};
-            cudaEvent_t copied{};
-            bool copying = false;
-        };
-        std::vector<Slot> slots(std::clamp(depth, 1u, pinned.chunks()));  // each slot holds a lease throughout
-        for (auto& s : slots) FLEXRT_CUDA_CHECK(cudaEventCreateWithFlags(&s.copied, cudaEventDisableTiming));
-        auto cleanup = [&] {
-            cudaStreamSynchronize(stream);
-            for (auto& s : slots) cudaEventDestroy(s.copied);
-            cudaStreamDestroy(stream);
-        };
+        const uint64_t chunk = pinned.chunk_bytes(), align = checked_alignment(st, offset, chunk, "read_to_gpu");
+        Pipeline p(st, depth, pinned);
         const uint64_t n = (bytes + chunk - 1) / chunk;
-        Status result;
         // Chunk c lives in slot c % depth: its read is submitted depth chunks ahead of its copy.
-        auto submit = [&](uint64_t c) -> Status {
-            Slot& s = slots[c % slots.size()];
+        auto read = [&](uint64_t c) {
+            Slot& s = p.slot(c);
             if (s.copying) FLEXRT_CUDA_CHECK(cudaEventSynchronize(s.copied));  // the chunk before it has left
             s.copying = false;
-            if (!s.lease) s.lease.emplace(pinned.acquire());
             const uint64_t len = std::min(chunk, bytes - c * chunk);
-            s.req = {};
-            s.req.struct_size = sizeof s.req;
-            s.req.op = FLEXRT_IO_OP_READ;
-            s.req.file = src.file();
-            s.req.offset = offset + c * chunk;
-            s.req.bytes = (len + align - 1) / align * align;
-            s.req.buffer = s.lease->data();
-            flexrt_io_request* rp = &s.req;
-            take_last_plugin_error();
-            if (flexrt_status e = st.submit(&rp, 1); e != FLEXRT_STATUS_OK) return {e, "submit: " + take_last_plugin_error()};
-            return Status::ok();
+            s.req = make_request(FLEXRT_IO_OP_READ, src, offset + c * chunk, (len + align - 1) / align * align, s.lease->data());
+            p.submit(s);
         };
-        for (uint64_t c = 0; c < std::min<uint64_t>(n, slots.size()) && result.is_ok(); ++c) result = submit(c);
-        for (uint64_t c = 0; c < n && result.is_ok(); ++c) {
-            Slot& s = slots[c % slots.size()];
-            flexrt_io_request* rp = &s.req;
-            st.wait(&rp, 1);
+        for (uint64_t c = 0; c < std::min<uint64_t>(n, p.depth()); ++c) read(c);
+        for (uint64_t c = 0; c < n; ++c) {
+            Slot& s = p.slot(c);
+            p.wait(s);
             const uint64_t len = std::min(chunk, bytes - c * chunk);
-            if (s.req.status != FLEXRT_STATUS_OK || s.req.bytes_done < len) {
-                result = {s.req.status ? s.req.status : FLEXRT_STATUS_IO_ERROR,
-                          "reading " + src.path().string() + " at offset " + std::to_string(s.req.offset) + ": " +
-                              (s.req.sys_errno ? errno_text(s.req.sys_errno) : std::string("short read"))};
-                break;
-            }
-            FLEXRT_CUDA_CHECK(cudaMemcpyAsync(dst + c * chunk, s.lease->data(), len, cudaMemcpyHostToDevice, stream));
-            FLEXRT_CUDA_CHECK(cudaEventRecord(s.copied, stream));
+            if (s.req.status != FLEXRT_STATUS_OK || s.req.bytes_done < len) return io_failure(s.req, src, "reading ", "short read");
+            FLEXRT_CUDA_CHECK(cudaMemcpyAsync(dst + c * chunk, s.lease->data(), len, cudaMemcpyHostToDevice, p.stream()));
+            FLEXRT_CUDA_CHECK(cudaEventRecord(s.copied, p.stream()));
             s.copying = true;
-            if (c + slots.size() < n) result = submit(c + slots.size());
+            if (c + p.depth() < n) read(c + p.depth());
         }
-        // Requests still in flight after a failure must finish before their leases go.
-        for (auto& s : slots) {
-            flexrt_io_request* rp = &s.req;
-            if (s.lease && s.req.struct_size) st.wait(&rp, 1);
-        }
-        cleanup();
-        return result;
+        return Status::ok();
     } catch (const Error& e) {
         return {e.status(), e.what()};
     }
@@ -104,68 +142,37 @@ Status write_from_gpu(const std::byte* src, DiskBuffer& dst, uint64_t offset, ui
                       unsigned depth) {
     try {
         IStorage& st = dst.storage();
-        const uint64_t align = std::max<uint64_t>(1, st.required_alignment()), chunk = pinned.chunk_bytes();
-        if (offset % align || chunk % align)
-            return {FLEXRT_STATUS_INVALID_ARGUMENT, "write_from_gpu: offset and chunk must be multiples of " + std::to_string(align)};
-        cudaStream_t stream{};
-        FLEXRT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-        struct Slot {
-            std::optional<StagingPool::Lease> lease;
-            flexrt_io_request req{};
-            cudaEvent_t copied{};
-            bool writing = false;
-        };
-        std::vector<Slot> slots(std::clamp(depth, 1u, pinned.chunks()));
-        for (auto& s : slots) {
-            FLEXRT_CUDA_CHECK(cudaEventCreateWithFlags(&s.copied, cudaEventDisableTiming));
-            s.lease.emplace(pinned.acquire());
-        }
+        const uint64_t chunk = pinned.chunk_bytes(), align = checked_alignment(st, offset, chunk, "write_from_gpu");
+        Pipeline p(st, depth, pinned);
         const uint64_t n = (bytes + chunk - 1) / chunk;
         Status result;
-        auto finish_write = [&](Slot& s) {
-            if (!s.writing) return;
-            flexrt_io_request* rp = &s.req;
-            st.wait(&rp, 1);
-            s.writing = false;
+        auto written = [&](Slot& s) {  // the slot's previous chunk is on disk (or failed)
+            if (!s.in_flight) return;
+            p.wait(s);
             if (result.is_ok() && (s.req.status != FLEXRT_STATUS_OK || s.req.bytes_done != s.req.bytes))
-                result = {s.req.status ? s.req.status : FLEXRT_STATUS_IO_ERROR,
-                          "writing " + dst.path().string() + " at offset " + std::to_string(s.req.offset) + ": " +
-                              (s.req.sys_errno ? errno_text(s.req.sys_errno) : std::string("short write"))};
+                result = io_failure(s.req, dst, "writing ", "short write");
         };
         auto copy_down = [&](uint64_t c) {  // device -> pinned, async
-            Slot& s = slots[c % slots.size()];
-            finish_write(s);  // its previous chunk must be on disk before the lease is reused
-            const uint64_t len = std::min(chunk, bytes - c * chunk);
-            FLEXRT_CUDA_CHECK(cudaMemcpyAsync(s.lease->data(), src + c * chunk, len, cudaMemcpyDeviceToHost, stream));
-            FLEXRT_CUDA_CHECK(cudaEventRecord(s.copied, stream));
+            Slot& s = p.slot(c);
+            written(s);
+            FLEXRT_CUDA_CHECK(cudaMemcpyAsync(s.lease->data(), src + c * chunk, std::min(chunk, bytes - c * chunk),
+                                              cudaMemcpyDeviceToHost, p.stream()));
+            FLEXRT_CUDA_CHECK(cudaEventRecord(s.copied, p.stream()));
         };
-        for (uint64_t c = 0; c < std::min<uint64_t>(n, slots.size()); ++c) copy_down(c);
+        for (uint64_t c = 0; c < std::min<uint64_t>(n, p.depth()); ++c) copy_down(c);
         for (uint64_t c = 0; c < n && result.is_ok(); ++c) {
-            Slot& s = slots[c % slots.size()];
+            Slot& s = p.slot(c);
             FLEXRT_CUDA_CHECK(cudaEventSynchronize(s.copied));
             const uint64_t len = std::min(chunk, bytes - c * chunk), pos = offset + c * chunk;
-            if (len % align) {  // the unaligned tail: the core's read-modify-write
-                Status t = disk_write(dst, pos, s.lease->data(), len);
-                if (!t.is_ok()) result = t;
+            if (len % align) {
+                result = disk_write(dst, pos, s.lease->data(), len);  // the unaligned tail: read-modify-write
             } else {
-                s.req = {};
-                s.req.struct_size = sizeof s.req;
-                s.req.op = FLEXRT_IO_OP_WRITE;
-                s.req.file = dst.file();
-                s.req.offset = pos;
-                s.req.bytes = len;
-                s.req.buffer = s.lease->data();
-                flexrt_io_request* rp = &s.req;
-                take_last_plugin_error();
-                if (flexrt_status e = st.submit(&rp, 1); e != FLEXRT_STATUS_OK) result = {e, "submit: " + take_last_plugin_error()};
-                else s.writing = true;
+                s.req = make_request(FLEXRT_IO_OP_WRITE, dst, pos, len, s.lease->data());
+                p.submit(s);
             }
-            if (result.is_ok() && c + slots.size() < n) copy_down(c + slots.size());
+            if (result.is_ok() && c + p.depth() < n) copy_down(c + p.depth());
         }
-        for (auto& s : slots) finish_write(s);
-        cudaStreamSynchronize(stream);
-        for (auto& s : slots) cudaEventDestroy(s.copied);
-        cudaStreamDestroy(stream);
+        for (uint64_t c = 0; c < p.depth(); ++c) written(p.slot(c));
         return result;
     } catch (const Error& e) {
         return {e.status(), e.what()};
