@@ -1,0 +1,84 @@
+#include "ops_cuda.hpp"
+
+#include "cuda_check.cuh"
+
+#include <map>
+#include <mutex>
+#include <tuple>
+
+namespace flexrt::ops::cuda {
+namespace {
+
+// One cuBLASLt handle and workspace per process, and the chosen algorithm per shape: the heuristic query
+// costs more than a small GEMM, so it runs once per (rows, in, out, epilogue).
+struct Lt {
+    cublasLtHandle_t handle{};
+    void* workspace = nullptr;
+    static constexpr size_t kWorkspace = 32u << 20;
+    struct Plan {
+        cublasLtMatmulDesc_t desc{};
+        cublasLtMatrixLayout_t a{}, b{}, c{};
+        cublasLtMatmulAlgo_t algo{};
+    };
+    std::map<std::tuple<int64_t, int64_t, int64_t, int>, Plan> plans;
+    std::mutex m;
+    Lt() {
+        FLEXRT_CUBLAS_CHECK(cublasLtCreate(&handle));
+        FLEXRT_CUDA_CHECK(cudaMalloc(&workspace, kWorkspace));
+    }
+};
+
+Lt& lt() {
+    static Lt* instance = new Lt();  // lives for the process: handles must outlive every stream that used them
+    return *instance;
+}
+
+}  // namespace
+
+void linear(const uint16_t* x, int64_t rows, int64_t in, const uint16_t* w, const uint16_t* b, int64_t out, uint16_t* y,
+            bool relu, void* stream) {
+    if (rows == 0) return;
+    Lt& L = lt();
+    // Row-major Y (rows, out) is column-major Y^T (out, rows) = W (out, in) * X^T (in, rows): A is the stored
+    // W read transposed, B the stored X as it is.
+    const cublasLtEpilogue_t epi = b ? (relu ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_BIAS)
+                                     : (relu ? CUBLASLT_EPILOGUE_RELU : CUBLASLT_EPILOGUE_DEFAULT);
+    std::lock_guard lock(L.m);
+    auto key = std::make_tuple(rows, in, out, static_cast<int>(epi));
+    auto it = L.plans.find(key);
+    if (it == L.plans.end()) {
+        Lt::Plan p;
+        FLEXRT_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+        const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+        FLEXRT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+        FLEXRT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+        FLEXRT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+        if (b) {
+            const cudaDataType_t bt = CUDA_R_16F;
+            FLEXRT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
+        }
+        FLEXRT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_16F, in, out, in));     // stored W: (in x out) col-major
+        FLEXRT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_16F, in, rows, in));    // stored X: (in x rows)
+        FLEXRT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.c, CUDA_R_16F, out, rows, out));  // Y^T: (out x rows)
+        cublasLtMatmulPreference_t pref{};
+        FLEXRT_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+        size_t ws = Lt::kWorkspace;
+        FLEXRT_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+        cublasLtMatmulHeuristicResult_t result{};
+        int found = 0;
+        FLEXRT_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(L.handle, p.desc, p.a, p.b, p.c, p.c, pref, 1, &result, &found));
+        cublasLtMatmulPreferenceDestroy(pref);
+        if (found == 0)
+            throw Error(FLEXRT_STATUS_UNSUPPORTED, "cuBLASLt has no algorithm for a " + std::to_string(rows) + "x" +
+                                                       std::to_string(in) + "x" + std::to_string(out) + " fp16 GEMM");
+        p.algo = result.algo;
+        it = L.plans.emplace(key, p).first;
+    }
+    Lt::Plan& p = it->second;
+    if (b) FLEXRT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b, sizeof b));
+    const float alpha = 1.0f, beta = 0.0f;
+    FLEXRT_CUBLAS_CHECK(cublasLtMatmul(L.handle, p.desc, &alpha, w, p.a, x, p.b, &beta, y, p.c, y, p.c, &p.algo, L.workspace,
+                                       Lt::kWorkspace, static_cast<cudaStream_t>(stream)));
+}
+
+}  // namespace flexrt::ops::cuda

@@ -1,0 +1,48 @@
+// The CUDA variants of the ops (CUDA builds only): fp16 activations and weights in device memory, fp32
+// accumulation. Each has its CPU variant (layer_norm.hpp, linear.hpp, ...) as the oracle; tests/ops
+// compares them on random inputs at OPT shapes. `stream` is a cudaStream_t. Every launch is checked.
+#pragma once
+
+#include "attention.hpp"
+
+#include <cstdint>
+
+namespace flexrt::ops::cuda {
+
+// y = layer_norm(x) * w + b. x, y: (rows, h) fp16 (may alias); w, b: (h,) fp16.
+void layer_norm(const uint16_t* x, int64_t rows, int64_t h, const uint16_t* w, const uint16_t* b, double eps, uint16_t* y,
+                void* stream);
+
+// y = x W^T + b, then ReLU if asked: cuBLASLt with the bias (and ReLU) fused into the GEMM's epilogue.
+// x: (rows, in); W: (out, in); b: (out,) or nullptr; y: (rows, out). All fp16, fp32 accumulation.
+void linear(const uint16_t* x, int64_t rows, int64_t in, const uint16_t* w, const uint16_t* b, int64_t out, uint16_t* y,
+            bool relu, void* stream);
+
+// out[r] = w_tok[ids[r]] (rows, dim) fp16; ids int32 in device memory.
+void embed_tokens(const int32_t* ids, int64_t rows, const uint16_t* w_tok, int64_t vocab, int64_t dim, uint16_t* out,
+                  void* stream);
+
+// x += learned positions (see embedding.hpp for the rule). x: (batch, seq, h) fp16; mask: (batch, mask_stride) u8.
+void add_positions(uint16_t* x, int64_t batch, int64_t seq, const uint8_t* mask, int64_t mask_stride, int64_t mask_len,
+                   const uint16_t* w_pos, int64_t n_pos, int64_t h, void* stream);
+
+// Where one sequence's fp16 keys and values are on the device (the fp16 twin of SeqKv).
+struct SeqKvHalf {
+    const uint16_t* past_k;
+    const uint16_t* past_v;
+    int64_t past_stride;
+    const uint16_t* new_k;
+    const uint16_t* new_v;
+    int64_t new_stride;
+};
+
+// Causal attention with an online softmax over key tiles: the (seq, keys) score matrix is never stored.
+// q: (batch, seq, heads * head_dim) fp16, pre-scaled; kv: (batch,) SeqKvHalf in device memory; mask as
+// in attention.hpp; out: (batch, seq, heads * head_dim) fp16. head_dim <= 256 and a multiple of 8.
+void attention(const uint16_t* q, const SeqKvHalf* kv, int64_t batch, int64_t seq, int64_t past, int64_t heads,
+               int64_t head_dim, const uint8_t* mask, int64_t mask_stride, uint16_t* out, void* stream);
+
+// ids[r] = argmax of row r (first index on ties). logits: (rows, vocab) fp16.
+void argmax(const uint16_t* logits, int64_t rows, int64_t vocab, int32_t* ids, void* stream);
+
+}  // namespace flexrt::ops::cuda

@@ -1,0 +1,192 @@
+// Each CUDA op against its CPU variant (the oracle) on fresh random inputs at OPT shapes. Outputs are
+// poisoned with NaN first, so an element the kernel forgot fails the check. Error measure (METHOD.md):
+// ||gpu - cpu|| / ||cpu||, with fp16 activations and fp32 accumulation well under 5e-3.
+// Without a GPU every test is skipped, saying so; they run on the device machine.
+#include "core/src/cuda/cuda_check.hpp"
+#include "core/src/gpu_upload.hpp"
+#include "ops/attention.hpp"
+#include "ops/embedding.hpp"
+#include "ops/f16.hpp"
+#include "ops/layer_norm.hpp"
+#include "ops/linear.hpp"
+#include "ops/ops_cuda.hpp"
+#include "ops/sampling.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+namespace flexrt::ops {
+namespace {
+
+#define REQUIRE_GPU() \
+    if (!gpu_available()) GTEST_SKIP() << "no GPU here: the CUDA op tests run on the device machine"
+
+constexpr double kTol = 5e-3;
+
+template <typename T>
+struct Dev {
+    T* p = nullptr;
+    size_t n = 0;
+    explicit Dev(size_t count) : n(count) {
+        FLEXRT_CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(1, n) * sizeof(T)));
+        FLEXRT_CUDA_CHECK(cudaMemset(p, 0xff, std::max<size_t>(1, n) * sizeof(T)));  // NaN for fp16: poison
+    }
+    explicit Dev(const std::vector<T>& v) : Dev(v.size()) { FLEXRT_CUDA_CHECK(cudaMemcpy(p, v.data(), n * sizeof(T), cudaMemcpyHostToDevice)); }
+    ~Dev() { cudaFree(p); }
+    std::vector<T> get() const {
+        std::vector<T> v(n);
+        FLEXRT_CUDA_CHECK(cudaDeviceSynchronize());
+        FLEXRT_CUDA_CHECK(cudaMemcpy(v.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost));
+        return v;
+    }
+};
+
+std::vector<uint16_t> rand_half(size_t n, std::mt19937& rng, float scale = 1.0f) {
+    std::normal_distribution<float> d(0.0f, scale);
+    std::vector<uint16_t> v(n);
+    for (auto& x : v) x = float_to_half(d(rng));
+    return v;
+}
+std::vector<float> widen(const std::vector<uint16_t>& h) {
+    std::vector<float> f(h.size());
+    for (size_t i = 0; i < h.size(); ++i) f[i] = half_to_float(h[i]);
+    return f;
+}
+// ||a - b|| / ||b|| with a in fp16; NaN or a size mismatch fails.
+double rel_err(const std::vector<uint16_t>& a, const std::vector<float>& b) {
+    if (a.size() != b.size()) return 1e9;
+    double num = 0, den = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+        const double x = half_to_float(a[i]);
+        if (std::isnan(x)) return 1e9;
+        num += (x - b[i]) * (x - b[i]);
+        den += static_cast<double>(b[i]) * b[i];
+    }
+    return std::sqrt(num / std::max(den, 1e-30));
+}
+
+class LayerNormCuda : public ::testing::TestWithParam<int64_t> {};
+TEST_P(LayerNormCuda, MatchesCpu) {
+    REQUIRE_GPU();
+    std::mt19937 rng(GetParam());
+    const int64_t rows = 33, h = GetParam();
+    auto x = rand_half(rows * h, rng, 2.0f), w = rand_half(h, rng), b = rand_half(h, rng);
+    std::vector<float> ref(rows * h);
+    layer_norm(widen(x).data(), rows, h, w.data(), b.data(), 1e-5, ref.data());
+    Dev<uint16_t> dx(x), dw(w), db(b), dy(rows * h);
+    cuda::layer_norm(dx.p, rows, h, dw.p, db.p, 1e-5, dy.p, nullptr);
+    EXPECT_LT(rel_err(dy.get(), ref), kTol);
+}
+INSTANTIATE_TEST_SUITE_P(OptHidden, LayerNormCuda, ::testing::Values(768, 2560, 7168, 12288));
+
+struct LinearCase {
+    int64_t rows, in, out;
+    bool bias, relu;
+};
+class LinearCuda : public ::testing::TestWithParam<LinearCase> {};
+TEST_P(LinearCuda, MatchesCpu) {
+    REQUIRE_GPU();
+    const LinearCase c = GetParam();
+    std::mt19937 rng(static_cast<unsigned>(c.rows * 7 + c.in));
+    auto x = rand_half(c.rows * c.in, rng), w = rand_half(c.out * c.in, rng, 1.0f / std::sqrt(static_cast<float>(c.in)));
+    auto b = rand_half(c.out, rng, 0.1f);
+    std::vector<float> ref(c.rows * c.out), scratch(linear_scratch_floats(c.in));
+    linear(widen(x).data(), c.rows, c.in, w.data(), c.bias ? b.data() : nullptr, c.out, ref.data(), scratch.data(), c.relu);
+    Dev<uint16_t> dx(x), dw(w), db(b), dy(c.rows * c.out);
+    cuda::linear(dx.p, c.rows, c.in, dw.p, c.bias ? db.p : nullptr, c.out, dy.p, c.relu, nullptr);
+    EXPECT_LT(rel_err(dy.get(), ref), kTol);
+}
+INSTANTIATE_TEST_SUITE_P(OptShapes, LinearCuda,
+                         ::testing::Values(LinearCase{1, 4096, 4096, true, false}, LinearCase{64, 4096, 16384, true, true},
+                                           LinearCase{512, 7168, 1024, true, false}, LinearCase{7, 2560, 10240, false, true},
+                                           LinearCase{64, 7168, 50272, false, false}));
+
+TEST(EmbeddingCuda, MatchesCpu) {
+    REQUIRE_GPU();
+    std::mt19937 rng(5);
+    const int64_t batch = 3, seq = 9, h = 768, vocab = 50272, npos = 2050, mask_stride = 20;
+    auto wt = rand_half(vocab * h, rng), wp = rand_half(npos * h, rng);
+    std::vector<int32_t> ids(batch * seq);
+    for (auto& i : ids) i = static_cast<int32_t>(rng() % vocab);
+    std::vector<uint8_t> mask(batch * mask_stride, 1);
+    mask[0] = mask[1] = 0;                    // sequence 0: two pads
+    mask[mask_stride] = 0;                    // sequence 1: one
+    std::vector<float> ref(batch * seq * h);
+    embed_tokens(ids.data(), batch * seq, wt.data(), vocab, h, ref.data());
+    add_positions(ref.data(), batch, seq, mask.data(), mask_stride, 12, wp.data(), npos, h);  // 3 cached + 9 new
+    Dev<int32_t> did(ids);
+    Dev<uint16_t> dwt(wt), dwp(wp), dy(batch * seq * h);
+    Dev<uint8_t> dm(mask);
+    cuda::embed_tokens(did.p, batch * seq, dwt.p, vocab, h, dy.p, nullptr);
+    cuda::add_positions(dy.p, batch, seq, dm.p, mask_stride, 12, dwp.p, npos, h, nullptr);
+    EXPECT_LT(rel_err(dy.get(), ref), 1e-3);
+    ids[4] = static_cast<int32_t>(vocab);
+    Dev<int32_t> bad(ids);
+    EXPECT_THROW(cuda::embed_tokens(bad.p, batch * seq, dwt.p, vocab, h, dy.p, nullptr), Error);
+}
+
+struct AttnCase {
+    int64_t batch, seq, past, heads, hd;
+};
+class AttentionCuda : public ::testing::TestWithParam<AttnCase> {};
+TEST_P(AttentionCuda, MatchesCpu) {
+    REQUIRE_GPU();
+    const AttnCase c = GetParam();
+    std::mt19937 rng(static_cast<unsigned>(c.seq * 13 + c.hd));
+    const int64_t h = c.heads * c.hd, keys = c.past + c.seq, stride = keys + 3;
+    // Two groups of sequences, as the engine lays out tiers: [0, g) and [g, batch), each (rows, count, h).
+    const int64_t g = c.batch / 2 + 1;
+    auto q = rand_half(c.batch * c.seq * h, rng, 0.3f);
+    auto pk = rand_half(std::max<int64_t>(1, c.past) * c.batch * h, rng), pv = rand_half(std::max<int64_t>(1, c.past) * c.batch * h, rng);
+    auto nk = rand_half(c.seq * c.batch * h, rng), nv = rand_half(c.seq * c.batch * h, rng);
+    std::vector<uint8_t> mask(c.batch * stride, 1);
+    for (int64_t b = 0; b < c.batch; ++b)
+        for (int64_t t = 0; t < b % 3 && t < keys; ++t) mask[b * stride + t] = 0;  // left padding of 0, 1, 2
+    Dev<uint16_t> dq(q), dpk(pk), dpv(pv), dnk(nk), dnv(nv), dout(c.batch * c.seq * h);
+    Dev<uint8_t> dm(mask);
+    const auto fpk = widen(pk), fpv = widen(pv), fnk = widen(nk), fnv = widen(nv);
+    std::vector<SeqKv> cpu;
+    std::vector<cuda::SeqKvHalf> gpu;
+    for (int64_t b = 0; b < c.batch; ++b) {
+        const int64_t first = b < g ? 0 : g, count = b < g ? g : c.batch - g, local = b - first;
+        const int64_t past_base = first * std::max<int64_t>(1, c.past) * h + local * h, new_base = first * c.seq * h + local * h;
+        cpu.push_back({fpk.data() + past_base, fpv.data() + past_base, count * h, const_cast<float*>(fnk.data()) + new_base,
+                       const_cast<float*>(fnv.data()) + new_base, count * h});
+        gpu.push_back({dpk.p + past_base, dpv.p + past_base, count * h, dnk.p + new_base, dnv.p + new_base, count * h});
+    }
+    std::vector<float> ref(c.batch * c.seq * h);
+    attention(widen(q).data(), cpu.data(), c.batch, c.seq, c.past, c.heads, c.hd, mask.data(), stride, ref.data());
+    std::vector<uint8_t> raw(gpu.size() * sizeof(cuda::SeqKvHalf));
+    std::memcpy(raw.data(), gpu.data(), raw.size());
+    Dev<uint8_t> dkv(raw);
+    cuda::attention(dq.p, reinterpret_cast<const cuda::SeqKvHalf*>(dkv.p), c.batch, c.seq, c.past, c.heads, c.hd, dm.p, stride,
+                    dout.p, nullptr);
+    EXPECT_LT(rel_err(dout.get(), ref), kTol);
+}
+INSTANTIATE_TEST_SUITE_P(OptShapes, AttentionCuda,
+                         ::testing::Values(AttnCase{3, 64, 0, 8, 128},   // prefill
+                                           AttnCase{5, 1, 100, 8, 128},  // decode
+                                           AttnCase{2, 17, 30, 4, 80},   // opt-2.7b's head_dim, a chunk after a cache
+                                           AttnCase{4, 1, 511, 56, 128}, // opt-30b decode at context 512
+                                           AttnCase{2, 33, 0, 12, 64}));
+
+TEST(ArgmaxCuda, MatchesCpuIncludingTies) {
+    REQUIRE_GPU();
+    std::mt19937 rng(9);
+    const int64_t rows = 16, vocab = 50272;
+    auto logits = rand_half(rows * vocab, rng, 3.0f);
+    logits[3 * vocab + 100] = logits[3 * vocab + 200] = float_to_half(60000.0f);  // a tie: the first index wins
+    Dev<uint16_t> dl(logits);
+    Dev<int32_t> ids(rows);
+    cuda::argmax(dl.p, rows, vocab, ids.p, nullptr);
+    const auto got = ids.get();
+    const auto f = widen(logits);
+    for (int64_t r = 0; r < rows; ++r) EXPECT_EQ(got[r], argmax(f.data() + r * vocab, vocab)) << "row " << r;
+    EXPECT_EQ(got[3], 100);
+}
+
+}  // namespace
+}  // namespace flexrt::ops
