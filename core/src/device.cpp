@@ -1,6 +1,7 @@
 #include "device.hpp"
 
 #include "host_log.hpp"
+#include "pinned_memory.hpp"
 
 #include <flexrt/status.hpp>
 
@@ -25,6 +26,8 @@ const char* tier_name(TierKind t) noexcept {
     return "?";
 }
 
+MemoryKind Buffer::memory() const noexcept { return device_.memory(); }
+
 void IDevice::account(int64_t delta) noexcept {
     uint64_t now = allocated_.fetch_add(static_cast<uint64_t>(delta)) + static_cast<uint64_t>(delta);
     uint64_t peak = peak_.load();
@@ -41,14 +44,23 @@ public:
 
     MemoryBuffer(MemoryDevice& device, uint64_t bytes, const std::string& purpose) : Buffer(device, bytes), dev_(device) {
         uint64_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
-        data_ = static_cast<std::byte*>(std::aligned_alloc(kAlignment, rounded ? rounded : kAlignment));
+        if (rounded == 0) rounded = kAlignment;
+        if (device.pinned()) {
+            try {
+                data_ = static_cast<std::byte*>(pinned_alloc(rounded));  // page-aligned
+            } catch (const Error& e) {
+                FLEXRT_THROW(e.status(), std::string(e.what()) + " for " + purpose);
+            }
+        } else {
+            data_ = static_cast<std::byte*>(std::aligned_alloc(kAlignment, rounded));
+        }
         if (!data_)
             FLEXRT_THROW(FLEXRT_STATUS_OUT_OF_MEMORY, "cannot allocate " + std::to_string(bytes) + " bytes of " +
                                                           device.name() + " memory for " + purpose);
         dev_.account(static_cast<int64_t>(bytes));
     }
     ~MemoryBuffer() override {
-        std::free(data_);
+        dev_.pinned() ? pinned_free(data_) : std::free(data_);
         dev_.account(-static_cast<int64_t>(bytes()));
     }
     std::byte* data() noexcept override { return data_; }

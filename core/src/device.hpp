@@ -16,6 +16,10 @@ namespace flexrt {
 
 enum class TierKind { compute, host, disk };
 
+// Where a buffer's bytes are, which decides how they are copied: host memory (pageable or pinned),
+// device memory (a GPU's), or a file on the disk tier.
+enum class MemoryKind { host, device, file };
+
 const char* tier_name(TierKind t) noexcept;
 
 class IDevice;
@@ -30,8 +34,10 @@ public:
 
     IDevice& device() const noexcept { return device_; }
     uint64_t bytes() const noexcept { return bytes_; }
-    // Host-addressable memory, or nullptr for a disk buffer.
+    // The address of the bytes in the device's memory space (host memory, or device memory for a GPU), or
+    // nullptr for a file.
     virtual std::byte* data() noexcept = 0;
+    MemoryKind memory() const noexcept;
 
 private:
     IDevice& device_;
@@ -44,6 +50,7 @@ class IDevice {
 public:
     virtual ~IDevice() = default;
     virtual TierKind kind() const noexcept = 0;
+    virtual MemoryKind memory() const noexcept = 0;
     virtual std::string name() const = 0;
     virtual std::unique_ptr<Buffer> allocate(uint64_t bytes, const std::string& purpose) = 0;
 
@@ -58,11 +65,14 @@ private:
     std::atomic<uint64_t> peak_{0};
 };
 
-// Host memory used either as the host tier or, without a GPU, as the compute device's memory.
+// Host memory used either as the host tier or, without a GPU, as the compute device's memory. Pinned
+// (page-locked, CUDA builds) when asked: what the GPU's copy engines read at full speed.
 class MemoryDevice final : public IDevice {
 public:
-    MemoryDevice(TierKind kind, std::string name) : kind_(kind), name_(std::move(name)) {}
+    MemoryDevice(TierKind kind, std::string name, bool pinned = false) : kind_(kind), name_(std::move(name)), pinned_(pinned) {}
     TierKind kind() const noexcept override { return kind_; }
+    MemoryKind memory() const noexcept override { return MemoryKind::host; }
+    bool pinned() const noexcept { return pinned_; }
     std::string name() const override { return name_; }
     std::unique_ptr<Buffer> allocate(uint64_t bytes, const std::string& purpose) override;
 
@@ -70,6 +80,7 @@ private:
     friend class MemoryBuffer;
     TierKind kind_;
     std::string name_;
+    bool pinned_;
 };
 
 // The disk tier: one file per buffer in a private run directory under the offload dir, through a
@@ -90,6 +101,7 @@ public:
     const std::vector<std::filesystem::path>& removed_stale() const noexcept { return removed_stale_; }
 
     TierKind kind() const noexcept override { return TierKind::disk; }
+    MemoryKind memory() const noexcept override { return MemoryKind::file; }
     std::string name() const override { return "disk (" + run_dir_.string() + ")"; }
     // A scratch file ("<n>-<purpose>.scratch"): content that only this run reads (KV cache, hidden states).
     std::unique_ptr<Buffer> allocate(uint64_t bytes, const std::string& purpose) override;

@@ -32,13 +32,18 @@ private:
     uint64_t bytes_ = 0;
 };
 
+// Copies `bytes` between device memory and host or device memory: cudaMemcpyAsync on the calling thread's
+// own stream, then waits for it (the caller is a transfer-engine worker; the scheduler's thread never
+// blocks on it). `*_kind` says which side is device memory.
+Status gpu_copy(std::byte* dst, MemoryKind dst_kind, const std::byte* src, MemoryKind src_kind, uint64_t bytes);
+
 // Reads [offset, offset + bytes) of `src` into `dst` (device memory) through `pinned` (a pinned pool),
-// keeping up to `depth` chunk reads in flight. `offset` must be a multiple of the storage alignment.
+// keeping up to `depth` chunk reads in flight. Any offset: reads cover the aligned range around it.
 Status read_to_gpu(DiskBuffer& src, uint64_t offset, uint64_t bytes, std::byte* dst, StagingPool& pinned, unsigned depth);
 
 // The way back (the KV cache's): device memory `src` to [offset, offset + bytes) of `dst`, each chunk copied
-// to pinned staging and written while the next chunks are copied. `offset` aligned as above; an unaligned
-// tail goes through the core's read-modify-write.
+// to pinned staging and written while the next chunks are copied. An unaligned offset or tail goes through
+// the core's read-modify-write.
 Status write_from_gpu(const std::byte* src, DiskBuffer& dst, uint64_t offset, uint64_t bytes, StagingPool& pinned,
                       unsigned depth);
 

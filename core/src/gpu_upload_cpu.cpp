@@ -7,6 +7,9 @@ bool gpu_available() noexcept { return false; }
 GpuMemory::GpuMemory(uint64_t) { FLEXRT_THROW(FLEXRT_STATUS_UNSUPPORTED, "this build has no CUDA (FLEXRT_WITH_CUDA)"); }
 GpuMemory::~GpuMemory() = default;
 void GpuMemory::copy_to_host(void*, uint64_t, uint64_t) const {}
+Status gpu_copy(std::byte*, MemoryKind, const std::byte*, MemoryKind, uint64_t) {
+    return {FLEXRT_STATUS_UNSUPPORTED, "this build has no CUDA (FLEXRT_WITH_CUDA)"};
+}
 Status read_to_gpu(DiskBuffer&, uint64_t, uint64_t, std::byte*, StagingPool&, unsigned) {
     return {FLEXRT_STATUS_UNSUPPORTED, "this build has no CUDA (FLEXRT_WITH_CUDA)"};
 }

@@ -1,5 +1,6 @@
 #include "transfer.hpp"
 
+#include "gpu_upload.hpp"
 #include "host_log.hpp"
 #include "pinned_memory.hpp"
 
@@ -173,6 +174,15 @@ Status copy_now(View dst, View src, StagingPool* pool) {
     if (dst.bytes == 0) return Status::ok();
     std::byte* d = dst.buffer->data();
     std::byte* s = src.buffer->data();
+    const MemoryKind dk = dst.buffer->memory(), sk = src.buffer->memory();
+    if (dk == MemoryKind::device || sk == MemoryKind::device) {  // a GPU on one side: CUDA copies, pinned staging
+        if (dk != MemoryKind::file && sk != MemoryKind::file) return gpu_copy(d + dst.offset, dk, s + src.offset, sk, dst.bytes);
+        std::optional<StagingPool> local;  // tools and tests without a transfer engine
+        if (!pool || !pool->pinned()) pool = &local.emplace(8ull << 20, 4, true);
+        if (sk == MemoryKind::file)
+            return read_to_gpu(static_cast<DiskBuffer&>(*src.buffer), src.offset, src.bytes, d + dst.offset, *pool, pool->chunks());
+        return write_from_gpu(s + src.offset, static_cast<DiskBuffer&>(*dst.buffer), dst.offset, dst.bytes, *pool, pool->chunks());
+    }
     if (d && s) {
         std::memmove(d + dst.offset, s + src.offset, dst.bytes);
         return Status::ok();

@@ -102,7 +102,12 @@ TEST_P(LinearCuda, MatchesCpu) {
 INSTANTIATE_TEST_SUITE_P(OptShapes, LinearCuda,
                          ::testing::Values(LinearCase{1, 4096, 4096, true, false}, LinearCase{64, 4096, 16384, true, true},
                                            LinearCase{512, 7168, 1024, true, false}, LinearCase{7, 2560, 10240, false, true},
-                                           LinearCase{64, 7168, 50272, false, false}));
+                                           LinearCase{64, 7168, 50272, false, false}),
+                         [](const auto& info) {
+                             const LinearCase& c = info.param;
+                             return "r" + std::to_string(c.rows) + "_in" + std::to_string(c.in) + "_out" + std::to_string(c.out) +
+                                    (c.bias ? "_bias" : "") + (c.relu ? "_relu" : "");
+                         });
 
 TEST(EmbeddingCuda, MatchesCpu) {
     REQUIRE_GPU();
@@ -171,7 +176,12 @@ INSTANTIATE_TEST_SUITE_P(OptShapes, AttentionCuda,
                                            AttnCase{5, 1, 100, 8, 128},  // decode
                                            AttnCase{2, 17, 30, 4, 80},   // opt-2.7b's head_dim, a chunk after a cache
                                            AttnCase{4, 1, 511, 56, 128}, // opt-30b decode at context 512
-                                           AttnCase{2, 33, 0, 12, 64}));
+                                           AttnCase{2, 33, 0, 12, 64}),
+                         [](const auto& info) {
+                             const AttnCase& c = info.param;
+                             return "b" + std::to_string(c.batch) + "_s" + std::to_string(c.seq) + "_past" + std::to_string(c.past) +
+                                    "_h" + std::to_string(c.heads) + "_d" + std::to_string(c.hd);
+                         });
 
 TEST(ArgmaxCuda, MatchesCpuIncludingTies) {
     REQUIRE_GPU();

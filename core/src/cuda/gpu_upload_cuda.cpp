@@ -97,37 +97,64 @@ Status io_failure(const flexrt_io_request& r, const DiskBuffer& f, const char* v
                                                               (r.sys_errno ? errno_text(r.sys_errno) : std::string(short_what))};
 }
 
-uint64_t checked_alignment(IStorage& st, uint64_t offset, uint64_t chunk, const char* who) {
+uint64_t checked_alignment(IStorage& st, uint64_t chunk, const char* who) {
     const uint64_t align = std::max<uint64_t>(1, st.required_alignment());
-    if (offset % align || chunk % align)
-        FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, std::string(who) + ": offset and chunk must be multiples of " + std::to_string(align));
+    if (chunk % align)
+        FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, std::string(who) + ": staging chunks must be multiples of " + std::to_string(align));
     return align;
+}
+
+// One stream per transfer-engine worker thread, made on first use and kept for the thread's life.
+cudaStream_t thread_stream() {
+    thread_local struct Owned {
+        cudaStream_t s{};
+        ~Owned() {
+            if (s) cudaStreamDestroy(s);
+        }
+    } owned;
+    if (!owned.s) FLEXRT_CUDA_CHECK(cudaStreamCreateWithFlags(&owned.s, cudaStreamNonBlocking));
+    return owned.s;
 }
 
 }  // namespace
 
+Status gpu_copy(std::byte* dst, MemoryKind dst_kind, const std::byte* src, MemoryKind src_kind, uint64_t bytes) {
+    try {
+        const cudaMemcpyKind kind = dst_kind == MemoryKind::device
+                                        ? (src_kind == MemoryKind::device ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
+                                        : cudaMemcpyDeviceToHost;
+        cudaStream_t s = thread_stream();
+        FLEXRT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, s));
+        FLEXRT_CUDA_CHECK(cudaStreamSynchronize(s));
+        return Status::ok();
+    } catch (const Error& e) {
+        return {e.status(), e.what()};
+    }
+}
+
 Status read_to_gpu(DiskBuffer& src, uint64_t offset, uint64_t bytes, std::byte* dst, StagingPool& pinned, unsigned depth) {
     try {
         IStorage& st = src.storage();
-        const uint64_t chunk = pinned.chunk_bytes(), align = checked_alignment(st, offset, chunk, "read_to_gpu");
+        const uint64_t chunk = pinned.chunk_bytes(), align = checked_alignment(st, chunk, "read_to_gpu");
+        // Chunks tile the aligned range around [offset, end); each is read whole and its useful part copied.
+        const uint64_t end = offset + bytes, start = offset / align * align, span = (end + align - 1) / align * align - start;
         Pipeline p(st, depth, pinned);
-        const uint64_t n = (bytes + chunk - 1) / chunk;
+        const uint64_t n = (span + chunk - 1) / chunk;
         // Chunk c lives in slot c % depth: its read is submitted depth chunks ahead of its copy.
         auto read = [&](uint64_t c) {
             Slot& s = p.slot(c);
             if (s.copying) FLEXRT_CUDA_CHECK(cudaEventSynchronize(s.copied));  // the chunk before it has left
             s.copying = false;
-            const uint64_t len = std::min(chunk, bytes - c * chunk);
-            s.req = make_request(FLEXRT_IO_OP_READ, src, offset + c * chunk, (len + align - 1) / align * align, s.lease->data());
+            s.req = make_request(FLEXRT_IO_OP_READ, src, start + c * chunk, std::min(chunk, span - c * chunk), s.lease->data());
             p.submit(s);
         };
         for (uint64_t c = 0; c < std::min<uint64_t>(n, p.depth()); ++c) read(c);
         for (uint64_t c = 0; c < n; ++c) {
             Slot& s = p.slot(c);
             p.wait(s);
-            const uint64_t len = std::min(chunk, bytes - c * chunk);
-            if (s.req.status != FLEXRT_STATUS_OK || s.req.bytes_done < len) return io_failure(s.req, src, "reading ", "short read");
-            FLEXRT_CUDA_CHECK(cudaMemcpyAsync(dst + c * chunk, s.lease->data(), len, cudaMemcpyHostToDevice, p.stream()));
+            const uint64_t lo = start + c * chunk, a = std::max(lo, offset), b = std::min(lo + s.req.bytes, end);
+            if (s.req.status != FLEXRT_STATUS_OK || s.req.bytes_done < b - lo) return io_failure(s.req, src, "reading ", "short read");
+            FLEXRT_CUDA_CHECK(cudaMemcpyAsync(dst + (a - offset), s.lease->data() + (a - lo), b - a, cudaMemcpyHostToDevice, p.stream()));
             FLEXRT_CUDA_CHECK(cudaEventRecord(s.copied, p.stream()));
             s.copying = true;
             if (c + p.depth() < n) read(c + p.depth());
@@ -142,7 +169,17 @@ Status write_from_gpu(const std::byte* src, DiskBuffer& dst, uint64_t offset, ui
                       unsigned depth) {
     try {
         IStorage& st = dst.storage();
-        const uint64_t chunk = pinned.chunk_bytes(), align = checked_alignment(st, offset, chunk, "write_from_gpu");
+        const uint64_t chunk = pinned.chunk_bytes(), align = checked_alignment(st, chunk, "write_from_gpu");
+        if (offset % align) {  // misaligned start: chunk by chunk through host staging and read-modify-write
+            StagingPool::Lease lease = pinned.acquire();
+            for (uint64_t done = 0; done < bytes; done += chunk) {
+                const uint64_t len = std::min(chunk, bytes - done);
+                Status c = gpu_copy(lease.data(), MemoryKind::host, src + done, MemoryKind::device, len);
+                if (c.is_ok()) c = disk_write(dst, offset + done, lease.data(), len);
+                if (!c.is_ok()) return c;
+            }
+            return Status::ok();
+        }
         Pipeline p(st, depth, pinned);
         const uint64_t n = (bytes + chunk - 1) / chunk;
         Status result;
