@@ -16,6 +16,7 @@
 
 #include <cmath>
 #include <random>
+#include <sstream>
 #include <vector>
 
 namespace flexrt::ops {
@@ -105,8 +106,9 @@ INSTANTIATE_TEST_SUITE_P(OptShapes, LinearCuda,
                                            LinearCase{64, 7168, 50272, false, false}),
                          [](const auto& info) {
                              const LinearCase& c = info.param;
-                             return "r" + std::to_string(c.rows) + "_in" + std::to_string(c.in) + "_out" + std::to_string(c.out) +
-                                    (c.bias ? "_bias" : "") + (c.relu ? "_relu" : "");
+                             std::ostringstream os;  // (not string +: GCC 12 warns falsely, -Wrestrict)
+                             os << "r" << c.rows << "_in" << c.in << "_out" << c.out << (c.bias ? "_bias" : "") << (c.relu ? "_relu" : "");
+                             return os.str();
                          });
 
 TEST(EmbeddingCuda, MatchesCpu) {
@@ -179,8 +181,9 @@ INSTANTIATE_TEST_SUITE_P(OptShapes, AttentionCuda,
                                            AttnCase{2, 33, 0, 12, 64}),
                          [](const auto& info) {
                              const AttnCase& c = info.param;
-                             return "b" + std::to_string(c.batch) + "_s" + std::to_string(c.seq) + "_past" + std::to_string(c.past) +
-                                    "_h" + std::to_string(c.heads) + "_d" + std::to_string(c.hd);
+                             std::ostringstream os;
+                             os << "b" << c.batch << "_s" << c.seq << "_past" << c.past << "_h" << c.heads << "_d" << c.hd;
+                             return os.str();
                          });
 
 TEST(ArgmaxCuda, MatchesCpuIncludingTies) {
