@@ -150,7 +150,8 @@ int run(int argc, char** argv) {
     else weights = std::make_unique<opt::NumpyDirWeights>(cfg.model.weights, disk);
 
     const Policy& p = cfg.policy;
-    Engine engine(model, p, cfg.run.prompt_len, cfg.run.gen_len, {compute, host, disk, transfers}, *weights, say);
+    auto cpu_ops = ops::make_cpu_compute();
+    Engine engine(model, p, cfg.run.prompt_len, cfg.run.gen_len, {*cpu_ops, compute, host, disk, transfers}, *weights, say);
 
     // Dummy prompts: seeded random tokens, every prompt full length (the benchmark shape).
     const int64_t N = p.block_size();

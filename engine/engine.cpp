@@ -3,8 +3,6 @@
 #include "core/src/interrupt.hpp"
 #include "core/src/tensor_handle.hpp"
 
-#include "ops/attention.hpp"
-#include "ops/linear.hpp"
 #include "ops/sampling.hpp"
 
 #include <algorithm>
@@ -57,14 +55,14 @@ uint64_t split_point(uint64_t total, double percent) {
 struct Engine::Impl {
     Impl(const opt::OptConfig& m, const Policy& p, int64_t prompt, int64_t gen, EngineTiers t, ProgressFn prog)
         : model(m), policy(p), prompt_len(prompt), gen_len(gen), max_len(prompt + gen - 1), gbs(p.gpu_batch_size),
-          ngb(p.num_gpu_batches), h(m.hidden_size), tiers(t), progress(std::move(prog)) {}
+          ngb(p.num_gpu_batches), h(m.hidden_size), tiers(t), progress(std::move(prog)), elem(t.ops.act_bytes()) {}
 
     opt::OptConfig model;
     Policy policy;
     int64_t prompt_len, gen_len, max_len, gbs, ngb, h, L = 0;
     EngineTiers tiers;
     ProgressFn progress;
-    static constexpr uint64_t elem = sizeof(float);  // hidden states and cache on the CPU compute path
+    const uint64_t elem;  // bytes of an activation (hidden states, KV cache): 4 on the CPU, 2 on a GPU
 
     IDevice& device(TierKind t) {
         switch (t) {
@@ -137,7 +135,10 @@ struct Engine::Impl {
     std::array<Tag, 2> out_tag;
     std::array<std::vector<int32_t>, 2> out_ids;        // sampled tokens (gbs,)
 
-    std::vector<std::unique_ptr<Buffer>> masks;  // [k]: (gbs, max_len) u8 on the compute device
+    std::vector<std::unique_ptr<Buffer>> masks;            // [k]: (gbs, max_len) u8 on the compute device
+    std::vector<std::vector<uint8_t>> masks_host;          // [k]: their host copies, uploaded when changed
+    std::vector<int32_t> ids_host;                          // (gbs, seq) token ids on their way to an input slot
+    std::vector<float> logits_host;                         // (gbs, vocab) for sampling
     std::unique_ptr<Buffer> workspace;
     opt::Workspace ws{};
 
@@ -220,7 +221,7 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
         if (!b.direct) disk_weights += b.total - b.cpu_end;
         blobs.push_back(std::move(b));
     }
-    const uint64_t E = Impl::elem, H = static_cast<uint64_t>(m.h);
+    const uint64_t E = m.elem, H = static_cast<uint64_t>(m.h);
     m.cache_groups = split_sequences(m.gbs, policy.cache);
     m.act_groups = split_sequences(m.gbs, policy.activations);
     uint64_t disk_cache = 0, disk_hidden = 0;
@@ -330,12 +331,14 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
         m.out_slot[s] = tiers.compute.allocate(std::max(rows * H, static_cast<uint64_t>(m.gbs * model.vocab_size)) * E, "output slot");
         m.out_ids[s].assign(m.gbs, 0);
     }
-    for (int64_t k = 0; k < m.ngb; ++k) m.masks.push_back(tiers.compute.allocate(m.gbs * m.max_len, "attention mask"));
+    for (int64_t k = 0; k < m.ngb; ++k) {
+        m.masks.push_back(tiers.compute.allocate(m.gbs * m.max_len, "attention mask"));
+        m.masks_host.emplace_back(m.gbs * m.max_len, 0);
+    }
     const uint64_t F = static_cast<uint64_t>(model.ffn_size);
-    const uint64_t wblock = ops::linear_scratch_floats(std::max(m.h, model.ffn_size));
-    m.workspace = tiers.compute.allocate((5 * rows * H + rows * F + wblock) * sizeof(float), "workspace");
-    auto* f = reinterpret_cast<float*>(m.workspace->data());
-    m.ws = {f, f + rows * H, f + 2 * rows * H, f + 3 * rows * H, f + 4 * rows * H, f + 5 * rows * H, f + 5 * rows * H + rows * F};
+    m.workspace = tiers.compute.allocate((5 * rows * H + rows * F) * E, "workspace");
+    std::byte* f = m.workspace->data();
+    m.ws = {f, f + rows * H * E, f + 2 * rows * H * E, f + 3 * rows * H * E, f + 4 * rows * H * E, f + 5 * rows * H * E};
 }
 
 Engine::~Engine() {
@@ -361,12 +364,13 @@ GenerationResult Engine::generate(const std::vector<std::vector<int32_t>>& promp
         std::copy(p.begin(), p.end(), m.prompt_ids.begin() + b * m.prompt_len + (m.prompt_len - static_cast<int64_t>(p.size())));
     }
     for (int64_t k = 0; k < m.ngb; ++k) {
-        std::byte* mask = m.masks[k]->data();
-        std::memset(mask, 0, m.gbs * m.max_len);
+        auto& mask = m.masks_host[k];
+        std::fill(mask.begin(), mask.end(), 0);
         for (int64_t b = 0; b < m.gbs; ++b) {
             const auto len = static_cast<int64_t>(prompts[k * m.gbs + b].size());
-            std::memset(mask + b * m.max_len + (m.prompt_len - len), 1, len);
+            std::fill_n(mask.begin() + b * m.max_len + (m.prompt_len - len), len, 1);
         }
+        m.tiers.ops.upload(m.masks[k]->data(), mask.data(), mask.size());
     }
     m.stopped.assign(N, 0);
     for (auto& t : {&m.weight_tag, &m.cache_tag, &m.kv_new_tag, &m.in_tag, &m.out_tag}) t->fill(Tag{});
@@ -405,8 +409,10 @@ flexrt_status Engine::begin_step(int32_t i) noexcept {
     return m.guard([&] {
         m.step_start = Clock::now();
         if (i > 0)  // the token generated last step becomes a real position
-            for (int64_t k = 0; k < m.ngb; ++k)
-                for (int64_t b = 0; b < m.gbs; ++b) m.masks[k]->data()[b * m.max_len + m.prompt_len + i - 1] = std::byte{1};
+            for (int64_t k = 0; k < m.ngb; ++k) {
+                for (int64_t b = 0; b < m.gbs; ++b) m.masks_host[k][b * m.max_len + m.prompt_len + i - 1] = 1;
+                m.tiers.ops.upload(m.masks[k]->data(), m.masks_host[k].data(), m.masks_host[k].size());
+            }
         return Status::ok();
     });
 }
@@ -438,7 +444,7 @@ flexrt_status Engine::load_cache(int32_t i, int32_t j, int32_t k) noexcept {
     return m.guard([&] {
         if (i == 0 || !m.wrap_load(i, j, k) || !layers_[j]->has_cache() || !m.cache_slot_bytes) return Status::ok();
         const int s = m.slot(j, k);
-        const uint64_t E = Impl::elem, H = m.h, past = m.past_len(i);
+        const uint64_t E = m.elem, H = m.h, past = m.past_len(i);
         const std::vector<Event> after = {m.cache_written[j][k], m.cache_ready[s]};
         std::vector<Event> ev;
         for (const auto& g : m.cache_home[j][k]) {
@@ -462,15 +468,16 @@ flexrt_status Engine::load_hidden(int32_t i, int32_t j, int32_t k) noexcept {
         if (layers_[j]->is_input()) {  // token ids: the prompts at prefill, then last step's tokens
             Status prev = m.in_ready[s].wait();
             if (!prev.is_ok()) return prev;
-            auto* ids = reinterpret_cast<int32_t*>(m.in_slot[s]->data());
+            m.ids_host.resize(m.gbs * seq);
             for (int64_t b = 0; b < m.gbs; ++b) {
                 const int64_t n = k * m.gbs + b;
                 for (int64_t c = 0; c < seq; ++c)
-                    ids[b * seq + c] = i == 0 ? m.prompt_ids[n * m.prompt_len + c] : m.result->tokens[n * m.gen_len + i - 1];
+                    m.ids_host[b * seq + c] = i == 0 ? m.prompt_ids[n * m.prompt_len + c] : m.result->tokens[n * m.gen_len + i - 1];
             }
+            m.tiers.ops.upload(m.in_slot[s]->data(), m.ids_host.data(), m.ids_host.size() * sizeof(int32_t));
             m.in_ready[s] = Event{};
         } else {
-            const uint64_t E = Impl::elem, H = m.h;
+            const uint64_t E = m.elem, H = m.h;
             const std::vector<Event> after = {m.hidden_written[k], m.in_ready[s]};
             std::vector<Event> ev;
             for (const auto& g : m.hidden_home[k]) {
@@ -524,11 +531,12 @@ flexrt_status Engine::compute_layer(int32_t i, int32_t j, int32_t k) noexcept {
         io.mask = reinterpret_cast<const uint8_t*>(m.masks[k]->data());
         io.mask_stride = m.max_len;
         io.ids = reinterpret_cast<const int32_t*>(m.in_slot[s]->data());
-        io.x = reinterpret_cast<const float*>(m.in_slot[s]->data());
-        io.y = reinterpret_cast<float*>(m.out_slot[s]->data());
+        io.x = m.in_slot[s]->data();
+        io.y = m.out_slot[s]->data();
         io.ws = m.ws;
+        io.ops = &m.tiers.ops;
         // Cache: resident groups are read in place, the others from the slot load_cache filled.
-        std::vector<ops::SeqKv> kv;
+        std::vector<ops::KvView> kv;
         if (layer.has_cache()) {
             if (i > 0) {
                 wait(m.cache_written[j][k]);
@@ -537,23 +545,26 @@ flexrt_status Engine::compute_layer(int32_t i, int32_t j, int32_t k) noexcept {
                     wait(m.cache_ready[s]);
                 }
             }
+            const ops::Compute& o = m.tiers.ops;
             for (const auto& g : m.cache_home[j][k]) {
-                const int64_t count = g.group.count;
-                const float* base = reinterpret_cast<const float*>(
-                    g.group.tier == TierKind::compute ? g.buf->data() : m.cache_slot[s]->data() + g.slot_offset);
-                float* fresh = reinterpret_cast<float*>(m.kv_new[s]->data()) + 2 * m.prompt_len * g.group.first * H;
+                const int64_t count = g.group.count, c_h = count * static_cast<int64_t>(H);
+                std::byte* base = g.group.tier == TierKind::compute ? g.buf->data() : m.cache_slot[s]->data() + g.slot_offset;
+                void* fresh = o.at(m.kv_new[s]->data(), 2 * m.prompt_len * g.group.first * static_cast<int64_t>(H));
                 for (int64_t b = 0; b < count; ++b)
-                    kv.push_back({base + b * H, base + (m.max_len * count + b) * H, static_cast<int64_t>(count * H),
-                                  fresh + b * H, fresh + (m.prompt_len * count + b) * H, static_cast<int64_t>(count * H)});
+                    kv.push_back({o.at(base, b * H), o.at(base, m.max_len * c_h + b * H), c_h, o.at(fresh, b * H),
+                                  o.at(fresh, m.prompt_len * c_h + b * H), c_h});
             }
             io.kv = kv.data();
         }
         layer.forward(io);
+        m.tiers.ops.synchronize();  // the stores that follow read what the layer wrote
 
         if (layer.is_output()) {  // sample the next token of each sequence from its logits (gbs, vocab)
             const int64_t V = m.model.vocab_size, N = m.gbs * m.ngb;
+            m.logits_host.resize(m.gbs * V);
+            m.tiers.ops.to_host_floats(m.logits_host.data(), io.y, m.gbs * V);
             for (int64_t b = 0; b < m.gbs; ++b) {
-                const float* logits = io.y + b * V;
+                const float* logits = m.logits_host.data() + b * V;
                 const uint64_t n = static_cast<uint64_t>(k * m.gbs + b);
                 m.out_ids[s][b] = m.opts.do_sample ? ops::sample(logits, V, m.opts.temperature, ops::uniform(m.opts.seed, n, i))
                                                    : ops::argmax(logits, V);
@@ -590,7 +601,7 @@ flexrt_status Engine::store_hidden(int32_t i, int32_t j, int32_t k) noexcept {
             }
             return Status::ok();
         }
-        const uint64_t E = Impl::elem, H = m.h, seq = m.seq_len(i);
+        const uint64_t E = m.elem, H = m.h, seq = m.seq_len(i);
         const std::vector<Event> after = {m.hidden_written[k], m.in_ready[s]};
         std::vector<Event> ev;
         for (const auto& g : m.hidden_home[k]) {
@@ -612,7 +623,7 @@ flexrt_status Engine::store_cache(int32_t i, int32_t j, int32_t k) noexcept {
             return {FLEXRT_STATUS_INVALID_ARGUMENT, "schedule error: store_cache" + tag_text(i, j, k) + " before compute_layer" + tag_text(i, j, k)};
         m.kv_new_tag[s] = Tag{};
         if (i == m.gen_len - 1) return Status::ok();  // the last step's KV is never read
-        const uint64_t E = Impl::elem, H = m.h, seq = m.seq_len(i), start = m.past_len(i);
+        const uint64_t E = m.elem, H = m.h, seq = m.seq_len(i), start = m.past_len(i);
         const std::vector<Event> after = {m.cache_written[j][k]};
         std::vector<Event> ev;
         for (const auto& g : m.cache_home[j][k]) {

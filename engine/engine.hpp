@@ -12,6 +12,7 @@
 #include "core/src/transfer.hpp"
 #include "models/opt/opt_layers.hpp"
 #include "models/opt/opt_weights.hpp"
+#include "ops/compute.hpp"
 
 #include <flexrt/scheduler.hpp>
 
@@ -40,6 +41,7 @@ struct GenerationResult {
 };
 
 struct EngineTiers {
+    ops::Compute& ops;  // the compute device's ops (its memory is `compute`)
     IDevice& compute;
     IDevice& host;
     DiskDevice& disk;

@@ -8,6 +8,7 @@
 #include "core/src/plugin_loader.hpp"
 #include "core/src/transfer.hpp"
 #include "models/opt/opt_config.hpp"
+#include "ops/compute.hpp"
 
 #include <flexrt/storage.hpp>
 
@@ -110,6 +111,7 @@ struct Tiers {
         : storage(make_storage(storage_name)), disk(*storage, dir.path() / "offload") {}
     TempDir dir;
     PluginPtr<IStorage> storage;
+    std::unique_ptr<ops::Compute> ops = ops::make_cpu_compute();
     MemoryDevice compute{TierKind::compute, "cpu (compute)"};
     MemoryDevice host{TierKind::host, "host"};
     DiskDevice disk;

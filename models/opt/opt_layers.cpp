@@ -1,12 +1,8 @@
 #include "opt_layers.hpp"
 
-#include "ops/attention.hpp"
-#include "ops/embedding.hpp"
-#include "ops/layer_norm.hpp"
-#include "ops/linear.hpp"
+#include "ops/compute.hpp"
 
 #include <cmath>
-#include <cstring>
 
 namespace flexrt::opt {
 namespace {
@@ -25,14 +21,15 @@ public:
         return w;
     }
     void forward(const LayerIO& io) const override {
+        ops::Compute& o = *io.ops;
         const int64_t rows = io.batch * io.seq, h = c_.hidden_size;
         if (c_.projects()) {  // (rows, embed_dim) tokens, projected to (rows, h)
-            ops::embed_tokens(io.ids, rows, io.w[0], c_.vocab_size, c_.embed_dim(), io.ws.ln);
-            ops::linear(io.ws.ln, rows, c_.embed_dim(), io.w[2], nullptr, h, io.y, io.ws.wblock);
+            o.embed_tokens(io.ids, rows, io.w[0], c_.vocab_size, c_.embed_dim(), io.ws.ln);
+            o.linear(io.ws.ln, rows, c_.embed_dim(), io.w[2], nullptr, h, io.y, false);
         } else {
-            ops::embed_tokens(io.ids, rows, io.w[0], c_.vocab_size, h, io.y);
+            o.embed_tokens(io.ids, rows, io.w[0], c_.vocab_size, h, io.y);
         }
-        ops::add_positions(io.y, io.batch, io.seq, io.mask, io.mask_stride, io.past + io.seq, io.w[1], c_.max_seq_len + 2, h);
+        o.add_positions(io.y, io.batch, io.seq, io.mask, io.mask_stride, io.past + io.seq, io.w[1], c_.max_seq_len + 2, h);
     }
 
 private:
@@ -62,30 +59,28 @@ public:
 
     // Shared with the fused Transformer layer: weights start at io.w[w0].
     static void run(const OptConfig& c, const LayerIO& io, size_t w0) {
+        ops::Compute& o = *io.ops;
         const int64_t h = c.hidden_size, rows = io.batch * io.seq, hd = c.head_dim();
         const Workspace& ws = io.ws;
         const auto& w = io.w;
-        const float* in = io.x;
+        const void* in = io.x;
         if (c.pre_layer_norm) {
-            ops::layer_norm(io.x, rows, h, w[w0 + 8], w[w0 + 9], c.layer_norm_eps, ws.ln);
+            o.layer_norm(io.x, rows, h, w[w0 + 8], w[w0 + 9], c.layer_norm_eps, ws.ln);
             in = ws.ln;
         }
-        ops::linear(in, rows, h, w[w0 + 0], w[w0 + 1], h, ws.q, ws.wblock);
-        ops::linear(in, rows, h, w[w0 + 2], w[w0 + 3], h, ws.k, ws.wblock);
-        ops::linear(in, rows, h, w[w0 + 4], w[w0 + 5], h, ws.v, ws.wblock);
-        const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-        for (int64_t i = 0; i < rows * h; ++i) ws.q[i] *= scale;
+        o.linear(in, rows, h, w[w0 + 0], w[w0 + 1], h, ws.q, false);
+        o.linear(in, rows, h, w[w0 + 2], w[w0 + 3], h, ws.k, false);
+        o.linear(in, rows, h, w[w0 + 4], w[w0 + 5], h, ws.v, false);
+        o.scale(ws.q, rows * h, 1.0f / std::sqrt(static_cast<float>(hd)));
         // This step's K and V rows go to where the engine keeps them (the cache layout of each sequence).
-        for (int64_t b = 0; b < io.batch; ++b)
-            for (int64_t s = 0; s < io.seq; ++s) {
-                std::memcpy(io.kv[b].new_k + s * io.kv[b].new_stride, ws.k + (b * io.seq + s) * h, h * 4);
-                std::memcpy(io.kv[b].new_v + s * io.kv[b].new_stride, ws.v + (b * io.seq + s) * h, h * 4);
-            }
-        ops::attention(ws.q, io.kv, io.batch, io.seq, io.past, c.num_heads, hd, io.mask,
-                       io.mask_stride, ws.attn);
-        ops::linear(ws.attn, rows, h, w[w0 + 6], w[w0 + 7], h, io.y, ws.wblock);
-        for (int64_t i = 0; i < rows * h; ++i) io.y[i] += io.x[i];
-        if (!c.pre_layer_norm) ops::layer_norm(io.y, rows, h, w[w0 + 8], w[w0 + 9], c.layer_norm_eps, io.y);
+        for (int64_t b = 0; b < io.batch; ++b) {
+            o.copy_rows(io.kv[b].new_k, io.kv[b].new_stride, o.at(ws.k, b * io.seq * h), h, io.seq, h);
+            o.copy_rows(io.kv[b].new_v, io.kv[b].new_stride, o.at(ws.v, b * io.seq * h), h, io.seq, h);
+        }
+        o.attention(ws.q, io.kv, io.batch, io.seq, io.past, c.num_heads, hd, io.mask, io.mask_stride, ws.attn);
+        o.linear(ws.attn, rows, h, w[w0 + 6], w[w0 + 7], h, io.y, false);
+        o.add(io.y, io.x, rows * h);
+        if (!c.pre_layer_norm) o.layer_norm(io.y, rows, h, w[w0 + 8], w[w0 + 9], c.layer_norm_eps, io.y);
     }
 
 private:
@@ -108,18 +103,19 @@ public:
     void forward(const LayerIO& io) const override { run(c_, io, 0); }
 
     static void run(const OptConfig& c, const LayerIO& io, size_t w0) {
+        ops::Compute& o = *io.ops;
         const int64_t h = c.hidden_size, f = c.ffn_size, rows = io.batch * io.seq;
         const Workspace& ws = io.ws;
         const auto& w = io.w;
-        const float* in = io.x;
+        const void* in = io.x;
         if (c.pre_layer_norm) {
-            ops::layer_norm(io.x, rows, h, w[w0 + 4], w[w0 + 5], c.layer_norm_eps, ws.ln);
+            o.layer_norm(io.x, rows, h, w[w0 + 4], w[w0 + 5], c.layer_norm_eps, ws.ln);
             in = ws.ln;
         }
-        ops::linear(in, rows, h, w[w0 + 0], w[w0 + 1], f, ws.ffn, ws.wblock, /*relu=*/true);
-        ops::linear(ws.ffn, rows, f, w[w0 + 2], w[w0 + 3], h, io.y, ws.wblock);
-        for (int64_t i = 0; i < rows * h; ++i) io.y[i] += io.x[i];
-        if (!c.pre_layer_norm) ops::layer_norm(io.y, rows, h, w[w0 + 4], w[w0 + 5], c.layer_norm_eps, io.y);
+        o.linear(in, rows, h, w[w0 + 0], w[w0 + 1], f, ws.ffn, /*relu=*/true);
+        o.linear(ws.ffn, rows, f, w[w0 + 2], w[w0 + 3], h, io.y, false);
+        o.add(io.y, io.x, rows * h);
+        if (!c.pre_layer_norm) o.layer_norm(io.y, rows, h, w[w0 + 4], w[w0 + 5], c.layer_norm_eps, io.y);
     }
 
 private:
@@ -145,9 +141,10 @@ public:
         SelfAttention::run(c_, io, 0);
         LayerIO mlp_io = io;
         mlp_io.x = io.y;
-        mlp_io.y = io.ws.attn;  // free after attention: holds the MLP's output, copied back below
+        mlp_io.y = io.ws.attn;
         Mlp::run(c_, mlp_io, 10);
-        std::memcpy(io.y, io.ws.attn, sizeof(float) * io.batch * io.seq * c_.hidden_size);
+        const int64_t rows = io.batch * io.seq;
+        io.ops->copy_rows(io.y, c_.hidden_size, io.ws.attn, c_.hidden_size, rows, c_.hidden_size);
     }
 
 private:
@@ -176,20 +173,21 @@ public:
         return w;
     }
     void forward(const LayerIO& io) const override {
+        ops::Compute& o = *io.ops;
         const int64_t h = c_.hidden_size;
-        float* last = io.ws.attn;  // (batch, h): the last position of each sequence
-        for (int64_t b = 0; b < io.batch; ++b) std::memcpy(last + b * h, io.x + ((b + 1) * io.seq - 1) * h, h * 4);
+        void* last = io.ws.attn;  // (batch, h): the last position of each sequence
+        o.copy_rows(last, h, o.at(io.x, (io.seq - 1) * h), io.seq * h, io.batch, h);
         size_t next = 1;
         if (c_.pre_layer_norm) {
-            ops::layer_norm(last, io.batch, h, io.w[1], io.w[2], c_.layer_norm_eps, io.ws.ln);
+            o.layer_norm(last, io.batch, h, io.w[1], io.w[2], c_.layer_norm_eps, io.ws.ln);
             last = io.ws.ln;
             next = 3;
         }
         if (c_.projects()) {  // (batch, h) -> (batch, embed_dim)
-            ops::linear(last, io.batch, h, io.w[next], nullptr, c_.embed_dim(), io.ws.q, io.ws.wblock);
+            o.linear(last, io.batch, h, io.w[next], nullptr, c_.embed_dim(), io.ws.q, false);
             last = io.ws.q;
         }
-        ops::linear(last, io.batch, c_.embed_dim(), io.w[0], nullptr, c_.vocab_size, io.y, io.ws.wblock);
+        o.linear(last, io.batch, c_.embed_dim(), io.w[0], nullptr, c_.vocab_size, io.y, false);
     }
 
 private:

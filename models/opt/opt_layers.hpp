@@ -12,7 +12,8 @@
 #include <vector>
 
 namespace flexrt::ops {
-struct SeqKv;
+class Compute;
+struct KvView;
 }
 
 namespace flexrt::opt {
@@ -22,19 +23,19 @@ struct WeightSpec {
     Shape shape;       // fp16
 };
 
-// Scratch memory of the compute device for one forward call, in floats.
+// Scratch memory of the compute device for one forward call, in activation elements.
 struct Workspace {
-    float* ln;      // (rows, h)
-    float* q;       // (rows, h)
-    float* k;       // (rows, h)
-    float* v;       // (rows, h)
-    float* attn;    // (rows, h)
-    float* ffn;     // (rows, ffn)
-    float* wblock;  // ops::linear_scratch_floats(max(h, ffn))
+    void* ln;    // (rows, h)
+    void* q;     // (rows, h)
+    void* k;     // (rows, h)
+    void* v;     // (rows, h)
+    void* attn;  // (rows, h)
+    void* ffn;   // (rows, ffn)
 };
 
-// Everything one forward call of one layer reads and writes (compute-device memory).
+// Everything one forward call of one layer reads and writes (compute-device memory, activation dtype).
 struct LayerIO {
+    ops::Compute* ops = nullptr;     // the device's ops
     std::vector<const uint16_t*> w;  // fp16 weights, in the order of the layer's weight specs
     int64_t batch = 0;               // sequences in this GPU batch
     int64_t seq = 0;                 // tokens per sequence this step: prompt_len at prefill, 1 at decode
@@ -43,11 +44,11 @@ struct LayerIO {
     int64_t mask_stride = 0;
 
     const int32_t* ids = nullptr;    // InputEmbed: (batch, seq)
-    const float* x = nullptr;        // (batch, seq, h)
-    float* y = nullptr;              // (batch, seq, h); OutputEmbed: logits (batch, vocab) of the last position
+    const void* x = nullptr;         // (batch, seq, h)
+    void* y = nullptr;               // (batch, seq, h); OutputEmbed: logits (batch, vocab) of the last position
 
-    // Attention: per-sequence cache rows; this layer writes the new rows (its K and V) through new_k/new_v.
-    const ops::SeqKv* kv = nullptr;  // (batch,)
+    // Attention: per-sequence cache rows (host array); this layer writes its new K and V rows through them.
+    const ops::KvView* kv = nullptr;  // (batch,)
     Workspace ws{};
 };
 

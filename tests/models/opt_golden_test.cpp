@@ -76,7 +76,7 @@ GenerationResult run_case(const PolicyCase& c, opt::WeightSource* source = nullp
     p.activations = c.activations;
     p.separate_attention_mlp = c.separate;
     opt::NumpyDirWeights numpy(fixture_dir(name) / "weights", t.disk);
-    Engine engine(tiny_config(name), p, f.prompt_len, f.gen_len, {t.compute, t.host, t.disk, t.transfers},
+    Engine engine(tiny_config(name), p, f.prompt_len, f.gen_len, {*t.ops, t.compute, t.host, t.disk, t.transfers},
                   source ? *source : numpy);
     go.record_logits = true;
     auto schedule = make_schedule("normal");

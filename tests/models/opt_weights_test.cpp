@@ -22,7 +22,7 @@ protected:
         Tiers t;
         opt::NumpyDirWeights w(weights_, t.disk);
         try {
-            Engine e(tiny_config(), Policy{}, 8, 4, {t.compute, t.host, t.disk, t.transfers}, w);
+            Engine e(tiny_config(), Policy{}, 8, 4, {*t.ops, t.compute, t.host, t.disk, t.transfers}, w);
         } catch (const Error& e) {
             EXPECT_EQ(count_files(t.dir.path() / "offload"), 0u) << "a failed start left files behind";
             return e.what();
@@ -92,13 +92,14 @@ TEST(FaultyDisk, WriteFailureDuringPlacementIsReported) {
     auto storage = make_storage("faulty", {{FLEXRT_TEST_PLUGIN_DIR, "test"}}, toml::table{{"fail_create_after", 3}});
     {
         MemoryDevice compute(TierKind::compute, "c"), host(TierKind::host, "h");
+        auto cpu_ops = ops::make_cpu_compute();
         DiskDevice disk(*storage, dir / "offload");
         TransferEngine xfer(2);
         opt::DummyWeights w(1);
         Policy p;
         p.weights = {0, 0};  // everything on disk: materialised through the plugin, whose writes fail
         try {
-            Engine e(tiny_config(), p, 8, 4, {compute, host, disk, xfer}, w);
+            Engine e(tiny_config(), p, 8, 4, {*cpu_ops, compute, host, disk, xfer}, w);
             FAIL() << "no error";
         } catch (const Error& e) {
             EXPECT_EQ(e.status(), FLEXRT_STATUS_NO_SPACE) << e.what();
@@ -115,12 +116,13 @@ TEST(FaultyDisk, WriteFailureMidRunStopsTheRunCleanly) {
     auto schedule = create_plugin<IScheduler>(find_plugin(FLEXRT_PLUGIN_KIND_SCHEDULE, "normal", plugin_search_path({})), {});
     {
         MemoryDevice compute(TierKind::compute, "c"), host(TierKind::host, "h");
+        auto cpu_ops = ops::make_cpu_compute();
         DiskDevice disk(*storage, dir / "offload");
         TransferEngine xfer(2);
         opt::DummyWeights w(1);
         Policy p;
         p.cache = {0, 0};  // the KV cache on disk: every step writes it
-        Engine e(tiny_config(), p, 8, 4, {compute, host, disk, xfer}, w);
+        Engine e(tiny_config(), p, 8, 4, {*cpu_ops, compute, host, disk, xfer}, w);
         std::vector<std::vector<int32_t>> prompts(4, std::vector<int32_t>{5, 6, 7});
         try {
             e.generate(prompts, {}, *schedule);

@@ -1,0 +1,58 @@
+// The ops of one compute device behind one interface, so that models/ compose ops without knowing where
+// they run: fp32 activations on the CPU, fp16 on a GPU; fp16 weights everywhere. Every pointer is in the
+// device's own memory. Ops are issued in order (a GPU queues them on its compute stream);
+// synchronize() waits for all of them.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+namespace flexrt::ops {
+
+// Where one sequence's keys and values are (elements of the activation dtype): row r of its cache at
+// past_k + r * past_stride, row r of this step's new keys at new_k + r * new_stride.
+struct KvView {
+    const void* past_k;
+    const void* past_v;
+    int64_t past_stride;
+    void* new_k;
+    void* new_v;
+    int64_t new_stride;
+};
+
+class Compute {
+public:
+    virtual ~Compute() = default;
+    virtual const char* name() const = 0;
+    virtual size_t act_bytes() const = 0;  // bytes of one activation element (4 or 2)
+
+    virtual void layer_norm(const void* x, int64_t rows, int64_t h, const uint16_t* w, const uint16_t* b, double eps, void* y) = 0;
+    virtual void linear(const void* x, int64_t rows, int64_t in, const uint16_t* w, const uint16_t* b, int64_t out, void* y,
+                        bool relu) = 0;
+    virtual void embed_tokens(const int32_t* ids, int64_t rows, const uint16_t* w_tok, int64_t vocab, int64_t dim, void* out) = 0;
+    virtual void add_positions(void* x, int64_t batch, int64_t seq, const uint8_t* mask, int64_t mask_stride, int64_t mask_len,
+                               const uint16_t* w_pos, int64_t n_pos, int64_t h) = 0;
+    // kv: (batch,) views in host memory (the device variant uploads them).
+    virtual void attention(const void* q, const KvView* kv, int64_t batch, int64_t seq, int64_t past, int64_t heads,
+                           int64_t head_dim, const uint8_t* mask, int64_t mask_stride, void* out) = 0;
+    virtual void add(void* y, const void* x, int64_t n) = 0;  // y += x
+    virtual void scale(void* x, int64_t n, float s) = 0;
+    // `rows` rows of `width` elements from src (row stride src_stride elements) to dst (dst_stride).
+    virtual void copy_rows(void* dst, int64_t dst_stride, const void* src, int64_t src_stride, int64_t rows, int64_t width) = 0;
+
+    // Host <-> device memory, in op order; to_host returns when the bytes are on the host.
+    virtual void upload(void* dst, const void* src, size_t bytes) = 0;
+    virtual void to_host_floats(float* dst, const void* src, int64_t n) = 0;  // activations -> host fp32
+    virtual void synchronize() = 0;
+
+    // Element offset `n` of activation memory.
+    void* at(void* p, int64_t n) const { return static_cast<std::byte*>(p) + n * static_cast<int64_t>(act_bytes()); }
+    const void* at(const void* p, int64_t n) const { return static_cast<const std::byte*>(p) + n * static_cast<int64_t>(act_bytes()); }
+};
+
+std::unique_ptr<Compute> make_cpu_compute();
+// The GPU's ops on a stream of their own; throws UNSUPPORTED in builds without CUDA.
+std::unique_ptr<Compute> make_cuda_compute();
+
+}  // namespace flexrt::ops

@@ -1,0 +1,65 @@
+// The CPU compute device: fp32 activations, the CPU variants of the ops (the oracle).
+#include "compute.hpp"
+
+#include "attention.hpp"
+#include "embedding.hpp"
+#include "layer_norm.hpp"
+#include "linear.hpp"
+
+#include <cstring>
+#include <vector>
+
+namespace flexrt::ops {
+namespace {
+
+float* f(void* p) { return static_cast<float*>(p); }
+const float* f(const void* p) { return static_cast<const float*>(p); }
+
+class CpuCompute final : public Compute {
+public:
+    const char* name() const override { return "cpu"; }
+    size_t act_bytes() const override { return sizeof(float); }
+    void layer_norm(const void* x, int64_t rows, int64_t h, const uint16_t* w, const uint16_t* b, double eps, void* y) override {
+        ops::layer_norm(f(x), rows, h, w, b, eps, f(y));
+    }
+    void linear(const void* x, int64_t rows, int64_t in, const uint16_t* w, const uint16_t* b, int64_t out, void* y,
+                bool relu) override {
+        scratch_.resize(static_cast<size_t>(linear_scratch_floats(in)));
+        ops::linear(f(x), rows, in, w, b, out, f(y), scratch_.data(), relu);
+    }
+    void embed_tokens(const int32_t* ids, int64_t rows, const uint16_t* w, int64_t vocab, int64_t dim, void* out) override {
+        ops::embed_tokens(ids, rows, w, vocab, dim, f(out));
+    }
+    void add_positions(void* x, int64_t batch, int64_t seq, const uint8_t* mask, int64_t stride, int64_t len, const uint16_t* w_pos,
+                       int64_t n_pos, int64_t h) override {
+        ops::add_positions(f(x), batch, seq, mask, stride, len, w_pos, n_pos, h);
+    }
+    void attention(const void* q, const KvView* kv, int64_t batch, int64_t seq, int64_t past, int64_t heads, int64_t hd,
+                   const uint8_t* mask, int64_t stride, void* out) override {
+        std::vector<SeqKv> views(static_cast<size_t>(batch));
+        for (int64_t b = 0; b < batch; ++b)
+            views[b] = {f(kv[b].past_k), f(kv[b].past_v), kv[b].past_stride, f(kv[b].new_k), f(kv[b].new_v), kv[b].new_stride};
+        ops::attention(f(q), views.data(), batch, seq, past, heads, hd, mask, stride, f(out));
+    }
+    void add(void* y, const void* x, int64_t n) override {
+        for (int64_t i = 0; i < n; ++i) f(y)[i] += f(x)[i];
+    }
+    void scale(void* x, int64_t n, float s) override {
+        for (int64_t i = 0; i < n; ++i) f(x)[i] *= s;
+    }
+    void copy_rows(void* dst, int64_t dst_stride, const void* src, int64_t src_stride, int64_t rows, int64_t width) override {
+        for (int64_t r = 0; r < rows; ++r) std::memcpy(f(dst) + r * dst_stride, f(src) + r * src_stride, width * sizeof(float));
+    }
+    void upload(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+    void to_host_floats(float* dst, const void* src, int64_t n) override { std::memcpy(dst, src, n * sizeof(float)); }
+    void synchronize() override {}
+
+private:
+    std::vector<float> scratch_;  // widened weight rows
+};
+
+}  // namespace
+
+std::unique_ptr<Compute> make_cpu_compute() { return std::make_unique<CpuCompute>(); }
+
+}  // namespace flexrt::ops
