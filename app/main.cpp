@@ -1,6 +1,8 @@
 // flexrt: one binary, one TOML file, overrides on the command line. Runs a block of prompts through the
 // offloading engine and prints FlexLLMGen's figures.
 #include "core/src/config.hpp"
+#include "core/src/cuda_device.hpp"
+#include "core/src/gpu_upload.hpp"
 #include "core/src/device.hpp"
 #include "core/src/host_log.hpp"
 #include "core/src/interrupt.hpp"
@@ -135,12 +137,24 @@ int run(int argc, char** argv) {
         return 0;
     }
 
-    say("model " + model.name + " (" + std::to_string(model.num_layers) + " layers, hidden " +
-        std::to_string(model.hidden_size) + "), compute device: cpu, weights: " + cfg.model.weights);
+    const Policy& p = cfg.policy;
+    const bool use_gpu = cfg.runtime.compute == "cuda" || (cfg.runtime.compute == "auto" && gpu_available());
     auto storage = create_plugin<IStorage>(storage_ref, storage_opts.fields);
     auto scheduler = create_plugin<IScheduler>(schedule_ref, schedule_opts.fields);
-    MemoryDevice compute(TierKind::compute, "cpu (compute device)");
-    MemoryDevice host(TierKind::host, "host");
+    std::unique_ptr<ops::Compute> compute_ops = use_gpu ? ops::make_cuda_compute() : ops::make_cpu_compute();
+    std::unique_ptr<IDevice> compute_dev;
+    if (use_gpu) {
+        const double gib = cfg.runtime.gpu_memory_gib;
+        const uint64_t pool = gib > 0 ? static_cast<uint64_t>(gib * (1ull << 30)) : gpu_free_memory() / 10 * 9;
+        compute_dev = std::make_unique<CudaDevice>(pool);
+    } else {
+        compute_dev = std::make_unique<MemoryDevice>(TierKind::compute, "cpu (compute device)");
+    }
+    IDevice& compute = *compute_dev;
+    // Host memory is pinned when a GPU reads it (policy.pin_weights): its copies then run at full speed.
+    MemoryDevice host(TierKind::host, use_gpu && p.pin_weights ? "pinned host" : "host", use_gpu && p.pin_weights);
+    say("model " + model.name + " (" + std::to_string(model.num_layers) + " layers, hidden " +
+        std::to_string(model.hidden_size) + "), compute device: " + compute.name() + ", weights: " + cfg.model.weights);
     DiskDevice disk(*storage, cfg.offload_dir);
     for (const auto& d : disk.removed_stale()) say("removed " + d.string() + ", left by a run that no longer exists");
     TransferEngine transfers(static_cast<unsigned>(cfg.runtime.io_threads), static_cast<uint64_t>(cfg.runtime.staging_mib) << 20);
@@ -149,9 +163,7 @@ int run(int argc, char** argv) {
     if (cfg.model.weights == "dummy") weights = std::make_unique<opt::DummyWeights>(cfg.run.seed);
     else weights = std::make_unique<opt::NumpyDirWeights>(cfg.model.weights, disk);
 
-    const Policy& p = cfg.policy;
-    auto cpu_ops = ops::make_cpu_compute();
-    Engine engine(model, p, cfg.run.prompt_len, cfg.run.gen_len, {*cpu_ops, compute, host, disk, transfers}, *weights, say);
+    Engine engine(model, p, cfg.run.prompt_len, cfg.run.gen_len, {*compute_ops, compute, host, disk, transfers}, *weights, say);
 
     // Dummy prompts: seeded random tokens, every prompt full length (the benchmark shape).
     const int64_t N = p.block_size();
@@ -177,7 +189,7 @@ int run(int argc, char** argv) {
     std::printf("model size: %.3f GB\tcache size: %.3f GB\thidden size (p): %.3f GB\n", model.model_bytes() / kGB,
                 model.cache_bytes(N, cfg.run.prompt_len + cfg.run.gen_len) / kGB,
                 model.hidden_bytes(N, cfg.run.prompt_len + cfg.run.gen_len) / kGB);
-    std::printf("peak gpu mem: %.3f GB (compute device: cpu)\tprojected: False\n", compute.peak_bytes() / kGB);
+    std::printf("peak gpu mem: %.3f GB (compute device: %s)\tprojected: False\n", compute.peak_bytes() / kGB, compute.name().c_str());
     std::printf("prefill latency: %.3f s\tprefill throughput: %.3f token/s\n", prefill, N * s / prefill);
     std::printf("decode latency: %.3f s\tdecode throughput: %.3f token/s\n", decode,
                 decode > 0 ? N * (n - 1) / decode : 0.0);

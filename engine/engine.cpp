@@ -278,7 +278,9 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
             staging.resize(t.bytes());
             source.read(specs[n], staging.data());
             for (const Segment& seg : t.segments) {
-                if (seg.buffer->data()) {
+                if (seg.buffer->memory() == MemoryKind::device) {
+                    tiers.ops.upload(seg.buffer->data() + seg.offset, staging.data() + seg.at, seg.bytes);
+                } else if (seg.buffer->data()) {
                     std::memcpy(seg.buffer->data() + seg.offset, staging.data() + seg.at, seg.bytes);
                 } else if (seg.buffer == w.disk.get()) {
                     Status s = disk_write(static_cast<DiskBuffer&>(*seg.buffer), seg.offset, staging.data() + seg.at, seg.bytes);

@@ -92,6 +92,9 @@ const std::vector<KeySpec>& schema() {
          "directory for disk-tier files (a private subdirectory per run, removed at exit)"},
         {"schedule.plugin", Kind::string, std::string("normal"), "schedule plugin name or library path"},
         {"runtime.plugin_path", Kind::string_list, std::vector<std::string>{}, "extra directories searched for plugins"},
+        {"runtime.compute", Kind::string, std::string("auto"), "compute device: \"cuda\", \"cpu\", or \"auto\" (cuda when a GPU is present)",
+         1, 0, {"auto", "cpu", "cuda"}},
+        {"runtime.gpu_memory_gib", Kind::number, 0.0, "the GPU pool, GiB (0: 90% of the GPU's free memory)", 0, 1 << 20},
         {"runtime.io_threads", Kind::integer, int64_t{2}, "transfer worker threads", 1, 256},
         {"runtime.staging_mib", Kind::integer, int64_t{64},
          "staging pool for bounced and disk -> GPU transfers, MiB, allocated (pinned) once at start", 8, 1 << 20},
@@ -388,6 +391,8 @@ void fill(Config& cfg, const toml::table& root) {
         if (const toml::node* n = r.node(slot->table + ".options")) slot->options = *n->as_table();
 
     cfg.runtime.plugin_path = r.strings("runtime.plugin_path");
+    cfg.runtime.compute = r.string("runtime.compute");
+    cfg.runtime.gpu_memory_gib = r.number("runtime.gpu_memory_gib");
     cfg.runtime.io_threads = r.integer("runtime.io_threads");
     cfg.runtime.staging_mib = r.integer("runtime.staging_mib");
     cfg.runtime.progress = r.boolean("runtime.progress");

@@ -63,6 +63,8 @@ struct PluginSlot {
 
 struct RuntimeSection {
     std::vector<std::string> plugin_path;
+    std::string compute = "auto";  // "auto", "cpu", "cuda"
+    double gpu_memory_gib = 0;     // 0: 90% of the GPU's free memory
     int64_t io_threads = 2;
     int64_t staging_mib = 64;
     bool progress = true;

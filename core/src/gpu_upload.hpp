@@ -14,6 +14,8 @@
 namespace flexrt {
 
 bool gpu_available() noexcept;
+// Free memory of the current GPU in bytes (0 without one).
+uint64_t gpu_free_memory() noexcept;
 
 // Device memory for benchmarks and tests (cudaMalloc / cudaFree).
 class GpuMemory {

@@ -15,6 +15,11 @@ bool gpu_available() noexcept {
     return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
 }
 
+uint64_t gpu_free_memory() noexcept {
+    size_t free_b = 0, total_b = 0;
+    return cudaMemGetInfo(&free_b, &total_b) == cudaSuccess ? free_b : 0;
+}
+
 GpuMemory::GpuMemory(uint64_t bytes) : bytes_(bytes) {
     void* p = nullptr;
     FLEXRT_CUDA_CHECK(cudaMalloc(&p, bytes));
