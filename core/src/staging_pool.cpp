@@ -43,6 +43,14 @@ StagingPool::Lease StagingPool::acquire() {
     return Lease(this, p);
 }
 
+std::optional<StagingPool::Lease> StagingPool::try_acquire() {
+    std::lock_guard lock(m_);
+    if (free_.empty()) return std::nullopt;
+    std::byte* p = free_.back();
+    free_.pop_back();
+    return Lease(this, p);
+}
+
 void StagingPool::give_back(std::byte* p) {
     {
         std::lock_guard lock(m_);

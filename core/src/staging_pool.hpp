@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 namespace flexrt {
@@ -39,8 +40,11 @@ public:
         std::byte* data_;
     };
 
-    // Blocks until a chunk is free. Thread-safe. Holders take one lease at a time (no deadlock).
+    // Blocks until a chunk is free. Thread-safe. A holder blocks for one lease at most: more only through
+    // try_acquire, so two holders can never wait on each other.
     Lease acquire();
+    // A free chunk if there is one, without waiting.
+    std::optional<Lease> try_acquire();
     uint64_t chunk_bytes() const noexcept { return chunk_bytes_; }
     uint64_t total_bytes() const noexcept { return chunk_bytes_ * all_.size(); }
     unsigned chunks() const noexcept { return static_cast<unsigned>(all_.size()); }

@@ -188,3 +188,19 @@ TEST(DiskDevice, FootprintBeyondFreeSpaceIsRefusedUpFront) {
 
 }  // namespace
 }  // namespace flexrt::test
+
+namespace flexrt::test {
+namespace {
+
+TEST(StagingPool, TryAcquireNeverWaits) {
+    StagingPool pool(4096, 2);
+    auto a = pool.acquire();
+    auto b = pool.try_acquire();
+    ASSERT_TRUE(b.has_value());
+    EXPECT_FALSE(pool.try_acquire().has_value());  // empty: no wait
+    b.reset();
+    EXPECT_TRUE(pool.try_acquire().has_value());
+}
+
+}  // namespace
+}  // namespace flexrt::test

@@ -5,6 +5,7 @@
 #include "cuda_check.hpp"
 
 #include <algorithm>
+#include <deque>
 #include <optional>
 #include <vector>
 
@@ -49,12 +50,17 @@ struct Slot {
 // waited for and the stream drained before any lease goes back to the pool.
 class Pipeline {
 public:
-    Pipeline(IStorage& st, unsigned depth, StagingPool& pinned) : st_(st), slots_(std::clamp(depth, 1u, pinned.chunks())) {
+    // Waits for one lease and takes up to `depth` if they are free: pipelines running side by side (one per
+    // transfer worker) share the pool without waiting on each other.
+    Pipeline(IStorage& st, unsigned depth, StagingPool& pinned) : st_(st) {
         FLEXRT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-        for (auto& s : slots_) {
-            FLEXRT_CUDA_CHECK(cudaEventCreateWithFlags(&s.copied, cudaEventDisableTiming));
-            s.lease.emplace(pinned.acquire());  // each slot holds its lease throughout
+        slots_.emplace_back().lease.emplace(pinned.acquire());
+        while (slots_.size() < std::max(1u, depth)) {
+            auto lease = pinned.try_acquire();
+            if (!lease) break;
+            slots_.emplace_back().lease.emplace(std::move(*lease));
         }
+        for (auto& s : slots_) FLEXRT_CUDA_CHECK(cudaEventCreateWithFlags(&s.copied, cudaEventDisableTiming));
     }
     ~Pipeline() {
         for (auto& s : slots_) wait(s);
@@ -81,7 +87,7 @@ public:
 
 private:
     IStorage& st_;
-    std::vector<Slot> slots_;
+    std::deque<Slot> slots_;  // a deque: slots never move (requests point into them)
     cudaStream_t stream_{};
 };
 
