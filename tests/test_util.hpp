@@ -47,7 +47,10 @@ private:
 
 // tiny_opt: the pre-LN architecture of every OPT but 350m; tiny_opt_post_ln: opt-350m's (post-LN, projected
 // embeddings).
-inline fs::path fixture_dir(const std::string& name = "tiny_opt") { return fs::path(FLEXRT_TEST_DATA_DIR) / name; }
+// An absolute path names a fixture made elsewhere (FLEXRT_GOLDEN_DIR on the GPU machine).
+inline fs::path fixture_dir(const std::string& name = "tiny_opt") {
+    return fs::path(name).is_absolute() ? fs::path(name) : fs::path(FLEXRT_TEST_DATA_DIR) / name;
+}
 
 inline void write_file(const fs::path& p, const std::string& text) {
     std::ofstream out(p, std::ios::binary);

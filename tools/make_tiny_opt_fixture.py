@@ -28,6 +28,7 @@ PROJ = 32  # word_embed_proj_dim of the post_ln variant
 PAD = 1
 PROMPT_LENS = [5, 9, 12, 16]
 GEN_LEN = 8
+MIN_MARGIN = 1e-2  # top-2 logit gap HF must show at every step, so that greedy tokens are a fair check
 
 
 def random_weights(rng, embed_std, out_std, post_ln):
@@ -44,12 +45,13 @@ def random_weights(rng, embed_std, out_std, post_ln):
     for l in range(LAYERS):
         p = f"decoder.layers.{l}."
         for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
-            mat(p + f"self_attn.{proj}.weight", (HIDDEN, HIDDEN), out_std if proj == "out_proj" else 0.3)
+            mat(p + f"self_attn.{proj}.weight", (HIDDEN, HIDDEN),
+                out_std if proj == "out_proj" else 0.3 * (64 / HIDDEN) ** 0.5)
             mat(p + f"self_attn.{proj}.bias", (HIDDEN,), 0.05)
         for ln in ("self_attn_layer_norm", "final_layer_norm"):
             w[p + ln + ".weight"] = (1 + rng.standard_normal(HIDDEN) * 0.1).astype(np.float16)
             mat(p + ln + ".bias", (HIDDEN,), 0.05)
-        mat(p + "fc1.weight", (FFN, HIDDEN), 0.15)
+        mat(p + "fc1.weight", (FFN, HIDDEN), 0.15 * (64 / HIDDEN) ** 0.5)
         mat(p + "fc1.bias", (FFN,), 0.05)
         mat(p + "fc2.weight", (HIDDEN, FFN), out_std)
         mat(p + "fc2.bias", (HIDDEN,), 0.05)
@@ -84,7 +86,16 @@ def main():
     ap.add_argument("--embed-std", type=float, default=0.1)
     ap.add_argument("--out-std", type=float, default=0.3)
     ap.add_argument("--variant", choices=["pre_ln", "post_ln"], default="pre_ln")
+    ap.add_argument("--shape", default="tiny", help="tiny, or an OPT size (opt-125m, opt-1.3b) at its real shape")
+    ap.add_argument("--min-margin", type=float, default=1e-2)
     args = ap.parse_args()
+    global LAYERS, HIDDEN, HEADS, FFN, VOCAB, MAX_SEQ, MIN_MARGIN
+    MIN_MARGIN = args.min_margin
+    real = {"opt-125m": (12, 768, 12), "opt-1.3b": (24, 2048, 32), "opt-6.7b": (32, 4096, 32)}
+    if args.shape != "tiny":
+        LAYERS, HIDDEN, HEADS = real[args.shape]
+        FFN, VOCAB, MAX_SEQ = 4 * HIDDEN, 50272, 2048
+        args.out_std = 0.3 * (64 / HIDDEN) ** 0.5
     post_ln = args.variant == "post_ln"
     rng = np.random.default_rng(args.seed)
     weights = random_weights(rng, args.embed_std, args.out_std, post_ln)
@@ -106,7 +117,7 @@ def main():
             nxt = out.argmax(dim=-1)
             top2 = torch.topk(out, 2, dim=-1).values
             margin = float((top2[:, 0] - top2[:, 1]).min())
-            assert margin > 1e-2, f"near-tie at step {step} (margin {margin}): pick another seed"
+            assert margin > MIN_MARGIN, f"near-tie at step {step} (margin {margin}): pick another seed"
             logits[:, step] = out.numpy()
             tokens[:, step] = nxt.numpy()
             ids = torch.cat([ids, nxt[:, None]], dim=1)

@@ -10,6 +10,7 @@
 #include <flexrt/scheduler.hpp>
 
 #include <cmath>
+#include <cstdlib>
 
 namespace flexrt::test {
 namespace {
@@ -162,6 +163,30 @@ INSTANTIATE_TEST_SUITE_P(
                                          PolicyCase{"split_everything", 4, 1, {30, 40}, {50, 25}, {25, 50}},
                                          PolicyCase{"all_on_disk_fused", 1, 4, kAllDisk, kAllDisk, kAllDisk, false})),
     [](const auto& info) { return std::get<0>(info.param) + "_" + std::get<1>(info.param).name; });
+
+// A fixture of a real OPT shape made on the GPU machine (tools/make_tiny_opt_fixture.py --shape opt-125m),
+// named by FLEXRT_GOLDEN_DIR: too large to commit. CPU (fp32) and GPU (fp16) both give HF's greedy tokens;
+// logits within 1e-4 (CPU) and 2e-2 (GPU) of HF's, relative to the largest logit.
+TEST(GoldenRealShape, CpuAndGpuMatchTransformers) {
+    const char* dir = std::getenv("FLEXRT_GOLDEN_DIR");
+    if (!dir) GTEST_SKIP() << "FLEXRT_GOLDEN_DIR is not set (a real-shape fixture, made on the GPU machine)";
+    const Fixture& f = fixture(dir);
+    double scale = 0;
+    for (double x : f.logits) scale = std::max(scale, std::abs(x));
+    for (bool gpu : {false, true}) {
+        if (gpu && !gpu_available()) continue;
+        GenerationResult r = run_case({"real", 2, 2, {50, 30}, {50, 50}, {100, 0}}, nullptr, {}, dir, "aio", gpu);
+        double worst = 0;
+        for (int64_t b = 0; b < f.n; ++b)
+            for (int64_t i = 0; i < f.gen_len; ++i) {
+                EXPECT_EQ(r.tokens[b * f.gen_len + i], f.tokens[b * f.gen_len + i]) << (gpu ? "gpu" : "cpu") << " seq " << b << " step " << i;
+                for (int64_t v = 0; v < f.vocab; ++v)
+                    worst = std::max(worst, std::abs(r.logits[(i * f.n + b) * f.vocab + v] - f.logits[(b * f.gen_len + i) * f.vocab + v]));
+            }
+        std::printf("%s: max |logit - HF| = %.3e (largest |logit| %.3f)\n", gpu ? "gpu" : "cpu", worst, scale);
+        EXPECT_LT(worst / scale, gpu ? 2e-2 : 1e-4) << (gpu ? "gpu" : "cpu");
+    }
+}
 
 // Dummy weights take the offload-file path for disk-homed weights (no files to read from): the tokens and
 // the logits must be identical to the all-on-compute run, byte for byte, since placement changes no math.
