@@ -152,7 +152,9 @@ int run(int argc, char** argv) {
     }
     IDevice& compute = *compute_dev;
     // Host memory is pinned when a GPU reads it (policy.pin_weights): its copies then run at full speed.
-    MemoryDevice host(TierKind::host, use_gpu && p.pin_weights ? "pinned host" : "host", use_gpu && p.pin_weights);
+    const bool pin = use_gpu && p.pin_weights;
+    MemoryDevice host(TierKind::host, pin ? "pinned host" : "host", pin,
+                      pin ? static_cast<uint64_t>(cfg.runtime.pinned_gib * (1ull << 30)) : 0);
     say("model " + model.name + " (" + std::to_string(model.num_layers) + " layers, hidden " +
         std::to_string(model.hidden_size) + "), compute device: " + compute.name() + ", weights: " + cfg.model.weights);
     DiskDevice disk(*storage, cfg.offload_dir);

@@ -95,6 +95,7 @@ const std::vector<KeySpec>& schema() {
         {"runtime.compute", Kind::string, std::string("auto"), "compute device: \"cuda\", \"cpu\", or \"auto\" (cuda when a GPU is present)",
          1, 0, {"auto", "cpu", "cuda"}},
         {"runtime.gpu_memory_gib", Kind::number, 0.0, "the GPU pool, GiB (0: 90% of the GPU's free memory)", 0, 1 << 20},
+        {"runtime.pinned_gib", Kind::number, 0.0, "cap of the pinned host tier, GiB (0: no cap)", 0, 1 << 20},
         {"runtime.io_threads", Kind::integer, int64_t{2}, "transfer worker threads", 1, 256},
         {"runtime.staging_mib", Kind::integer, int64_t{64},
          "staging pool for bounced and disk -> GPU transfers, MiB, allocated (pinned) once at start", 8, 1 << 20},
@@ -393,6 +394,7 @@ void fill(Config& cfg, const toml::table& root) {
     cfg.runtime.plugin_path = r.strings("runtime.plugin_path");
     cfg.runtime.compute = r.string("runtime.compute");
     cfg.runtime.gpu_memory_gib = r.number("runtime.gpu_memory_gib");
+    cfg.runtime.pinned_gib = r.number("runtime.pinned_gib");
     cfg.runtime.io_threads = r.integer("runtime.io_threads");
     cfg.runtime.staging_mib = r.integer("runtime.staging_mib");
     cfg.runtime.progress = r.boolean("runtime.progress");

@@ -65,6 +65,7 @@ struct RuntimeSection {
     std::vector<std::string> plugin_path;
     std::string compute = "auto";  // "auto", "cpu", "cuda"
     double gpu_memory_gib = 0;     // 0: 90% of the GPU's free memory
+    double pinned_gib = 0;         // cap of the pinned host tier; 0: none
     int64_t io_threads = 2;
     int64_t staging_mib = 64;
     bool progress = true;

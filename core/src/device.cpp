@@ -71,6 +71,16 @@ private:
 };
 
 std::unique_ptr<Buffer> MemoryDevice::allocate(uint64_t bytes, const std::string& purpose) {
+    if (cap_) {
+        std::lock_guard lock(cap_mutex_);  // check and allocate together: concurrent callers cannot both pass
+        if (allocated_bytes() + bytes > cap_) {
+            auto gib = [](uint64_t b) { return std::to_string(static_cast<double>(b) / (1ull << 30)).substr(0, 6) + " GiB"; };
+            FLEXRT_THROW(FLEXRT_STATUS_OUT_OF_MEMORY, "the " + name_ + " tier's cap of " + gib(cap_) + " is reached: " +
+                                                          std::to_string(bytes) + " bytes for " + purpose + ", " +
+                                                          gib(allocated_bytes()) + " already in use (runtime.pinned_gib)");
+        }
+        return std::make_unique<MemoryBuffer>(*this, bytes, purpose);
+    }
     return std::make_unique<MemoryBuffer>(*this, bytes, purpose);
 }
 

@@ -16,9 +16,9 @@ namespace flexrt {
 
 enum class TierKind { compute, host, disk };
 
-// Where a buffer's bytes are, which decides how they are copied: host memory (pageable or pinned),
-// device memory (a GPU's), or a file on the disk tier.
-enum class MemoryKind { host, device, file };
+// Where a buffer's bytes are, which decides how they are copied: pageable host memory, pinned
+// (page-locked) host memory, device memory (a GPU's), or a file on the disk tier.
+enum class MemoryKind { host, pinned, device, file };
 
 const char* tier_name(TierKind t) noexcept;
 
@@ -69,9 +69,12 @@ private:
 // (page-locked, CUDA builds) when asked: what the GPU's copy engines read at full speed.
 class MemoryDevice final : public IDevice {
 public:
-    MemoryDevice(TierKind kind, std::string name, bool pinned = false) : kind_(kind), name_(std::move(name)), pinned_(pinned) {}
+    // cap_bytes > 0 limits what the tier may hold: an allocation beyond it is refused with OUT_OF_MEMORY
+    // naming the cap (pinned memory is scarce, and pinning too much starves the rest of the host).
+    MemoryDevice(TierKind kind, std::string name, bool pinned = false, uint64_t cap_bytes = 0)
+        : kind_(kind), name_(std::move(name)), pinned_(pinned), cap_(cap_bytes) {}
     TierKind kind() const noexcept override { return kind_; }
-    MemoryKind memory() const noexcept override { return MemoryKind::host; }
+    MemoryKind memory() const noexcept override { return pinned_ ? MemoryKind::pinned : MemoryKind::host; }
     bool pinned() const noexcept { return pinned_; }
     std::string name() const override { return name_; }
     std::unique_ptr<Buffer> allocate(uint64_t bytes, const std::string& purpose) override;
@@ -81,6 +84,8 @@ private:
     TierKind kind_;
     std::string name_;
     bool pinned_;
+    uint64_t cap_;
+    std::mutex cap_mutex_;
 };
 
 // The disk tier: one file per buffer in a private run directory under the offload dir, through a

@@ -39,6 +39,11 @@ private:
 // blocks on it). `*_kind` says which side is device memory.
 Status gpu_copy(std::byte* dst, MemoryKind dst_kind, const std::byte* src, MemoryKind src_kind, uint64_t bytes);
 
+// The same between pageable host memory and the GPU, relayed through `pinned` chunks (double-buffered):
+// the driver would otherwise stage pageable copies itself, one small synchronous piece at a time.
+Status gpu_copy_relayed(std::byte* dst, MemoryKind dst_kind, const std::byte* src, MemoryKind src_kind, uint64_t bytes,
+                        StagingPool& pinned);
+
 // Reads [offset, offset + bytes) of `src` into `dst` (device memory) through `pinned` (a pinned pool),
 // keeping up to `depth` chunk reads in flight. Any offset: reads cover the aligned range around it.
 Status read_to_gpu(DiskBuffer& src, uint64_t offset, uint64_t bytes, std::byte* dst, StagingPool& pinned, unsigned depth);

@@ -11,6 +11,9 @@ void GpuMemory::copy_to_host(void*, uint64_t, uint64_t) const {}
 Status gpu_copy(std::byte*, MemoryKind, const std::byte*, MemoryKind, uint64_t) {
     return {FLEXRT_STATUS_UNSUPPORTED, "this build has no CUDA (FLEXRT_WITH_CUDA)"};
 }
+Status gpu_copy_relayed(std::byte*, MemoryKind, const std::byte*, MemoryKind, uint64_t, StagingPool&) {
+    return {FLEXRT_STATUS_UNSUPPORTED, "this build has no CUDA (FLEXRT_WITH_CUDA)"};
+}
 Status read_to_gpu(DiskBuffer&, uint64_t, uint64_t, std::byte*, StagingPool&, unsigned) {
     return {FLEXRT_STATUS_UNSUPPORTED, "this build has no CUDA (FLEXRT_WITH_CUDA)"};
 }

@@ -176,7 +176,11 @@ Status copy_now(View dst, View src, StagingPool* pool) {
     std::byte* s = src.buffer->data();
     const MemoryKind dk = dst.buffer->memory(), sk = src.buffer->memory();
     if (dk == MemoryKind::device || sk == MemoryKind::device) {  // a GPU on one side: CUDA copies, pinned staging
-        if (dk != MemoryKind::file && sk != MemoryKind::file) return gpu_copy(d + dst.offset, dk, s + src.offset, sk, dst.bytes);
+        if (dk != MemoryKind::file && sk != MemoryKind::file) {
+            if ((dk == MemoryKind::host || sk == MemoryKind::host) && pool && pool->pinned())  // pageable: relay
+                return gpu_copy_relayed(d + dst.offset, dk, s + src.offset, sk, dst.bytes, *pool);
+            return gpu_copy(d + dst.offset, dk, s + src.offset, sk, dst.bytes);
+        }
         std::optional<StagingPool> local;  // tools and tests without a transfer engine
         if (!pool || !pool->pinned()) pool = &local.emplace(8ull << 20, 4, true);
         if (sk == MemoryKind::file)

@@ -46,6 +46,11 @@ TEST_P(GpuTier, RoundTripThroughEveryTier) {
     Event g = x.copy({back.get(), 0, n}, {g2.get(), 0, n}, {f});
     ASSERT_TRUE(g.wait().is_ok()) << g.wait().message();
     EXPECT_EQ(std::memcmp(back->data(), data.data(), n), 0);
+    // GPU -> pageable host: relayed through pinned staging chunks.
+    auto pageable = t.host.allocate(n, "pageable");
+    Event h = x.copy({pageable.get(), 0, n}, {g2.get(), 0, n});
+    ASSERT_TRUE(h.wait().is_ok()) << h.wait().message();
+    EXPECT_EQ(std::memcmp(pageable->data(), data.data(), n), 0);
     EXPECT_TRUE(x.wait_all().is_ok());
 }
 

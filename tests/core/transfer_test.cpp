@@ -192,6 +192,21 @@ TEST(DiskDevice, FootprintBeyondFreeSpaceIsRefusedUpFront) {
 namespace flexrt::test {
 namespace {
 
+TEST(MemoryDevice, CapIsEnforcedWithAClearError) {
+    MemoryDevice capped(TierKind::host, "pinned host", false, 3 << 20);
+    auto a = capped.allocate(2 << 20, "a");
+    try {
+        capped.allocate(2 << 20, "weights of layer 3");
+        FAIL() << "no error";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.status(), FLEXRT_STATUS_OUT_OF_MEMORY);
+        EXPECT_NE(std::string(e.what()).find("cap of"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("weights of layer 3"), std::string::npos) << e.what();
+    }
+    a.reset();
+    EXPECT_NO_THROW(capped.allocate(3 << 20, "fits now"));
+}
+
 TEST(StagingPool, TryAcquireNeverWaits) {
     StagingPool pool(4096, 2);
     auto a = pool.acquire();
