@@ -72,6 +72,16 @@ struct Engine::Impl {
         }
         return tiers.compute;
     }
+    // An event that completes when the compute device has run everything issued so far.
+    Event compute_done() {
+        Event e = Event::pending();
+        auto* held = new Event(e);
+        tiers.ops.when_done([](void* p) {
+            std::unique_ptr<Event> ev(static_cast<Event*>(p));
+            ev->complete(Status::ok());
+        }, held);
+        return e;
+    }
     Event join(std::vector<Event> events) {
         if (events.empty()) return {};
         if (events.size() == 1) return events[0];
@@ -105,6 +115,9 @@ struct Engine::Impl {
     std::array<std::unique_ptr<Buffer>, 2> weight_slot;
     std::array<Event, 2> weight_ready;
     std::array<Tag, 2> weight_tag;
+    // The compute device's work runs ahead of the host: these say when it has finished with a slot parity
+    // (inputs read, outputs written) and with a weight slot, so transfers into them wait for it.
+    std::array<Event, 2> computed, weights_read;
 
     // --- KV cache: per (j, k) and tier group, [K (max_len, count, h) | V (max_len, count, h)] ---
     struct GroupBuffer {
@@ -344,7 +357,11 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
 }
 
 Engine::~Engine() {
-    // Transfers in flight reference our buffers: let them finish before the buffers go.
+    // Kernels and transfers in flight reference our buffers: let them finish before the buffers go.
+    try {
+        impl_->tiers.ops.synchronize();
+    } catch (const Error&) {  // a device error was reported where it happened; nothing more to do here
+    }
     impl_->tiers.transfers.wait_all().ignore();
 }
 
@@ -387,6 +404,7 @@ GenerationResult Engine::generate(const std::vector<std::vector<int32_t>>& promp
     m.result = &result;
 
     flexrt_status s = scheduler.run(this);
+    if (flexrt_status d = sync(); s == FLEXRT_STATUS_OK) s = d;  // the device and the transfers, drained
     Status drained = m.tiers.transfers.wait_all();
     m.result = nullptr;
     if (s != FLEXRT_STATUS_OK)
@@ -428,7 +446,7 @@ flexrt_status Engine::load_weight(int32_t i, int32_t j, int32_t k) noexcept {
         const int s = j % 2;
         Buffer* slot = m.weight_slot[s].get();
         std::vector<Event> ev;
-        const std::vector<Event> after = {m.weight_ready[s]};  // the slot's previous fill, if still running
+        const std::vector<Event> after = {m.weight_ready[s], m.weights_read[s]};  // its last fill and its last reader
         for (size_t n = 0; n < w.tensors.size(); ++n) {
             if (w.offsets[n] < w.copy_from) continue;  // wholly resident: used in place
             for (const Segment& seg : w.tensors[n].segments)
@@ -447,7 +465,7 @@ flexrt_status Engine::load_cache(int32_t i, int32_t j, int32_t k) noexcept {
         if (i == 0 || !m.wrap_load(i, j, k) || !layers_[j]->has_cache() || !m.cache_slot_bytes) return Status::ok();
         const int s = m.slot(j, k);
         const uint64_t E = m.elem, H = m.h, past = m.past_len(i);
-        const std::vector<Event> after = {m.cache_written[j][k], m.cache_ready[s]};
+        const std::vector<Event> after = {m.cache_written[j][k], m.cache_ready[s], m.computed[s]};
         std::vector<Event> ev;
         for (const auto& g : m.cache_home[j][k]) {
             if (g.group.tier == TierKind::compute) continue;
@@ -480,7 +498,7 @@ flexrt_status Engine::load_hidden(int32_t i, int32_t j, int32_t k) noexcept {
             m.in_ready[s] = Event{};
         } else {
             const uint64_t E = m.elem, H = m.h;
-            const std::vector<Event> after = {m.hidden_written[k], m.in_ready[s]};
+            const std::vector<Event> after = {m.hidden_written[k], m.in_ready[s], m.computed[s]};
             std::vector<Event> ev;
             for (const auto& g : m.hidden_home[k]) {
                 const uint64_t bytes = g.group.count * seq * H * E;
@@ -559,7 +577,8 @@ flexrt_status Engine::compute_layer(int32_t i, int32_t j, int32_t k) noexcept {
             io.kv = kv.data();
         }
         layer.forward(io);
-        m.tiers.ops.synchronize();  // the stores that follow read what the layer wrote
+        m.computed[s] = m.compute_done();  // the stores after it wait for this, the host does not
+        if (!w.fully_resident()) m.weights_read[j % 2] = m.computed[s];
 
         if (layer.is_output()) {  // sample the next token of each sequence from its logits (gbs, vocab)
             const int64_t V = m.model.vocab_size, N = m.gbs * m.ngb;
@@ -604,7 +623,7 @@ flexrt_status Engine::store_hidden(int32_t i, int32_t j, int32_t k) noexcept {
             return Status::ok();
         }
         const uint64_t E = m.elem, H = m.h, seq = m.seq_len(i);
-        const std::vector<Event> after = {m.hidden_written[k], m.in_ready[s]};
+        const std::vector<Event> after = {m.hidden_written[k], m.in_ready[s], m.computed[s]};
         std::vector<Event> ev;
         for (const auto& g : m.hidden_home[k]) {
             const uint64_t bytes = g.group.count * seq * H * E;
@@ -626,7 +645,7 @@ flexrt_status Engine::store_cache(int32_t i, int32_t j, int32_t k) noexcept {
         m.kv_new_tag[s] = Tag{};
         if (i == m.gen_len - 1) return Status::ok();  // the last step's KV is never read
         const uint64_t E = m.elem, H = m.h, seq = m.seq_len(i), start = m.past_len(i);
-        const std::vector<Event> after = {m.cache_written[j][k]};
+        const std::vector<Event> after = {m.cache_written[j][k], m.computed[s]};
         std::vector<Event> ev;
         for (const auto& g : m.cache_home[j][k]) {
             const uint64_t c = g.group.count, bytes = seq * c * H * E, region = 2 * m.prompt_len * g.group.first * H * E;
@@ -643,12 +662,16 @@ flexrt_status Engine::store_cache(int32_t i, int32_t j, int32_t k) noexcept {
 
 flexrt_status Engine::sync() noexcept {
     Impl& m = *impl_;
-    return m.guard([&] { return m.tiers.transfers.wait_all(); });
+    return m.guard([&] {
+        m.tiers.ops.synchronize();
+        return m.tiers.transfers.wait_all();
+    });
 }
 
 flexrt_status Engine::end_step(int32_t i, int32_t* all_stopped) noexcept {
     Impl& m = *impl_;
     return m.guard([&] {
+        m.tiers.ops.synchronize();
         Status s = m.tiers.transfers.wait_all();
         if (!s.is_ok()) return s;
         const double secs = std::chrono::duration<double>(Clock::now() - m.step_start).count();

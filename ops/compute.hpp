@@ -45,6 +45,10 @@ public:
     virtual void upload(void* dst, const void* src, size_t bytes) = 0;
     virtual void to_host_floats(float* dst, const void* src, int64_t n) = 0;  // activations -> host fp32
     virtual void synchronize() = 0;
+    // Calls fn(arg) once every op issued so far has completed: at once on the CPU, from the driver's thread
+    // on a GPU (cudaLaunchHostFunc: fn must not call CUDA). How the engine learns, without waiting, when a
+    // layer's outputs may be read and its inputs overwritten.
+    virtual void when_done(void (*fn)(void*), void* arg) = 0;
 
     // Element offset `n` of activation memory.
     void* at(void* p, int64_t n) const { return static_cast<std::byte*>(p) + n * static_cast<int64_t>(act_bytes()); }

@@ -91,6 +91,7 @@ public:
         half_to_float(staging_.data(), dst, n);
     }
     void synchronize() override { FLEXRT_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+    void when_done(void (*fn)(void*), void* arg) override { FLEXRT_CUDA_CHECK(cudaLaunchHostFunc(stream_, fn, arg)); }
 
 private:
     cudaStream_t stream_{};
