@@ -177,6 +177,8 @@ int run(int argc, char** argv) {
     GenerateOptions go;
     go.do_sample = cfg.run.do_sample;
     go.temperature = cfg.run.temperature;
+    go.top_k = cfg.run.top_k;
+    go.top_p = cfg.run.top_p;
     go.seed = cfg.run.seed;
     go.stop_token = cfg.run.stop_token;
     say("generating: " + std::to_string(N) + " prompts x " + std::to_string(cfg.run.prompt_len) + " tokens, " +

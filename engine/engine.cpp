@@ -587,7 +587,8 @@ flexrt_status Engine::compute_layer(int32_t i, int32_t j, int32_t k) noexcept {
             for (int64_t b = 0; b < m.gbs; ++b) {
                 const float* logits = m.logits_host.data() + b * V;
                 const uint64_t n = static_cast<uint64_t>(k * m.gbs + b);
-                m.out_ids[s][b] = m.opts.do_sample ? ops::sample(logits, V, m.opts.temperature, ops::uniform(m.opts.seed, n, i))
+                m.out_ids[s][b] = m.opts.do_sample ? ops::sample(logits, V, m.opts.temperature, ops::uniform(m.opts.seed, n, i),
+                                                                 m.opts.top_k, m.opts.top_p)
                                                    : ops::argmax(logits, V);
                 if (m.opts.record_logits) {
                     auto& rec = m.result->logits;

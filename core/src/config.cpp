@@ -67,6 +67,8 @@ const std::vector<KeySpec>& schema() {
         {"run.gen_len", Kind::integer, int64_t{32}, "new tokens per prompt", 1, 1 << 20},
         {"run.do_sample", Kind::boolean, false, "sample with run.temperature instead of greedy argmax"},
         {"run.temperature", Kind::number, 1.0, "sampling temperature", 1e-6, 1e6},
+        {"run.top_k", Kind::integer, int64_t{0}, "sample among the k most likely tokens (0: all)", 0, 1 << 24},
+        {"run.top_p", Kind::number, 1.0, "sample among the most likely tokens covering this probability (1: all)", 1e-9, 1},
         {"run.seed", Kind::integer, int64_t{42}, "seed of sampling, dummy weights and dummy prompts", 0, kMaxInt},
         {"run.stop_token", Kind::integer, int64_t{-1}, "token id that ends a sequence (-1: none)", -1, 1 << 24},
         {"policy.gpu_batch_size", Kind::integer, int64_t{4}, "sequences per GPU batch", 1, 1 << 20},
@@ -368,6 +370,8 @@ void fill(Config& cfg, const toml::table& root) {
     cfg.run.gen_len = r.integer("run.gen_len");
     cfg.run.do_sample = r.boolean("run.do_sample");
     cfg.run.temperature = r.number("run.temperature");
+    cfg.run.top_k = r.integer("run.top_k");
+    cfg.run.top_p = r.number("run.top_p");
     cfg.run.seed = static_cast<uint64_t>(r.integer("run.seed"));
     cfg.run.stop_token = r.integer("run.stop_token");
 

@@ -29,6 +29,8 @@ struct RunSection {
     int64_t gen_len = 0;
     bool do_sample = false;
     double temperature = 1.0;
+    int64_t top_k = 0;   // 0: off
+    double top_p = 1.0;  // 1: off
     uint64_t seed = 0;
     int64_t stop_token = -1;  // -1: none
 };

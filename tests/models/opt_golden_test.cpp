@@ -204,6 +204,16 @@ TEST(GoldenDummy, PlacementDoesNotChangeAnything) {
     EXPECT_EQ(base.tokens, disk.tokens);
 }
 
+TEST(GoldenSampling, TopOneSamplingIsGreedy) {
+    const Fixture& f = fixture();
+    GenerateOptions go;
+    go.do_sample = true;
+    go.temperature = 0.7;
+    go.top_k = 1;
+    const GenerationResult r = run_case({"topk1", 2, 2, {50, 50}, kAllGpu, kAllGpu}, nullptr, go);
+    for (size_t t = 0; t < r.tokens.size(); ++t) EXPECT_EQ(r.tokens[t], f.tokens[t]) << t;
+}
+
 TEST(GoldenStop, StopTokenEndsOneSequenceOnly) {
     const Fixture& f = fixture();
     GenerateOptions go;

@@ -161,6 +161,26 @@ TEST(Embedding, TokensAndVocabularyCheck) {
     EXPECT_THROW(embed_tokens(&bad, 1, tok.data(), 2, 2, out.data()), std::exception);
 }
 
+TEST(Sampling, TopKAndTopP) {
+    const float l[5] = {2.0f, 0.5f, 3.0f, 1.0f, 2.5f};  // most likely first: 2, 4, 0, 3, 1
+    for (int i = 0; i < 200; ++i) {
+        const double u = uniform(4, 1, i);
+        EXPECT_EQ(sample(l, 5, 1.0, u, 1), 2);              // top-1 is argmax
+        EXPECT_EQ(sample(l, 5, 1.0, u, 0, 1e-6), 2);        // a tiny p keeps only the most likely
+        const int32_t t = sample(l, 5, 1.0, u, 2);
+        EXPECT_TRUE(t == 2 || t == 4) << t;                  // top-2 keeps {2, 4}
+    }
+    // top-2 renormalises: P(2) = e^3 / (e^3 + e^2.5).
+    int twos = 0;
+    for (int i = 0; i < 20000; ++i) twos += sample(l, 5, 1.0, uniform(5, 0, i), 2) == 2;
+    EXPECT_NEAR(twos / 20000.0, std::exp(3.0) / (std::exp(3.0) + std::exp(2.5)), 0.01);
+    // top_p = 0.6 over softmax(l): P(2) ~ 0.44 < 0.6, P(2) + P(4) ~ 0.71 >= 0.6: keeps {2, 4}.
+    for (int i = 0; i < 200; ++i) {
+        const int32_t t = sample(l, 5, 1.0, uniform(6, 0, i), 0, 0.6);
+        EXPECT_TRUE(t == 2 || t == 4) << t;
+    }
+}
+
 TEST(Sampling, ArgmaxTiesAndTemperature) {
     const float l[4] = {1, 3, 3, 0};
     EXPECT_EQ(argmax(l, 4), 1);
