@@ -4,6 +4,8 @@
 
 #include <cuda_fp16.h>
 
+#include <mma.h>
+
 #include <cfloat>
 
 namespace flexrt::ops::cuda {
@@ -173,6 +175,161 @@ __global__ void attention_tiled_kernel(const __half* q, const SeqKvHalf* kv, int
     }
 }
 
+// Prefill on the tensor cores (flash-style): a block of 4 warps takes 64 queries of one (sequence, head);
+// for each tile of 64 keys, S = Q K^T and O += P V are 16x16x16 fp16 WMMA products with fp32 accumulation,
+// and the online softmax (running max and sum per row) runs on S in shared memory between them. P is rounded
+// to fp16 for the second product, as flash attention does. head_dim: a multiple of 16, at most 128.
+namespace wm = nvcuda::wmma;
+constexpr int kFlashQ = 64, kFlashK = 64;
+
+struct FlashLayout {
+    int64_t ldh, lds, ldp, ldo;           // leading dimensions (elements)
+    size_t q, k, v, s, p, o, m, l, scale;  // byte offsets in dynamic shared memory
+    size_t bytes;
+};
+
+__host__ __device__ inline FlashLayout flash_layout(int64_t hd) {
+    FlashLayout f{};
+    f.ldh = hd + 8;
+    f.lds = kFlashK + 4;
+    f.ldp = kFlashK + 8;
+    f.ldo = hd + 4;
+    size_t at = 0;
+    auto take = [&](size_t bytes) {
+        const size_t here = at;
+        at += (bytes + 127) / 128 * 128;  // every array starts 128-byte aligned (WMMA wants 32)
+        return here;
+    };
+    f.q = take(kFlashQ * f.ldh * 2);
+    f.k = take(kFlashK * f.ldh * 2);
+    f.v = take(kFlashK * f.ldh * 2);
+    f.s = take(kFlashQ * f.lds * 4);
+    f.p = take(kFlashQ * f.ldp * 2);
+    f.o = take(kFlashQ * f.ldo * 4);
+    f.m = take(kFlashQ * 4);
+    f.l = take(kFlashQ * 4);
+    f.scale = take(kFlashQ * 4);
+    f.bytes = at;
+    return f;
+}
+
+__global__ void attention_flash_kernel(const __half* q, const SeqKvHalf* kv, int64_t seq, int64_t past, int64_t heads, int64_t hd,
+                                       const uint8_t* mask, int64_t mask_stride, __half* out) {
+    extern __shared__ __align__(128) unsigned char sm[];
+    const FlashLayout L = flash_layout(hd);
+    __half* Qs = reinterpret_cast<__half*>(sm + L.q);
+    __half* Ks = reinterpret_cast<__half*>(sm + L.k);
+    __half* Vs = reinterpret_cast<__half*>(sm + L.v);
+    float* S = reinterpret_cast<float*>(sm + L.s);
+    __half* P = reinterpret_cast<__half*>(sm + L.p);
+    float* O = reinterpret_cast<float*>(sm + L.o);
+    float* M = reinterpret_cast<float*>(sm + L.m);
+    float* Lsum = reinterpret_cast<float*>(sm + L.l);
+    float* Sc = reinterpret_cast<float*>(sm + L.scale);
+    const int warp = threadIdx.x / 32, tid = threadIdx.x, nthreads = blockDim.x;
+    const int64_t tiles_q = (seq + kFlashQ - 1) / kFlashQ;
+    const int64_t qt = blockIdx.x % tiles_q, n = (blockIdx.x / tiles_q) % heads, b = blockIdx.x / (tiles_q * heads);
+    const int64_t q0 = qt * kFlashQ, h = heads * hd, vec = hd / 8;  // 8 halves = 16 bytes per load
+    const SeqKvHalf sk = kv[b];
+    const uint8_t* m = mask + b * mask_stride;
+    auto krow = [&](int64_t t, bool value) -> const __half* {
+        const uint16_t* base = t < past ? (value ? sk.past_v : sk.past_k) + t * sk.past_stride
+                                        : (value ? sk.new_v : sk.new_k) + (t - past) * sk.new_stride;
+        return reinterpret_cast<const __half*>(base) + n * hd;
+    };
+    for (int64_t i = tid; i < kFlashQ * vec; i += nthreads) {
+        const int64_t r = i / vec, c = (i % vec) * 8;
+        uint4 val = make_uint4(0, 0, 0, 0);
+        if (q0 + r < seq) val = *reinterpret_cast<const uint4*>(q + (b * seq + q0 + r) * h + n * hd + c);
+        *reinterpret_cast<uint4*>(Qs + r * L.ldh + c) = val;
+    }
+    for (int64_t i = tid; i < kFlashQ * hd; i += nthreads) O[(i / hd) * L.ldo + i % hd] = 0.0f;
+    for (int64_t r = tid; r < kFlashQ; r += nthreads) M[r] = -FLT_MAX, Lsum[r] = 0.0f;
+    const int64_t keys_needed = past + min(seq, q0 + kFlashQ);
+    for (int64_t t0 = 0; t0 < keys_needed; t0 += kFlashK) {
+        __syncthreads();  // the previous tile's K, V, P are no longer read
+        for (int64_t i = tid; i < kFlashK * vec; i += nthreads) {
+            const int64_t r = i / vec, c = (i % vec) * 8, t = t0 + r;
+            uint4 kval = make_uint4(0, 0, 0, 0), vval = make_uint4(0, 0, 0, 0);
+            if (t < keys_needed) {
+                kval = *reinterpret_cast<const uint4*>(krow(t, false) + c);
+                vval = *reinterpret_cast<const uint4*>(krow(t, true) + c);
+            }
+            *reinterpret_cast<uint4*>(Ks + r * L.ldh + c) = kval;
+            *reinterpret_cast<uint4*>(Vs + r * L.ldh + c) = vval;
+        }
+        __syncthreads();
+        // S = Q K^T: warp w computes rows [16w, 16w + 16) x all 64 keys.
+        for (int j = 0; j < kFlashK / 16; ++j) {
+            wm::fragment<wm::accumulator, 16, 16, 16, float> acc;
+            wm::fill_fragment(acc, 0.0f);
+            for (int64_t kk = 0; kk < hd / 16; ++kk) {
+                wm::fragment<wm::matrix_a, 16, 16, 16, __half, wm::row_major> a;
+                wm::fragment<wm::matrix_b, 16, 16, 16, __half, wm::col_major> bf;
+                wm::load_matrix_sync(a, Qs + (warp * 16) * L.ldh + kk * 16, static_cast<unsigned>(L.ldh));
+                wm::load_matrix_sync(bf, Ks + (j * 16) * L.ldh + kk * 16, static_cast<unsigned>(L.ldh));
+                wm::mma_sync(acc, a, bf, acc);
+            }
+            wm::store_matrix_sync(S + (warp * 16) * L.lds + j * 16, acc, static_cast<unsigned>(L.lds), wm::mem_row_major);
+        }
+        __syncthreads();
+        // The online softmax, one thread per query row.
+        for (int64_t r = tid; r < kFlashQ; r += nthreads) {
+            const int64_t qi = q0 + r;
+            float tile_max = -INFINITY;
+            for (int c = 0; c < kFlashK; ++c) {
+                const int64_t t = t0 + c;
+                const bool ok = qi < seq && t < keys_needed && t <= past + qi && m[t];
+                if (ok) tile_max = fmaxf(tile_max, S[r * L.lds + c]);
+            }
+            const float nm = fmaxf(M[r], tile_max), scale = __expf(M[r] - nm);
+            float sum = 0.0f;
+            for (int c = 0; c < kFlashK; ++c) {
+                const int64_t t = t0 + c;
+                const bool ok = qi < seq && t < keys_needed && t <= past + qi && m[t];
+                const float p = ok ? __expf(S[r * L.lds + c] - nm) : 0.0f;
+                P[r * L.ldp + c] = __float2half(p);
+                sum += p;
+            }
+            Lsum[r] = Lsum[r] * scale + sum;
+            M[r] = nm;
+            Sc[r] = scale;
+        }
+        __syncthreads();
+        for (int64_t i = tid; i < kFlashQ * hd; i += nthreads) O[(i / hd) * L.ldo + i % hd] *= Sc[i / hd];
+        __syncthreads();
+        // O += P V: warp w owns rows [16w, 16w + 16) of O.
+        for (int64_t j = 0; j < hd / 16; ++j) {
+            wm::fragment<wm::accumulator, 16, 16, 16, float> acc;
+            float* o = O + (warp * 16) * L.ldo + j * 16;
+            wm::load_matrix_sync(acc, o, static_cast<unsigned>(L.ldo), wm::mem_row_major);
+            for (int kk = 0; kk < kFlashK / 16; ++kk) {
+                wm::fragment<wm::matrix_a, 16, 16, 16, __half, wm::row_major> a;
+                wm::fragment<wm::matrix_b, 16, 16, 16, __half, wm::row_major> bf;
+                wm::load_matrix_sync(a, P + (warp * 16) * L.ldp + kk * 16, static_cast<unsigned>(L.ldp));
+                wm::load_matrix_sync(bf, Vs + (kk * 16) * L.ldh + j * 16, static_cast<unsigned>(L.ldh));
+                wm::mma_sync(acc, a, bf, acc);
+            }
+            wm::store_matrix_sync(o, acc, static_cast<unsigned>(L.ldo), wm::mem_row_major);
+        }
+    }
+    __syncthreads();
+    for (int64_t i = tid; i < kFlashQ * hd; i += nthreads) {
+        const int64_t r = i / hd, e = i % hd, qi = q0 + r;
+        if (qi >= seq) continue;
+        float val;
+        if (Lsum[r] > 0.0f) {
+            val = O[r * L.ldo + e] / Lsum[r];
+        } else {  // nothing visible (a pad query): the uniform average over every key, as the CPU does
+            const int64_t keys = past + seq;
+            float acc = 0.0f;
+            for (int64_t t = 0; t < keys; ++t) acc += __half2float(krow(t, true)[e]);
+            val = acc / static_cast<float>(keys);
+        }
+        out[(b * seq + qi) * h + n * hd + e] = __float2half(val);
+    }
+}
+
 }  // namespace
 
 void attention(const uint16_t* q, const SeqKvHalf* kv, int64_t batch, int64_t seq, int64_t past, int64_t heads,
@@ -182,7 +339,17 @@ void attention(const uint16_t* q, const SeqKvHalf* kv, int64_t batch, int64_t se
                                                    std::to_string(32 * kMaxPerLane));
     const int64_t rows = batch * heads * seq;
     if (rows == 0) return;
-    if (seq > 1) {  // prefill: the tiled kernel
+    if (seq > 1 && head_dim % 16 == 0 && head_dim <= 128) {  // prefill on the tensor cores
+        const FlashLayout L = flash_layout(head_dim);
+        FLEXRT_CUDA_CHECK(cudaFuncSetAttribute(attention_flash_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               static_cast<int>(L.bytes)));
+        const int64_t tiles_q = (seq + kFlashQ - 1) / kFlashQ;
+        attention_flash_kernel<<<static_cast<unsigned>(batch * heads * tiles_q), 128, L.bytes, static_cast<cudaStream_t>(stream)>>>(
+            reinterpret_cast<const __half*>(q), kv, seq, past, heads, head_dim, mask, mask_stride, reinterpret_cast<__half*>(out));
+        FLEXRT_CUDA_LAUNCH_CHECK();
+        return;
+    }
+    if (seq > 1) {  // prefill, other head sizes: the CUDA-core tiled kernel
         const int64_t tiles_q = (seq + kTileQ - 1) / kTileQ;
         const size_t shared = sizeof(float) * static_cast<size_t>(kTileK * (head_dim + 1) + kTileK * head_dim + kTileQ * head_dim);
         if (shared > 48 * 1024)  // above the default limit a kernel must ask (head_dim > 160)
