@@ -11,7 +11,6 @@
 namespace flexrt::ops::cuda {
 namespace {
 
-constexpr int kWarpsPerBlock = 4;
 constexpr int kMaxPerLane = 8;  // head_dim <= 256
 
 __device__ float warp_sum(float v) {
@@ -19,24 +18,25 @@ __device__ float warp_sum(float v) {
     return v;
 }
 
-// One warp per (sequence, head, query): the keys stream past with an online softmax (running max, sum and
-// weighted values in registers), so no score row is ever stored. Lane l holds elements l, l + 32, ... of
-// the head. Masked keys weigh nothing; a query with no key to see (a pad row) averages all keys uniformly,
-// as the CPU variant's lowest-float fill does.
-__global__ void attention_kernel(const __half* q, const SeqKvHalf* kv, int64_t batch, int64_t seq, int64_t past, int64_t heads,
-                                 int64_t hd, const uint8_t* mask, int64_t mask_stride, __half* out) {
-    const int lane = threadIdx.x % 32;
-    const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;  // (b, n, s)
-    if (row >= batch * heads * seq) return;
-    const int64_t s = row % seq, n = (row / seq) % heads, b = row / (seq * heads);
-    const int64_t h = heads * hd, keys = past + seq;
+// Decode (seq == 1): a block of kDecodeWarps warps per (sequence, head) splits the keys between its warps
+// (each runs the online softmax over its share), then warp 0 merges the partial maxima, sums and
+// weighted values. Four times the parallelism of a warp per query: decode is bound by how many K/V rows
+// are in flight, not by arithmetic.
+constexpr int kDecodeWarps = 4;
+
+__global__ void attention_decode_kernel(const __half* q, const SeqKvHalf* kv, int64_t past, int64_t heads, int64_t hd,
+                                        const uint8_t* mask, int64_t mask_stride, __half* out) {
+    __shared__ float part_max[kDecodeWarps], part_sum[kDecodeWarps];
+    __shared__ float part_acc[kDecodeWarps][32 * kMaxPerLane];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int64_t n = blockIdx.x % heads, b = blockIdx.x / heads, h = heads * hd, keys = past + 1;
     const SeqKvHalf sk = kv[b];
     const uint8_t* m = mask + b * mask_stride;
     float qv[kMaxPerLane], acc[kMaxPerLane];
 #pragma unroll
     for (int e = 0; e < kMaxPerLane; ++e) {
         const int64_t i = lane + 32 * e;
-        qv[e] = i < hd ? __half2float(q[(b * seq + s) * h + n * hd + i]) : 0.0f;
+        qv[e] = i < hd ? __half2float(q[b * h + n * hd + i]) : 0.0f;
         acc[e] = 0.0f;
     }
     auto key_row = [&](int64_t t, bool value) -> const __half* {
@@ -45,43 +45,47 @@ __global__ void attention_kernel(const __half* q, const SeqKvHalf* kv, int64_t b
         return reinterpret_cast<const __half*>(base) + n * hd;
     };
     float mx = -FLT_MAX, sum = 0.0f;
-    bool any = false;
-    for (int64_t t = 0; t <= past + s; ++t) {
+    for (int64_t t = warp; t < keys; t += kDecodeWarps) {
         if (!m[t]) continue;
-        any = true;
         const __half* kr = key_row(t, false);
-        float d = 0.0f;
+        const __half* vr = key_row(t, true);
+        float d = 0.0f, vv[kMaxPerLane];
 #pragma unroll
-        for (int e = 0; e < kMaxPerLane; ++e) {
+        for (int e = 0; e < kMaxPerLane; ++e) {  // both rows' loads issued before the reduction
             const int64_t i = lane + 32 * e;
-            if (i < hd) d += qv[e] * __half2float(kr[i]);
+            d += i < hd ? qv[e] * __half2float(kr[i]) : 0.0f;
+            vv[e] = i < hd ? __half2float(vr[i]) : 0.0f;
         }
         d = warp_sum(d);
         const float nm = fmaxf(mx, d), scale = __expf(mx - nm), p = __expf(d - nm);
         sum = sum * scale + p;
-        const __half* vr = key_row(t, true);
 #pragma unroll
-        for (int e = 0; e < kMaxPerLane; ++e) {
-            const int64_t i = lane + 32 * e;
-            if (i < hd) acc[e] = acc[e] * scale + p * __half2float(vr[i]);
-        }
+        for (int e = 0; e < kMaxPerLane; ++e) acc[e] = acc[e] * scale + p * vv[e];
         mx = nm;
     }
-    if (!any) {  // nothing visible: the uniform average over every key
-        for (int64_t t = 0; t < keys; ++t) {
-            const __half* vr = key_row(t, true);
+    if (lane == 0) part_max[warp] = mx, part_sum[warp] = sum;
 #pragma unroll
-            for (int e = 0; e < kMaxPerLane; ++e) {
-                const int64_t i = lane + 32 * e;
-                if (i < hd) acc[e] += __half2float(vr[i]);
-            }
-        }
-        sum = static_cast<float>(keys);
-    }
+    for (int e = 0; e < kMaxPerLane; ++e) part_acc[warp][lane + 32 * e] = acc[e];
+    __syncthreads();
+    if (warp != 0) return;
+    float gm = -FLT_MAX;
+    for (int w = 0; w < kDecodeWarps; ++w)
+        if (part_sum[w] > 0.0f) gm = fmaxf(gm, part_max[w]);
+    float total = 0.0f, f[kDecodeWarps];
+    for (int w = 0; w < kDecodeWarps; ++w) total += part_sum[w] * (f[w] = part_sum[w] > 0.0f ? __expf(part_max[w] - gm) : 0.0f);
 #pragma unroll
     for (int e = 0; e < kMaxPerLane; ++e) {
         const int64_t i = lane + 32 * e;
-        if (i < hd) out[(b * seq + s) * h + n * hd + i] = __float2half(acc[e] / sum);
+        if (i >= hd) continue;
+        float o = 0.0f;
+        if (total > 0.0f) {
+            for (int w = 0; w < kDecodeWarps; ++w) o += part_acc[w][i] * f[w];
+            o /= total;
+        } else {  // nothing visible (a pad query): the uniform average over every key, as the CPU does
+            for (int64_t t = 0; t < keys; ++t) o += __half2float(key_row(t, true)[i]);
+            o /= static_cast<float>(keys);
+        }
+        out[b * h + n * hd + i] = __float2half(o);
     }
 }
 
@@ -361,10 +365,9 @@ void attention(const uint16_t* q, const SeqKvHalf* kv, int64_t batch, int64_t se
         FLEXRT_CUDA_LAUNCH_CHECK();
         return;
     }
-    const auto blocks = static_cast<unsigned>((rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
-    attention_kernel<<<blocks, 32 * kWarpsPerBlock, 0, static_cast<cudaStream_t>(stream)>>>(
-        reinterpret_cast<const __half*>(q), kv, batch, seq, past, heads, head_dim, mask, mask_stride,
-        reinterpret_cast<__half*>(out));
+    // decode: keys split between the warps of a block
+    attention_decode_kernel<<<static_cast<unsigned>(batch * heads), 32 * kDecodeWarps, 0, static_cast<cudaStream_t>(stream)>>>(
+        reinterpret_cast<const __half*>(q), kv, past, heads, head_dim, mask, mask_stride, reinterpret_cast<__half*>(out));
     FLEXRT_CUDA_LAUNCH_CHECK();
 }
 

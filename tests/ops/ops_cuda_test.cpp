@@ -178,7 +178,8 @@ INSTANTIATE_TEST_SUITE_P(OptShapes, AttentionCuda,
                                            AttnCase{5, 1, 100, 8, 128},  // decode
                                            AttnCase{2, 17, 30, 4, 80},   // opt-2.7b's head_dim, a chunk after a cache
                                            AttnCase{4, 1, 511, 56, 128}, // opt-30b decode at context 512
-                                           AttnCase{2, 33, 0, 12, 64}),
+                                           AttnCase{2, 33, 0, 12, 64},
+                                           AttnCase{2, 9, 5, 3, 72}),  // not a multiple of 16: the CUDA-core tiles
                          [](const auto& info) {
                              const AttnCase& c = info.param;
                              std::ostringstream os;
