@@ -24,21 +24,36 @@ __device__ float warp_sum(float v) {
 // are in flight, not by arithmetic.
 constexpr int kDecodeWarps = 4;
 
+// VEC: contiguous elements per lane (head_dim = 32 * VEC, loaded VEC halves at a time: 8-byte loads for
+// head_dim 128), or 0 for any head_dim (lane l takes l, l + 32, ...; 2-byte loads).
+template <int VEC>
 __global__ void attention_decode_kernel(const __half* q, const SeqKvHalf* kv, int64_t past, int64_t heads, int64_t hd,
                                         const uint8_t* mask, int64_t mask_stride, __half* out) {
+    constexpr int kPer = VEC ? VEC : kMaxPerLane;
     __shared__ float part_max[kDecodeWarps], part_sum[kDecodeWarps];
     __shared__ float part_acc[kDecodeWarps][32 * kMaxPerLane];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int64_t n = blockIdx.x % heads, b = blockIdx.x / heads, h = heads * hd, keys = past + 1;
     const SeqKvHalf sk = kv[b];
     const uint8_t* m = mask + b * mask_stride;
-    float qv[kMaxPerLane], acc[kMaxPerLane];
+    auto elem = [&](int e) -> int64_t { return VEC ? lane * VEC + e : lane + 32 * e; };
+    auto load = [&](const __half* row, float* dst) {
+        if constexpr (VEC == 4) {
+            const uint2 raw = *reinterpret_cast<const uint2*>(row + lane * 4);
+            const __half2 a = *reinterpret_cast<const __half2*>(&raw.x), c = *reinterpret_cast<const __half2*>(&raw.y);
+            dst[0] = __low2float(a), dst[1] = __high2float(a), dst[2] = __low2float(c), dst[3] = __high2float(c);
+        } else if constexpr (VEC == 2) {
+            const __half2 a = *reinterpret_cast<const __half2*>(row + lane * 2);
+            dst[0] = __low2float(a), dst[1] = __high2float(a);
+        } else {
 #pragma unroll
-    for (int e = 0; e < kMaxPerLane; ++e) {
-        const int64_t i = lane + 32 * e;
-        qv[e] = i < hd ? __half2float(q[b * h + n * hd + i]) : 0.0f;
-        acc[e] = 0.0f;
-    }
+            for (int e = 0; e < kPer; ++e) dst[e] = elem(e) < hd ? __half2float(row[elem(e)]) : 0.0f;
+        }
+    };
+    float qv[kPer], acc[kPer];
+    load(q + b * h + n * hd, qv);
+#pragma unroll
+    for (int e = 0; e < kPer; ++e) acc[e] = 0.0f;
     auto key_row = [&](int64_t t, bool value) -> const __half* {
         const uint16_t* base = t < past ? (value ? sk.past_v : sk.past_k) + t * sk.past_stride
                                         : (value ? sk.new_v : sk.new_k) + (t - past) * sk.new_stride;
@@ -47,25 +62,22 @@ __global__ void attention_decode_kernel(const __half* q, const SeqKvHalf* kv, in
     float mx = -FLT_MAX, sum = 0.0f;
     for (int64_t t = warp; t < keys; t += kDecodeWarps) {
         if (!m[t]) continue;
-        const __half* kr = key_row(t, false);
-        const __half* vr = key_row(t, true);
-        float d = 0.0f, vv[kMaxPerLane];
+        float kk[kPer], vv[kPer];
+        load(key_row(t, false), kk);  // both rows' loads issued before the reduction
+        load(key_row(t, true), vv);
+        float d = 0.0f;
 #pragma unroll
-        for (int e = 0; e < kMaxPerLane; ++e) {  // both rows' loads issued before the reduction
-            const int64_t i = lane + 32 * e;
-            d += i < hd ? qv[e] * __half2float(kr[i]) : 0.0f;
-            vv[e] = i < hd ? __half2float(vr[i]) : 0.0f;
-        }
+        for (int e = 0; e < kPer; ++e) d += qv[e] * kk[e];
         d = warp_sum(d);
         const float nm = fmaxf(mx, d), scale = __expf(mx - nm), p = __expf(d - nm);
         sum = sum * scale + p;
 #pragma unroll
-        for (int e = 0; e < kMaxPerLane; ++e) acc[e] = acc[e] * scale + p * vv[e];
+        for (int e = 0; e < kPer; ++e) acc[e] = acc[e] * scale + p * vv[e];
         mx = nm;
     }
     if (lane == 0) part_max[warp] = mx, part_sum[warp] = sum;
 #pragma unroll
-    for (int e = 0; e < kMaxPerLane; ++e) part_acc[warp][lane + 32 * e] = acc[e];
+    for (int e = 0; e < kPer; ++e) part_acc[warp][elem(e) < 32 * kMaxPerLane ? elem(e) : 0] = acc[e];
     __syncthreads();
     if (warp != 0) return;
     float gm = -FLT_MAX;
@@ -74,8 +86,8 @@ __global__ void attention_decode_kernel(const __half* q, const SeqKvHalf* kv, in
     float total = 0.0f, f[kDecodeWarps];
     for (int w = 0; w < kDecodeWarps; ++w) total += part_sum[w] * (f[w] = part_sum[w] > 0.0f ? __expf(part_max[w] - gm) : 0.0f);
 #pragma unroll
-    for (int e = 0; e < kMaxPerLane; ++e) {
-        const int64_t i = lane + 32 * e;
+    for (int e = 0; e < kPer; ++e) {
+        const int64_t i = elem(e);
         if (i >= hd) continue;
         float o = 0.0f;
         if (total > 0.0f) {
@@ -365,9 +377,15 @@ void attention(const uint16_t* q, const SeqKvHalf* kv, int64_t batch, int64_t se
         FLEXRT_CUDA_LAUNCH_CHECK();
         return;
     }
-    // decode: keys split between the warps of a block
-    attention_decode_kernel<<<static_cast<unsigned>(batch * heads), 32 * kDecodeWarps, 0, static_cast<cudaStream_t>(stream)>>>(
-        reinterpret_cast<const __half*>(q), kv, past, heads, head_dim, mask, mask_stride, reinterpret_cast<__half*>(out));
+    // decode: keys split between the warps of a block; wide loads where head_dim allows (rows are 8-byte aligned
+    // when head_dim and the row strides are multiples of 4, as the engine's layouts are)
+    const dim3 grid(static_cast<unsigned>(batch * heads)), block(32 * kDecodeWarps);
+    auto s = static_cast<cudaStream_t>(stream);
+    const auto* qh = reinterpret_cast<const __half*>(q);
+    auto* oh = reinterpret_cast<__half*>(out);
+    if (head_dim == 128) attention_decode_kernel<4><<<grid, block, 0, s>>>(qh, kv, past, heads, head_dim, mask, mask_stride, oh);
+    else if (head_dim == 64) attention_decode_kernel<2><<<grid, block, 0, s>>>(qh, kv, past, heads, head_dim, mask, mask_stride, oh);
+    else attention_decode_kernel<0><<<grid, block, 0, s>>>(qh, kv, past, heads, head_dim, mask, mask_stride, oh);
     FLEXRT_CUDA_LAUNCH_CHECK();
 }
 

@@ -179,7 +179,9 @@ INSTANTIATE_TEST_SUITE_P(OptShapes, AttentionCuda,
                                            AttnCase{2, 17, 30, 4, 80},   // opt-2.7b's head_dim, a chunk after a cache
                                            AttnCase{4, 1, 511, 56, 128}, // opt-30b decode at context 512
                                            AttnCase{2, 33, 0, 12, 64},
-                                           AttnCase{2, 9, 5, 3, 72}),  // not a multiple of 16: the CUDA-core tiles
+                                           AttnCase{2, 9, 5, 3, 72},   // not a multiple of 16: the CUDA-core tiles
+                                           AttnCase{3, 1, 40, 6, 64},  // decode, 2 halves per lane
+                                           AttnCase{2, 1, 20, 2, 80}), // decode, any head_dim
                          [](const auto& info) {
                              const AttnCase& c = info.param;
                              std::ostringstream os;
