@@ -36,9 +36,11 @@ struct SeqKvHalf {
     int64_t new_stride;
 };
 
-// Causal attention with an online softmax over key tiles: the (seq, keys) score matrix is never stored.
-// q: (batch, seq, heads * head_dim) fp16, pre-scaled; kv: (batch,) SeqKvHalf in device memory; mask as
-// in attention.hpp; out: (batch, seq, heads * head_dim) fp16. head_dim <= 256 and a multiple of 8.
+// Causal attention with an online softmax: the (seq, keys) score matrix is never stored. Prefill runs on
+// the tensor cores (flash-style WMMA) when head_dim is a multiple of 16 up to 128, else on CUDA-core tiles;
+// decode splits each (sequence, head)'s keys over 4 warps. q: (batch, seq, heads * head_dim) fp16,
+// pre-scaled; kv: (batch,) SeqKvHalf in device memory, rows 8-byte aligned; mask as in attention.hpp;
+// out: (batch, seq, heads * head_dim) fp16. head_dim <= 256.
 void attention(const uint16_t* q, const SeqKvHalf* kv, int64_t batch, int64_t seq, int64_t past, int64_t heads,
                int64_t head_dim, const uint8_t* mask, int64_t mask_stride, uint16_t* out, void* stream);
 
