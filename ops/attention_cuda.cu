@@ -13,6 +13,13 @@ namespace {
 
 constexpr int kMaxPerLane = 8;  // head_dim <= 256
 
+// Row t of one sequence's keys (or values), at head n: cached rows first, then this step's.
+__device__ inline const __half* kv_row(const SeqKvHalf& sk, int64_t past, int64_t t, bool value, int64_t n, int64_t hd) {
+    const uint16_t* base = t < past ? (value ? sk.past_v : sk.past_k) + t * sk.past_stride
+                                    : (value ? sk.new_v : sk.new_k) + (t - past) * sk.new_stride;
+    return reinterpret_cast<const __half*>(base) + n * hd;
+}
+
 __device__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
@@ -54,17 +61,12 @@ __global__ void attention_decode_kernel(const __half* q, const SeqKvHalf* kv, in
     load(q + b * h + n * hd, qv);
 #pragma unroll
     for (int e = 0; e < kPer; ++e) acc[e] = 0.0f;
-    auto key_row = [&](int64_t t, bool value) -> const __half* {
-        const uint16_t* base = t < past ? (value ? sk.past_v : sk.past_k) + t * sk.past_stride
-                                        : (value ? sk.new_v : sk.new_k) + (t - past) * sk.new_stride;
-        return reinterpret_cast<const __half*>(base) + n * hd;
-    };
     float mx = -FLT_MAX, sum = 0.0f;
     for (int64_t t = warp; t < keys; t += kDecodeWarps) {
         if (!m[t]) continue;
         float kk[kPer], vv[kPer];
-        load(key_row(t, false), kk);  // both rows' loads issued before the reduction
-        load(key_row(t, true), vv);
+        load(kv_row(sk, past, t, false, n, hd), kk);  // both rows' loads issued before the reduction
+        load(kv_row(sk, past, t, true, n, hd), vv);
         float d = 0.0f;
 #pragma unroll
         for (int e = 0; e < kPer; ++e) d += qv[e] * kk[e];
@@ -94,7 +96,7 @@ __global__ void attention_decode_kernel(const __half* q, const SeqKvHalf* kv, in
             for (int w = 0; w < kDecodeWarps; ++w) o += part_acc[w][i] * f[w];
             o /= total;
         } else {  // nothing visible (a pad query): the uniform average over every key, as the CPU does
-            for (int64_t t = 0; t < keys; ++t) o += __half2float(key_row(t, true)[i]);
+            for (int64_t t = 0; t < keys; ++t) o += __half2float(kv_row(sk, past, t, true, n, hd)[i]);
             o /= static_cast<float>(keys);
         }
         out[b * h + n * hd + i] = __float2half(o);
@@ -128,18 +130,13 @@ __global__ void attention_tiled_kernel(const __half* q, const SeqKvHalf* kv, int
     for (int e = 0; e < kMaxPerLane; ++e) acc[e] = 0.0f;
     float mx = -FLT_MAX, sum = 0.0f;
     const int64_t last_s = min(seq - 1, qt * kTileQ + kTileQ - 1), keys_needed = past + last_s + 1;
-    auto row = [&](int64_t t, bool value) -> const __half* {
-        const uint16_t* base = t < past ? (value ? sk.past_v : sk.past_k) + t * sk.past_stride
-                                        : (value ? sk.new_v : sk.new_k) + (t - past) * sk.new_stride;
-        return reinterpret_cast<const __half*>(base) + n * hd;
-    };
     for (int64_t t0 = 0; t0 < keys_needed; t0 += kTileK) {
         __syncthreads();  // the previous tile is no longer read
         for (int64_t i = threadIdx.x; i < kTileK * hd; i += blockDim.x) {
             const int64_t r = i / hd, c = i % hd, t = t0 + r;
             const bool in = t < keys_needed;
-            ks[r * kpad + c] = in ? __half2float(row(t, false)[c]) : 0.0f;
-            vs[r * hd + c] = in ? __half2float(row(t, true)[c]) : 0.0f;
+            ks[r * kpad + c] = in ? __half2float(kv_row(sk, past, t, false, n, hd)[c]) : 0.0f;
+            vs[r * hd + c] = in ? __half2float(kv_row(sk, past, t, true, n, hd)[c]) : 0.0f;
         }
         __syncthreads();
         if (!active) continue;
@@ -175,7 +172,7 @@ __global__ void attention_tiled_kernel(const __half* q, const SeqKvHalf* kv, int
     if (sum == 0.0f) {  // nothing visible (a pad query): the uniform average over every key, as the CPU does
         const int64_t keys = past + seq;
         for (int64_t t = 0; t < keys; ++t) {
-            const __half* vr = row(t, true);
+            const __half* vr = kv_row(sk, past, t, true, n, hd);
 #pragma unroll
             for (int e = 0; e < kMaxPerLane; ++e) {
                 const int64_t i = lane + 32 * e;
@@ -248,11 +245,6 @@ __global__ void attention_flash_kernel(const __half* q, const SeqKvHalf* kv, int
     const int64_t q0 = qt * kFlashQ, h = heads * hd, vec = hd / 8;  // 8 halves = 16 bytes per load
     const SeqKvHalf sk = kv[b];
     const uint8_t* m = mask + b * mask_stride;
-    auto krow = [&](int64_t t, bool value) -> const __half* {
-        const uint16_t* base = t < past ? (value ? sk.past_v : sk.past_k) + t * sk.past_stride
-                                        : (value ? sk.new_v : sk.new_k) + (t - past) * sk.new_stride;
-        return reinterpret_cast<const __half*>(base) + n * hd;
-    };
     for (int64_t i = tid; i < kFlashQ * vec; i += nthreads) {
         const int64_t r = i / vec, c = (i % vec) * 8;
         uint4 val = make_uint4(0, 0, 0, 0);
@@ -268,8 +260,8 @@ __global__ void attention_flash_kernel(const __half* q, const SeqKvHalf* kv, int
             const int64_t r = i / vec, c = (i % vec) * 8, t = t0 + r;
             uint4 kval = make_uint4(0, 0, 0, 0), vval = make_uint4(0, 0, 0, 0);
             if (t < keys_needed) {
-                kval = *reinterpret_cast<const uint4*>(krow(t, false) + c);
-                vval = *reinterpret_cast<const uint4*>(krow(t, true) + c);
+                kval = *reinterpret_cast<const uint4*>(kv_row(sk, past, t, false, n, hd) + c);
+                vval = *reinterpret_cast<const uint4*>(kv_row(sk, past, t, true, n, hd) + c);
             }
             *reinterpret_cast<uint4*>(Ks + r * L.ldh + c) = kval;
             *reinterpret_cast<uint4*>(Vs + r * L.ldh + c) = vval;
@@ -339,7 +331,7 @@ __global__ void attention_flash_kernel(const __half* q, const SeqKvHalf* kv, int
         } else {  // nothing visible (a pad query): the uniform average over every key, as the CPU does
             const int64_t keys = past + seq;
             float acc = 0.0f;
-            for (int64_t t = 0; t < keys; ++t) acc += __half2float(krow(t, true)[e]);
+            for (int64_t t = 0; t < keys; ++t) acc += __half2float(kv_row(sk, past, t, true, n, hd)[e]);
             val = acc / static_cast<float>(keys);
         }
         out[(b * seq + qi) * h + n * hd + e] = __float2half(val);
