@@ -243,9 +243,8 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
         if (g.tier == TierKind::disk) disk_cache += cache_layers * m.ngb * 2 * m.max_len * g.count * H * E;
     for (const auto& g : m.act_groups)
         if (g.tier == TierKind::disk) disk_hidden += m.ngb * g.count * m.prompt_len * H * E;
-    auto gib = [](uint64_t b) { return std::to_string(static_cast<double>(b) / (1ull << 30)).substr(0, 6) + " GiB"; };
-    tiers.disk.check_free_space(disk_weights + disk_cache + disk_hidden, "weights " + gib(disk_weights) + ", KV cache " +
-                                                                            gib(disk_cache) + ", hidden states " + gib(disk_hidden));
+    tiers.disk.check_free_space(disk_weights + disk_cache + disk_hidden, "weights " + gib_text(disk_weights) + ", KV cache " +
+                                                                            gib_text(disk_cache) + ", hidden states " + gib_text(disk_hidden));
 
     // Weights.
     uint64_t slot_bytes = 0;

@@ -28,6 +28,12 @@ const char* tier_name(TierKind t) noexcept {
 
 MemoryKind Buffer::memory() const noexcept { return device_.memory(); }
 
+std::string gib_text(uint64_t bytes) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.3f GiB", static_cast<double>(bytes) / (1ull << 30));
+    return buf;
+}
+
 void IDevice::account(int64_t delta) noexcept {
     uint64_t now = allocated_.fetch_add(static_cast<uint64_t>(delta)) + static_cast<uint64_t>(delta);
     uint64_t peak = peak_.load();
@@ -71,15 +77,13 @@ private:
 };
 
 std::unique_ptr<Buffer> MemoryDevice::allocate(uint64_t bytes, const std::string& purpose) {
+    std::unique_lock<std::mutex> lock;  // with a cap, check and allocate together: concurrent callers cannot both pass
     if (cap_) {
-        std::lock_guard lock(cap_mutex_);  // check and allocate together: concurrent callers cannot both pass
-        if (allocated_bytes() + bytes > cap_) {
-            auto gib = [](uint64_t b) { return std::to_string(static_cast<double>(b) / (1ull << 30)).substr(0, 6) + " GiB"; };
-            FLEXRT_THROW(FLEXRT_STATUS_OUT_OF_MEMORY, "the " + name_ + " tier's cap of " + gib(cap_) + " is reached: " +
+        lock = std::unique_lock<std::mutex>(cap_mutex_);
+        if (allocated_bytes() + bytes > cap_)
+            FLEXRT_THROW(FLEXRT_STATUS_OUT_OF_MEMORY, "the " + name_ + " tier's cap of " + gib_text(cap_) + " is reached: " +
                                                           std::to_string(bytes) + " bytes for " + purpose + ", " +
-                                                          gib(allocated_bytes()) + " already in use (runtime.pinned_gib)");
-        }
-        return std::make_unique<MemoryBuffer>(*this, bytes, purpose);
+                                                          gib_text(allocated_bytes()) + " already in use (runtime.pinned_gib)");
     }
     return std::make_unique<MemoryBuffer>(*this, bytes, purpose);
 }
@@ -137,14 +141,9 @@ void DiskDevice::check_free_space(uint64_t bytes, const std::string& what) const
     struct statvfs s {};
     if (::statvfs(run_dir_.c_str(), &s) != 0) return;  // unknown: the allocations will tell
     const uint64_t free_bytes = static_cast<uint64_t>(s.f_bavail) * s.f_frsize;
-    auto gib = [](uint64_t b) {
-        char buf[32];
-        std::snprintf(buf, sizeof buf, "%.3f GiB", static_cast<double>(b) / (1ull << 30));
-        return std::string(buf);
-    };
     if (bytes > free_bytes)
-        FLEXRT_THROW(FLEXRT_STATUS_NO_SPACE, "the run needs " + gib(bytes) + " on disk under " + run_dir_.parent_path().string() +
-                                                 " (" + what + "), and its file system has " + gib(free_bytes) +
+        FLEXRT_THROW(FLEXRT_STATUS_NO_SPACE, "the run needs " + gib_text(bytes) + " on disk under " + run_dir_.parent_path().string() +
+                                                 " (" + what + "), and its file system has " + gib_text(free_bytes) +
                                                  " free; move storage.offload_dir or keep more on the gpu/cpu tiers");
 }
 

@@ -22,6 +22,9 @@ enum class MemoryKind { host, pinned, device, file };
 
 const char* tier_name(TierKind t) noexcept;
 
+// "12.345 GiB": how sizes read in messages.
+std::string gib_text(uint64_t bytes);
+
 class IDevice;
 
 // A block of memory (or a file) owned by its device; freed (or removed) when destroyed.

@@ -9,7 +9,6 @@ namespace flexrt {
 
 namespace {
 constexpr uint64_t kAlign = 256;  // cudaMalloc's own alignment: every buffer starts on a 256-byte boundary
-std::string gib(uint64_t b) { return std::to_string(static_cast<double>(b) / (1ull << 30)).substr(0, 6) + " GiB"; }
 }  // namespace
 
 struct CudaDevice::Impl {
@@ -64,8 +63,8 @@ CudaDevice::CudaDevice(uint64_t pool_bytes, int device) : impl_(std::make_unique
     if (e != cudaSuccess) {
         size_t free_b = 0, total_b = 0;
         cudaMemGetInfo(&free_b, &total_b);
-        FLEXRT_THROW(FLEXRT_STATUS_OUT_OF_MEMORY, "cannot reserve a GPU pool of " + gib(impl_->size) + " on " + impl_->name +
-                                                      ": " + gib(free_b) + " of " + gib(total_b) + " free (" +
+        FLEXRT_THROW(FLEXRT_STATUS_OUT_OF_MEMORY, "cannot reserve a GPU pool of " + gib_text(impl_->size) + " on " + impl_->name +
+                                                      ": " + gib_text(free_b) + " of " + gib_text(total_b) + " free (" +
                                                       cudaGetErrorString(e) + ")");
     }
     impl_->base = static_cast<std::byte*>(p);
@@ -91,9 +90,9 @@ std::unique_ptr<Buffer> CudaDevice::allocate(uint64_t bytes, const std::string& 
         account(static_cast<int64_t>(bytes));
         return std::make_unique<CudaBuffer>(*this, impl_->base + offset, offset, bytes, need);
     }
-    FLEXRT_THROW(FLEXRT_STATUS_OUT_OF_MEMORY, "the GPU pool (" + gib(impl_->size) + ") cannot fit " + std::to_string(bytes) +
-                                                  " bytes for " + purpose + ": " + gib(impl_->used) + " used, largest free block " +
-                                                  gib(largest));
+    FLEXRT_THROW(FLEXRT_STATUS_OUT_OF_MEMORY, "the GPU pool (" + gib_text(impl_->size) + ") cannot fit " + std::to_string(bytes) +
+                                                  " bytes for " + purpose + ": " + gib_text(impl_->used) + " used, largest free block " +
+                                                  gib_text(largest));
 }
 
 }  // namespace flexrt
