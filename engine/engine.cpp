@@ -83,9 +83,18 @@ struct Engine::Impl {
         return e;
     }
     Event join(std::vector<Event> events) {
+        std::erase_if(events, [](const Event& e) { return e.ready() && e.wait().is_ok(); });  // nothing to wait for
         if (events.empty()) return {};
         if (events.size() == 1) return events[0];
         return tiers.transfers.run([] { return Status::ok(); }, std::move(events));
+    }
+    // A copy between a tier group's home and a slot. Both on the compute device: queued on its stream, in
+    // op order, so the host never waits for it (the returned event is already complete); else a transfer
+    // that starts once `after` completed.
+    Event copy(TierKind home, View dst, View src, std::vector<Event> after) {
+        if (home != TierKind::compute) return tiers.transfers.copy(dst, src, std::move(after));
+        tiers.ops.copy(dst.buffer->data() + dst.offset, src.buffer->data() + src.offset, dst.bytes);
+        return {};
     }
     int slot(int32_t j, int32_t k) const { return static_cast<int>((j * ngb + k) % 2); }
     int64_t seq_len(int32_t i) const { return i == 0 ? prompt_len : 1; }
@@ -148,10 +157,13 @@ struct Engine::Impl {
     std::array<Tag, 2> out_tag;
     std::array<std::vector<int32_t>, 2> out_ids;        // sampled tokens (gbs,)
 
+    // False when every weight, cache and hidden-state home is on the compute device: no transfer then
+    // waits for the compute stream, and the engine asks it for no completion events.
+    bool transfers_follow_compute = true;
     std::vector<std::unique_ptr<Buffer>> masks;            // [k]: (gbs, max_len) u8 on the compute device
     std::vector<std::vector<uint8_t>> masks_host;          // [k]: their host copies, uploaded when changed
     std::vector<int32_t> ids_host;                          // (gbs, seq) token ids on their way to an input slot
-    std::vector<float> logits_host;                         // (gbs, vocab) for sampling
+    std::vector<double> draws;                              // (gbs,) uniforms for sampling
     std::unique_ptr<Buffer> workspace;
     opt::Workspace ws{};
 
@@ -353,6 +365,11 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
     m.workspace = tiers.compute.allocate((5 * rows * H + rows * F) * E, "workspace");
     std::byte* f = m.workspace->data();
     m.ws = {f, f + rows * H * E, f + 2 * rows * H * E, f + 3 * rows * H * E, f + 4 * rows * H * E, f + 5 * rows * H * E};
+    auto off_device = [](const std::vector<SeqGroup>& gs) {
+        return std::any_of(gs.begin(), gs.end(), [](const SeqGroup& g) { return g.tier != TierKind::compute; });
+    };
+    m.transfers_follow_compute = off_device(m.cache_groups) || off_device(m.act_groups) ||
+                                 std::any_of(m.weights.begin(), m.weights.end(), [](const auto& w) { return !w.fully_resident(); });
 }
 
 Engine::~Engine() {
@@ -501,7 +518,7 @@ flexrt_status Engine::load_hidden(int32_t i, int32_t j, int32_t k) noexcept {
             std::vector<Event> ev;
             for (const auto& g : m.hidden_home[k]) {
                 const uint64_t bytes = g.group.count * seq * H * E;
-                ev.push_back(m.tiers.transfers.copy({m.in_slot[s].get(), g.group.first * seq * H * E, bytes}, {g.buf.get(), 0, bytes}, after));
+                ev.push_back(m.copy(g.group.tier, {m.in_slot[s].get(), g.group.first * seq * H * E, bytes}, {g.buf.get(), 0, bytes}, after));
             }
             m.in_ready[s] = m.join(std::move(ev));
         }
@@ -576,24 +593,20 @@ flexrt_status Engine::compute_layer(int32_t i, int32_t j, int32_t k) noexcept {
             io.kv = kv.data();
         }
         layer.forward(io);
-        m.computed[s] = m.compute_done();  // the stores after it wait for this, the host does not
+        if (m.transfers_follow_compute)  // the transfers after it wait for this, the host does not
+            m.computed[s] = m.compute_done();
         if (!w.fully_resident()) m.weights_read[j % 2] = m.computed[s];
 
-        if (layer.is_output()) {  // sample the next token of each sequence from its logits (gbs, vocab)
+        if (layer.is_output()) {  // the next token of each sequence from its logits (gbs, vocab), chosen where they are
             const int64_t V = m.model.vocab_size, N = m.gbs * m.ngb;
-            m.logits_host.resize(m.gbs * V);
-            m.tiers.ops.to_host_floats(m.logits_host.data(), io.y, m.gbs * V);
-            for (int64_t b = 0; b < m.gbs; ++b) {
-                const float* logits = m.logits_host.data() + b * V;
-                const uint64_t n = static_cast<uint64_t>(k * m.gbs + b);
-                m.out_ids[s][b] = m.opts.do_sample ? ops::sample(logits, V, m.opts.temperature, ops::uniform(m.opts.seed, n, i),
-                                                                 m.opts.top_k, m.opts.top_p)
-                                                   : ops::argmax(logits, V);
-                if (m.opts.record_logits) {
-                    auto& rec = m.result->logits;
-                    if (rec.size() < static_cast<size_t>((i + 1) * N * V)) rec.resize((i + 1) * N * V);
-                    std::copy(logits, logits + V, rec.begin() + (i * N + static_cast<int64_t>(n)) * V);
-                }
+            m.draws.resize(m.gbs);
+            for (int64_t b = 0; b < m.gbs; ++b) m.draws[b] = ops::uniform(m.opts.seed, static_cast<uint64_t>(k * m.gbs + b), i);
+            const ops::SamplingParams how{!m.opts.do_sample, m.opts.temperature, m.opts.top_k, m.opts.top_p};
+            m.tiers.ops.next_tokens(io.y, m.gbs, V, how, m.draws.data(), m.out_ids[s].data());
+            if (m.opts.record_logits) {
+                auto& rec = m.result->logits;
+                if (rec.size() < static_cast<size_t>((i + 1) * N * V)) rec.resize((i + 1) * N * V);
+                m.tiers.ops.to_host_floats(rec.data() + (i * N + k * m.gbs) * V, io.y, m.gbs * V);
             }
         }
         m.out_tag[s] = {i, j, k};
@@ -627,7 +640,7 @@ flexrt_status Engine::store_hidden(int32_t i, int32_t j, int32_t k) noexcept {
         std::vector<Event> ev;
         for (const auto& g : m.hidden_home[k]) {
             const uint64_t bytes = g.group.count * seq * H * E;
-            ev.push_back(m.tiers.transfers.copy({g.buf.get(), 0, bytes}, {m.out_slot[s].get(), g.group.first * seq * H * E, bytes}, after));
+            ev.push_back(m.copy(g.group.tier, {g.buf.get(), 0, bytes}, {m.out_slot[s].get(), g.group.first * seq * H * E, bytes}, after));
         }
         m.hidden_written[k] = m.join(std::move(ev));
         m.out_free[s] = m.hidden_written[k];
@@ -650,9 +663,9 @@ flexrt_status Engine::store_cache(int32_t i, int32_t j, int32_t k) noexcept {
         for (const auto& g : m.cache_home[j][k]) {
             const uint64_t c = g.group.count, bytes = seq * c * H * E, region = 2 * m.prompt_len * g.group.first * H * E;
             Buffer* fresh = m.kv_new[s].get();
-            ev.push_back(m.tiers.transfers.copy({g.buf.get(), start * c * H * E, bytes}, {fresh, region, bytes}, after));
-            ev.push_back(m.tiers.transfers.copy({g.buf.get(), (m.max_len + start) * c * H * E, bytes},
-                                                {fresh, region + m.prompt_len * c * H * E, bytes}, after));
+            ev.push_back(m.copy(g.group.tier, {g.buf.get(), start * c * H * E, bytes}, {fresh, region, bytes}, after));
+            ev.push_back(m.copy(g.group.tier, {g.buf.get(), (m.max_len + start) * c * H * E, bytes},
+                                {fresh, region + m.prompt_len * c * H * E, bytes}, after));
         }
         m.cache_written[j][k] = m.join(std::move(ev));
         m.kv_new_free[s] = m.cache_written[j][k];

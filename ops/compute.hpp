@@ -21,6 +21,14 @@ struct KvView {
     int64_t new_stride;
 };
 
+// How the next token is chosen from a row of logits (ops::sample's parameters).
+struct SamplingParams {
+    bool greedy = true;
+    double temperature = 1.0;
+    int64_t top_k = 0;   // 0: off
+    double top_p = 1.0;  // 1: off
+};
+
 class Compute {
 public:
     virtual ~Compute() = default;
@@ -38,10 +46,22 @@ public:
                            int64_t head_dim, const uint8_t* mask, int64_t mask_stride, void* out) = 0;
     virtual void add(void* y, const void* x, int64_t n) = 0;  // y += x
     virtual void scale(void* x, int64_t n, float s) = 0;
+    // This step's keys and values, k and v (batch, seq, h), to where each sequence keeps its new rows:
+    // row s of sequence b to kv[b].new_k + s * kv[b].new_stride (likewise v). kv: (batch,) views in host
+    // memory. One op for the whole batch (a GPU launches one kernel, not a copy per sequence).
+    virtual void write_new_kv(const KvView* kv, int64_t batch, int64_t seq, int64_t h, const void* k, const void* v) = 0;
     // `rows` rows of `width` elements from src (row stride src_stride elements) to dst (dst_stride).
     virtual void copy_rows(void* dst, int64_t dst_stride, const void* src, int64_t src_stride, int64_t rows, int64_t width) = 0;
 
-    // Host <-> device memory, in op order; to_host returns when the bytes are on the host.
+    // Device memory to device memory, in op order (no host round trip).
+    virtual void copy(void* dst, const void* src, size_t bytes) = 0;
+    // ids[r] (host memory) for each row of logits (rows, vocab): the argmax, or ops::sample with u[r]
+    // (host memory; unused when greedy). Returns when the ids are on the host; on a GPU the logits stay there.
+    virtual void next_tokens(const void* logits, int64_t rows, int64_t vocab, const SamplingParams& how, const double* u,
+                             int32_t* ids) = 0;
+
+    // Host <-> device memory, in op order; upload returns once `src` may be reused (not when the copy is
+    // done), to_host when the bytes are on the host.
     virtual void upload(void* dst, const void* src, size_t bytes) = 0;
     virtual void to_host_floats(float* dst, const void* src, int64_t n) = 0;  // activations -> host fp32
     virtual void synchronize() = 0;

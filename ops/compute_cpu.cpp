@@ -5,6 +5,7 @@
 #include "embedding.hpp"
 #include "layer_norm.hpp"
 #include "linear.hpp"
+#include "sampling.hpp"
 
 #include <cstring>
 #include <vector>
@@ -47,8 +48,23 @@ public:
     void scale(void* x, int64_t n, float s) override {
         for (int64_t i = 0; i < n; ++i) f(x)[i] *= s;
     }
+    void write_new_kv(const KvView* kv, int64_t batch, int64_t seq, int64_t h, const void* k, const void* v) override {
+        for (int64_t b = 0; b < batch; ++b)
+            for (int64_t r = 0; r < seq; ++r) {
+                std::memcpy(f(kv[b].new_k) + r * kv[b].new_stride, f(k) + (b * seq + r) * h, h * sizeof(float));
+                std::memcpy(f(kv[b].new_v) + r * kv[b].new_stride, f(v) + (b * seq + r) * h, h * sizeof(float));
+            }
+    }
     void copy_rows(void* dst, int64_t dst_stride, const void* src, int64_t src_stride, int64_t rows, int64_t width) override {
         for (int64_t r = 0; r < rows; ++r) std::memcpy(f(dst) + r * dst_stride, f(src) + r * src_stride, width * sizeof(float));
+    }
+    void copy(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+    void next_tokens(const void* logits, int64_t rows, int64_t vocab, const SamplingParams& how, const double* u,
+                     int32_t* ids) override {
+        for (int64_t r = 0; r < rows; ++r) {
+            const float* row = static_cast<const float*>(logits) + r * vocab;
+            ids[r] = how.greedy ? argmax(row, vocab) : sample(row, vocab, how.temperature, u[r], how.top_k, how.top_p);
+        }
     }
     void upload(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
     void to_host_floats(float* dst, const void* src, int64_t n) override { std::memcpy(dst, src, n * sizeof(float)); }

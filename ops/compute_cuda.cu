@@ -4,9 +4,17 @@
 #include "cuda_check.cuh"
 #include "f16.hpp"
 #include "ops_cuda.hpp"
+#include "sampling.hpp"
+
+#include "core/src/pinned_memory.hpp"
 
 #include <cuda_fp16.h>
 
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <cstring>
 #include <vector>
 
 namespace flexrt::ops {
@@ -22,81 +30,300 @@ __global__ void scale_kernel(__half* x, int64_t n, float s) {
     if (i < n) x[i] = __float2half(__half2float(x[i]) * s);
 }
 
+// One block per (sequence, row): its key row then its value row, 16 bytes a thread where aligned.
+__global__ void write_new_kv_kernel(const cuda::SeqKvHalf* kv, int64_t seq, int64_t h, const __half* k, const __half* v) {
+    const int64_t b = blockIdx.x / seq, r = blockIdx.x % seq;
+    const __half* src[2] = {k + (b * seq + r) * h, v + (b * seq + r) * h};
+    __half* dst[2] = {const_cast<__half*>(reinterpret_cast<const __half*>(kv[b].new_k)) + r * kv[b].new_stride,
+                      const_cast<__half*>(reinterpret_cast<const __half*>(kv[b].new_v)) + r * kv[b].new_stride};
+    for (int t = 0; t < 2; ++t) {
+        const bool wide = h % 8 == 0 && ((reinterpret_cast<uintptr_t>(src[t]) | reinterpret_cast<uintptr_t>(dst[t])) & 15) == 0;
+        if (wide) {
+            const auto* s4 = reinterpret_cast<const uint4*>(src[t]);
+            auto* d4 = reinterpret_cast<uint4*>(dst[t]);
+            for (int64_t i = threadIdx.x; i < h / 8; i += blockDim.x) d4[i] = s4[i];
+        } else {
+            for (int64_t i = threadIdx.x; i < h; i += blockDim.x) dst[t][i] = src[t][i];
+        }
+    }
+}
+
 unsigned blocks(int64_t n) { return static_cast<unsigned>((n + 255) / 256); }
 const uint16_t* h(const void* p) { return static_cast<const uint16_t*>(p); }
 uint16_t* h(void* p) { return static_cast<uint16_t*>(p); }
 
+// Small host -> device copies without waiting for the GPU: each goes through one of a ring of pinned
+// buffers, reused once the copy that last read it has run (its event).
+class UploadRing {
+public:
+    UploadRing() {
+        for (auto& s : slots_) FLEXRT_CUDA_CHECK(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming));
+    }
+    ~UploadRing() {
+        for (auto& s : slots_) {
+            cudaEventSynchronize(s.done);
+            pinned_free(s.data);
+            cudaEventDestroy(s.done);
+        }
+    }
+    UploadRing(const UploadRing&) = delete;
+    UploadRing& operator=(const UploadRing&) = delete;
+
+    void copy(void* dst, const void* src, size_t bytes, cudaStream_t stream) {
+        if (bytes == 0) return;
+        Slot& s = slots_[next_++ % slots_.size()];
+        FLEXRT_CUDA_CHECK(cudaEventSynchronize(s.done));
+        if (bytes > s.capacity) {
+            pinned_free(s.data);
+            s.data = nullptr;
+            s.capacity = 0;
+            s.data = pinned_alloc(bytes);
+            s.capacity = bytes;
+        }
+        std::memcpy(s.data, src, bytes);
+        FLEXRT_CUDA_CHECK(cudaMemcpyAsync(dst, s.data, bytes, cudaMemcpyHostToDevice, stream));
+        FLEXRT_CUDA_CHECK(cudaEventRecord(s.done, stream));
+    }
+
+private:
+    struct Slot {
+        void* data = nullptr;
+        size_t capacity = 0;
+        cudaEvent_t done{};
+    };
+    std::array<Slot, 8> slots_{};
+    size_t next_ = 0;
+};
+
+// Device memory that grows on demand (a few KiB: views, draws, sampled ids), freed with the device.
+class DeviceScratch {
+public:
+    ~DeviceScratch() { cudaFree(p_); }
+    void* get(size_t bytes, cudaStream_t stream) {
+        if (bytes > cap_) {
+            FLEXRT_CUDA_CHECK(cudaStreamSynchronize(stream));  // the old one may still be read
+            cudaFree(p_);
+            p_ = nullptr;
+            FLEXRT_CUDA_CHECK(cudaMalloc(&p_, bytes));
+            cap_ = bytes;
+        }
+        return p_;
+    }
+
+private:
+    void* p_ = nullptr;
+    size_t cap_ = 0;
+};
+
+// FLEXRT_PROFILE_OPS=1: GPU time per kind of op (CUDA events around each), summed at every
+// synchronisation and printed to stderr when the device goes. For finding where a step's time goes.
+class OpProfile {
+public:
+    OpProfile() : on_(std::getenv("FLEXRT_PROFILE_OPS") != nullptr) {}
+    ~OpProfile() {
+        if (!on_) return;
+        double total = 0;
+        for (const auto& [name, ms] : totals_) total += ms;
+        for (const auto& [name, ms] : totals_)
+            std::fprintf(stderr, "[ops] %-14s %10.3f ms  %5.1f%%  (%lld calls)\n", name, ms, 100.0 * ms / total,
+                         static_cast<long long>(calls_[name]));
+        for (auto& m : marks_) cudaEventDestroy(m.begin), cudaEventDestroy(m.end);
+        for (auto e : free_) cudaEventDestroy(e);
+    }
+    template <typename F>
+    void time(const char* name, cudaStream_t s, F&& f) {
+        if (!on_) return f();
+        Mark m{name, event(), event()};
+        cudaEventRecord(m.begin, s);
+        f();
+        cudaEventRecord(m.end, s);
+        marks_.push_back(m);
+    }
+    void collect() {  // after a stream synchronisation: every mark has completed
+        for (auto& m : marks_) {
+            float ms = 0;
+            cudaEventElapsedTime(&ms, m.begin, m.end);
+            totals_[m.name] += ms;
+            ++calls_[m.name];
+            free_.push_back(m.begin), free_.push_back(m.end);
+        }
+        marks_.clear();
+    }
+
+private:
+    struct Mark {
+        const char* name;
+        cudaEvent_t begin, end;
+    };
+    cudaEvent_t event() {
+        if (!free_.empty()) {
+            cudaEvent_t e = free_.back();
+            free_.pop_back();
+            return e;
+        }
+        cudaEvent_t e{};
+        FLEXRT_CUDA_CHECK(cudaEventCreate(&e));
+        return e;
+    }
+    bool on_;
+    std::vector<Mark> marks_;
+    std::vector<cudaEvent_t> free_;
+    std::map<const char*, double> totals_;
+    std::map<const char*, int64_t> calls_;
+};
+
 class CudaCompute final : public Compute {
 public:
-    CudaCompute() { FLEXRT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)); }
+    CudaCompute() {
+        FLEXRT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+        input_errors_ = static_cast<int*>(errors_.get(sizeof(int), stream_));
+        FLEXRT_CUDA_CHECK(cudaMemsetAsync(input_errors_, 0, sizeof(int), stream_));
+        ids_host_ = static_cast<int32_t*>(pinned_alloc(kIdsHost * sizeof(int32_t)));
+    }
     ~CudaCompute() override {
         cudaStreamSynchronize(stream_);
-        cudaFree(kv_dev_);
+        pinned_free(ids_host_);
         cudaStreamDestroy(stream_);
     }
     const char* name() const override { return "cuda"; }
     size_t act_bytes() const override { return 2; }
     void layer_norm(const void* x, int64_t rows, int64_t hd, const uint16_t* w, const uint16_t* b, double eps, void* y) override {
-        cuda::layer_norm(h(x), rows, hd, w, b, eps, h(y), stream_);
+        prof_.time("layer_norm", stream_, [&] { cuda::layer_norm(h(x), rows, hd, w, b, eps, h(y), stream_); });
     }
     void linear(const void* x, int64_t rows, int64_t in, const uint16_t* w, const uint16_t* b, int64_t out, void* y,
                 bool relu) override {
-        cuda::linear(h(x), rows, in, w, b, out, h(y), relu, stream_);
+        prof_.time("linear", stream_, [&] { cuda::linear(h(x), rows, in, w, b, out, h(y), relu, stream_); });
     }
+    // Bad ids and positions set bits of a device flag read at the next synchronisation.
     void embed_tokens(const int32_t* ids, int64_t rows, const uint16_t* w, int64_t vocab, int64_t dim, void* out) override {
-        cuda::embed_tokens(ids, rows, w, vocab, dim, h(out), stream_);
+        vocab_ = vocab;
+        cuda::embed_tokens(ids, rows, w, vocab, dim, h(out), stream_, input_errors_);
     }
     void add_positions(void* x, int64_t batch, int64_t seq, const uint8_t* mask, int64_t stride, int64_t len, const uint16_t* w_pos,
                        int64_t n_pos, int64_t hd) override {
-        cuda::add_positions(h(x), batch, seq, mask, stride, len, w_pos, n_pos, hd, stream_);
+        n_pos_ = n_pos;
+        cuda::add_positions(h(x), batch, seq, mask, stride, len, w_pos, n_pos, hd, stream_, input_errors_);
+    }
+    void write_new_kv(const KvView* kv, int64_t batch, int64_t seq, int64_t hd, const void* k, const void* v) override {
+        if (batch == 0 || seq == 0) return;
+        const auto* dev = device_views(kv, batch);
+        prof_.time("write_new_kv", stream_, [&] {
+            write_new_kv_kernel<<<static_cast<unsigned>(batch * seq), 128, 0, stream_>>>(dev, seq, hd, static_cast<const __half*>(k),
+                                                                                         static_cast<const __half*>(v));
+            FLEXRT_CUDA_LAUNCH_CHECK();
+        });
     }
     void attention(const void* q, const KvView* kv, int64_t batch, int64_t seq, int64_t past, int64_t heads, int64_t hd,
                    const uint8_t* mask, int64_t stride, void* out) override {
-        std::vector<cuda::SeqKvHalf> views(static_cast<size_t>(batch));
-        for (int64_t b = 0; b < batch; ++b)
-            views[b] = {h(kv[b].past_k), h(kv[b].past_v), kv[b].past_stride, h(kv[b].new_k), h(kv[b].new_v), kv[b].new_stride};
-        const size_t bytes = views.size() * sizeof(cuda::SeqKvHalf);
-        if (bytes > kv_cap_) {
-            FLEXRT_CUDA_CHECK(cudaStreamSynchronize(stream_));
-            cudaFree(kv_dev_);
-            FLEXRT_CUDA_CHECK(cudaMalloc(&kv_dev_, bytes));
-            kv_cap_ = bytes;
-        }
-        // From pageable memory: the call returns once the bytes have left `views`.
-        FLEXRT_CUDA_CHECK(cudaMemcpyAsync(kv_dev_, views.data(), bytes, cudaMemcpyHostToDevice, stream_));
-        cuda::attention(h(q), static_cast<const cuda::SeqKvHalf*>(kv_dev_), batch, seq, past, heads, hd, mask, stride, h(out), stream_);
+        const auto* dev = device_views(kv, batch);
+        bool done = false;
+        if (past == 0)
+            prof_.time("attn_prefill", stream_, [&] {
+                done = cuda::attention_prefill_gemm(h(q), views_.data(), batch, seq, heads, hd, mask, stride, h(out), stream_);
+            });
+        if (done) return;
+        prof_.time(seq == 1 ? "attn_decode" : "attn_flash", stream_, [&] {
+            cuda::attention(h(q), dev, batch, seq, past, heads, hd, mask, stride, h(out), stream_);
+        });
     }
     void add(void* y, const void* x, int64_t n) override {
         if (n == 0) return;
-        add_kernel<<<blocks(n), 256, 0, stream_>>>(static_cast<__half*>(y), static_cast<const __half*>(x), n);
-        FLEXRT_CUDA_LAUNCH_CHECK();
+        prof_.time("add", stream_, [&] {
+            add_kernel<<<blocks(n), 256, 0, stream_>>>(static_cast<__half*>(y), static_cast<const __half*>(x), n);
+            FLEXRT_CUDA_LAUNCH_CHECK();
+        });
     }
     void scale(void* x, int64_t n, float s) override {
         if (n == 0) return;
-        scale_kernel<<<blocks(n), 256, 0, stream_>>>(static_cast<__half*>(x), n, s);
+        prof_.time("scale", stream_, [&] { scale_kernel<<<blocks(n), 256, 0, stream_>>>(static_cast<__half*>(x), n, s); });
         FLEXRT_CUDA_LAUNCH_CHECK();
     }
     void copy_rows(void* dst, int64_t dst_stride, const void* src, int64_t src_stride, int64_t rows, int64_t width) override {
         if (rows == 0) return;
-        FLEXRT_CUDA_CHECK(cudaMemcpy2DAsync(dst, dst_stride * 2, src, src_stride * 2, width * 2, rows, cudaMemcpyDeviceToDevice, stream_));
+        prof_.time("copy_rows", stream_, [&] {
+            FLEXRT_CUDA_CHECK(cudaMemcpy2DAsync(dst, dst_stride * 2, src, src_stride * 2, width * 2, rows, cudaMemcpyDeviceToDevice, stream_));
+        });
+    }
+    void copy(void* dst, const void* src, size_t bytes) override {
+        if (bytes)
+            prof_.time("copy", stream_, [&] { FLEXRT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_)); });
+    }
+    void next_tokens(const void* logits, int64_t rows, int64_t vocab, const SamplingParams& how, const double* u,
+                     int32_t* ids) override {
+        if (rows == 0) return;
+        FLEXRT_ASSERT(rows <= kIdsHost);
+        auto* ids_dev = static_cast<int32_t*>(ids_dev_.get(rows * sizeof(int32_t), stream_));
+        if (how.greedy) {
+            cuda::argmax(h(logits), rows, vocab, ids_dev, stream_);
+        } else {
+            auto* u_dev = static_cast<double*>(u_dev_.get(rows * sizeof(double), stream_));
+            ring_.copy(u_dev, u, rows * sizeof(double), stream_);
+            cuda::sample(h(logits), rows, vocab, how.temperature, u_dev, how.top_k, how.top_p, ids_dev, stream_);
+        }
+        FLEXRT_CUDA_CHECK(cudaMemcpyAsync(ids_host_, ids_dev, rows * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
+        synchronize();
+        std::vector<float> row;
+        for (int64_t r = 0; r < rows; ++r) {
+            ids[r] = ids_host_[r];
+            if (ids[r] >= 0) continue;
+            row.resize(static_cast<size_t>(vocab));  // a candidate set larger than the GPU sorts: decided here
+            to_host_floats(row.data(), static_cast<const std::byte*>(logits) + r * vocab * 2, vocab);
+            ids[r] = sample(row.data(), vocab, how.temperature, u[r], how.top_k, how.top_p);
+        }
     }
     void upload(void* dst, const void* src, size_t bytes) override {
+        if (bytes <= kRingMax) return ring_.copy(dst, src, bytes, stream_);
+        // Large (weights at load time): straight from pageable memory, done before we return.
         FLEXRT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
-        FLEXRT_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the caller may reuse `src` at once
+        FLEXRT_CUDA_CHECK(cudaStreamSynchronize(stream_));
     }
     void to_host_floats(float* dst, const void* src, int64_t n) override {
         staging_.resize(static_cast<size_t>(n));
         FLEXRT_CUDA_CHECK(cudaMemcpyAsync(staging_.data(), src, n * 2, cudaMemcpyDeviceToHost, stream_));
-        FLEXRT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+        synchronize();
         half_to_float(staging_.data(), dst, n);
     }
-    void synchronize() override { FLEXRT_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+    // Also where input errors found by the kernels since the last synchronisation are reported.
+    void synchronize() override {
+        FLEXRT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+        prof_.collect();
+        int flags = 0;
+        FLEXRT_CUDA_CHECK(cudaMemcpy(&flags, input_errors_, sizeof flags, cudaMemcpyDeviceToHost));
+        if (flags) {
+            FLEXRT_CUDA_CHECK(cudaMemset(input_errors_, 0, sizeof(int)));
+            cuda::throw_input_errors(flags, vocab_, n_pos_);
+        }
+    }
     void when_done(void (*fn)(void*), void* arg) override { FLEXRT_CUDA_CHECK(cudaLaunchHostFunc(stream_, fn, arg)); }
 
 private:
+    // The views in device memory: uploaded when they differ from the last ones (write_new_kv and then
+    // attention of one layer pass the same views: one upload).
+    const cuda::SeqKvHalf* device_views(const KvView* kv, int64_t batch) {
+        std::vector<cuda::SeqKvHalf> next(static_cast<size_t>(batch));
+        for (int64_t b = 0; b < batch; ++b)
+            next[b] = {h(kv[b].past_k), h(kv[b].past_v), kv[b].past_stride, h(kv[b].new_k), h(kv[b].new_v), kv[b].new_stride};
+        const size_t bytes = next.size() * sizeof(cuda::SeqKvHalf);
+        const bool same = next.size() == views_.size() && std::memcmp(next.data(), views_.data(), bytes) == 0;
+        if (!same || !views_uploaded_) {
+            views_ = std::move(next);
+            views_uploaded_ = views_dev_.get(bytes, stream_);
+            ring_.copy(views_uploaded_, views_.data(), bytes, stream_);
+        }
+        return static_cast<const cuda::SeqKvHalf*>(views_uploaded_);
+    }
+
+    static constexpr int64_t kIdsHost = 1 << 16;  // sequences per GPU batch, at most
+    static constexpr size_t kRingMax = 4u << 20;  // larger uploads do not go through the pinned ring
     cudaStream_t stream_{};
-    void* kv_dev_ = nullptr;
-    size_t kv_cap_ = 0;
+    OpProfile prof_;
+    UploadRing ring_;
+    DeviceScratch errors_, views_dev_, ids_dev_, u_dev_;
+    int* input_errors_ = nullptr;
+    int32_t* ids_host_ = nullptr;
+    int64_t vocab_ = 0, n_pos_ = 0;
+    std::vector<cuda::SeqKvHalf> views_;
+    void* views_uploaded_ = nullptr;
     std::vector<uint16_t> staging_;
 };
 

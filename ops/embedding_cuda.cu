@@ -11,7 +11,7 @@ __global__ void embed_tokens_kernel(const int32_t* ids, const __half* w, int64_t
     const int64_t r = blockIdx.x;
     const int32_t id = ids[r];
     if (id < 0 || id >= vocab) {  // reported after the launch; the row is left untouched
-        if (threadIdx.x == 0) atomicExch(bad, 1);
+        if (threadIdx.x == 0) atomicOr(bad, kBadTokenId);
         return;
     }
     for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) out[r * dim + i] = w[id * dim + i];
@@ -31,7 +31,7 @@ __global__ void add_positions_kernel(__half* x, int64_t seq, const uint8_t* mask
             const int64_t col = mask_len - seq + s;
             real += m[col];
             pos[s] = m[col] ? real + 1 : 1;
-            if (pos[s] >= n_pos) atomicExch(bad, 2);
+            if (pos[s] >= n_pos) atomicOr(bad, kBadPosition);
         }
     }
     __syncthreads();
@@ -43,47 +43,59 @@ __global__ void add_positions_kernel(__half* x, int64_t seq, const uint8_t* mask
     }
 }
 
-// A device flag for input errors, read back once per call: the checks cost one small copy.
-int read_flag(int* flag, cudaStream_t stream) {
-    int v = 0;
-    FLEXRT_CUDA_CHECK(cudaMemcpyAsync(&v, flag, sizeof v, cudaMemcpyDeviceToHost, stream));
-    FLEXRT_CUDA_CHECK(cudaStreamSynchronize(stream));
-    return v;
-}
-
 struct Flag {
     int* d = nullptr;
     Flag() { FLEXRT_CUDA_CHECK(cudaMalloc(&d, sizeof(int))); }
     ~Flag() { cudaFree(d); }
 };
 
-}  // namespace
-
-void embed_tokens(const int32_t* ids, int64_t rows, const uint16_t* w_tok, int64_t vocab, int64_t dim, uint16_t* out,
-                  void* stream) {
-    if (rows == 0) return;
-    auto s = static_cast<cudaStream_t>(stream);
+// The caller's flag, or one of our own read back (and thrown) when the op is done.
+template <typename Launch>
+void with_flag(int* caller_flag, cudaStream_t s, int64_t vocab, int64_t n_pos, Launch&& launch) {
+    if (caller_flag) {
+        launch(caller_flag);
+        return;
+    }
     Flag flag;
     FLEXRT_CUDA_CHECK(cudaMemsetAsync(flag.d, 0, sizeof(int), s));
-    embed_tokens_kernel<<<static_cast<unsigned>(rows), 256, 0, s>>>(ids, reinterpret_cast<const __half*>(w_tok), vocab, dim,
-                                                                   reinterpret_cast<__half*>(out), flag.d);
-    FLEXRT_CUDA_LAUNCH_CHECK();
-    if (read_flag(flag.d, s))
+    launch(flag.d);
+    int v = 0;
+    FLEXRT_CUDA_CHECK(cudaMemcpyAsync(&v, flag.d, sizeof v, cudaMemcpyDeviceToHost, s));
+    FLEXRT_CUDA_CHECK(cudaStreamSynchronize(s));
+    throw_input_errors(v, vocab, n_pos);
+}
+
+}  // namespace
+
+void throw_input_errors(int flags, int64_t vocab, int64_t n_pos) {
+    if (flags & kBadTokenId)
         throw Error(FLEXRT_STATUS_INVALID_ARGUMENT, "a token id is outside the vocabulary of " + std::to_string(vocab));
+    if (flags & kBadPosition)
+        throw Error(FLEXRT_STATUS_INVALID_ARGUMENT, "a position is beyond the model's " + std::to_string(n_pos - 2) +
+                                                        " learned positions");
+}
+
+void embed_tokens(const int32_t* ids, int64_t rows, const uint16_t* w_tok, int64_t vocab, int64_t dim, uint16_t* out,
+                  void* stream, int* error_flags) {
+    if (rows == 0) return;
+    auto s = static_cast<cudaStream_t>(stream);
+    with_flag(error_flags, s, vocab, 0, [&](int* flag) {
+        embed_tokens_kernel<<<static_cast<unsigned>(rows), 256, 0, s>>>(ids, reinterpret_cast<const __half*>(w_tok), vocab, dim,
+                                                                       reinterpret_cast<__half*>(out), flag);
+        FLEXRT_CUDA_LAUNCH_CHECK();
+    });
 }
 
 void add_positions(uint16_t* x, int64_t batch, int64_t seq, const uint8_t* mask, int64_t mask_stride, int64_t mask_len,
-                   const uint16_t* w_pos, int64_t n_pos, int64_t h, void* stream) {
+                   const uint16_t* w_pos, int64_t n_pos, int64_t h, void* stream, int* error_flags) {
     if (batch == 0) return;
     auto s = static_cast<cudaStream_t>(stream);
-    Flag flag;
-    FLEXRT_CUDA_CHECK(cudaMemsetAsync(flag.d, 0, sizeof(int), s));
-    add_positions_kernel<<<static_cast<unsigned>(batch), 256, static_cast<size_t>(seq) * sizeof(int), s>>>(
-        reinterpret_cast<__half*>(x), seq, mask, mask_stride, mask_len, reinterpret_cast<const __half*>(w_pos), n_pos, h, flag.d);
-    FLEXRT_CUDA_LAUNCH_CHECK();
-    if (read_flag(flag.d, s))
-        throw Error(FLEXRT_STATUS_INVALID_ARGUMENT, "a position is beyond the model's " + std::to_string(n_pos - 2) +
-                                                        " learned positions");
+    with_flag(error_flags, s, 0, n_pos, [&](int* flag) {
+        add_positions_kernel<<<static_cast<unsigned>(batch), 256, static_cast<size_t>(seq) * sizeof(int), s>>>(
+            reinterpret_cast<__half*>(x), seq, mask, mask_stride, mask_len, reinterpret_cast<const __half*>(w_pos), n_pos, h,
+            flag);
+        FLEXRT_CUDA_LAUNCH_CHECK();
+    });
 }
 
 }  // namespace flexrt::ops::cuda

@@ -18,13 +18,19 @@ void layer_norm(const uint16_t* x, int64_t rows, int64_t h, const uint16_t* w, c
 void linear(const uint16_t* x, int64_t rows, int64_t in, const uint16_t* w, const uint16_t* b, int64_t out, uint16_t* y,
             bool relu, void* stream);
 
+// Input errors found by the embedding kernels, as bits of a device int: a caller that passes one reads it at
+// its next synchronisation (no round trip per call); with nullptr the op reads its own flag and throws.
+enum InputError : int { kBadTokenId = 1, kBadPosition = 2 };
+// Throws INVALID_ARGUMENT describing the bits of `flags` (nothing when 0).
+void throw_input_errors(int flags, int64_t vocab, int64_t n_pos);
+
 // out[r] = w_tok[ids[r]] (rows, dim) fp16; ids int32 in device memory.
 void embed_tokens(const int32_t* ids, int64_t rows, const uint16_t* w_tok, int64_t vocab, int64_t dim, uint16_t* out,
-                  void* stream);
+                  void* stream, int* error_flags = nullptr);
 
 // x += learned positions (see embedding.hpp for the rule). x: (batch, seq, h) fp16; mask: (batch, mask_stride) u8.
 void add_positions(uint16_t* x, int64_t batch, int64_t seq, const uint8_t* mask, int64_t mask_stride, int64_t mask_len,
-                   const uint16_t* w_pos, int64_t n_pos, int64_t h, void* stream);
+                   const uint16_t* w_pos, int64_t n_pos, int64_t h, void* stream, int* error_flags = nullptr);
 
 // Where one sequence's fp16 keys and values are on the device (the fp16 twin of SeqKv).
 struct SeqKvHalf {
@@ -44,7 +50,24 @@ struct SeqKvHalf {
 void attention(const uint16_t* q, const SeqKvHalf* kv, int64_t batch, int64_t seq, int64_t past, int64_t heads,
                int64_t head_dim, const uint8_t* mask, int64_t mask_stride, uint16_t* out, void* stream);
 
+// Prefill without a cache (past = 0) as cuBLAS GEMMs, a few heads of one sequence at a time: scores in
+// fp32 into a 64 MiB scratch (never the whole (batch * heads, seq, seq) matrix), a masked softmax to fp16,
+// then P V. Several times the flash kernel's rate at OPT shapes. kv_host: the (batch,) views in host
+// memory (pointers into device memory). Returns false, doing nothing, when seq < 64 or one head's scores
+// do not fit the scratch: the caller then runs attention().
+bool attention_prefill_gemm(const uint16_t* q, const SeqKvHalf* kv_host, int64_t batch, int64_t seq, int64_t heads,
+                            int64_t head_dim, const uint8_t* mask, int64_t mask_stride, uint16_t* out, void* stream);
+
 // ids[r] = argmax of row r (first index on ties). logits: (rows, vocab) fp16.
 void argmax(const uint16_t* logits, int64_t rows, int64_t vocab, int32_t* ids, void* stream);
+
+// The most candidates the GPU sampler sorts; top-k above it, or a top-p set it cannot hold, is left to
+// the host (ids[r] = -1).
+constexpr int64_t kSampleCandidates = 1024;
+// ids[r] = ops::sample(row r, temperature, u[r], top_k, top_p) with the CPU's semantics and order of
+// operations (the same token for the same fp32 logits, up to double rounding), or -1 where the host must
+// decide (see kSampleCandidates). logits: (rows, vocab) fp16; u: (rows,) doubles in device memory.
+void sample(const uint16_t* logits, int64_t rows, int64_t vocab, double temperature, const double* u, int64_t top_k,
+            double top_p, int32_t* ids, void* stream);
 
 }  // namespace flexrt::ops::cuda

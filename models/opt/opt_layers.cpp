@@ -73,10 +73,7 @@ public:
         o.linear(in, rows, h, w[w0 + 4], w[w0 + 5], h, ws.v, false);
         o.scale(ws.q, rows * h, 1.0f / std::sqrt(static_cast<float>(hd)));
         // This step's K and V rows go to where the engine keeps them (the cache layout of each sequence).
-        for (int64_t b = 0; b < io.batch; ++b) {
-            o.copy_rows(io.kv[b].new_k, io.kv[b].new_stride, o.at(ws.k, b * io.seq * h), h, io.seq, h);
-            o.copy_rows(io.kv[b].new_v, io.kv[b].new_stride, o.at(ws.v, b * io.seq * h), h, io.seq, h);
-        }
+        o.write_new_kv(io.kv, io.batch, io.seq, h, ws.k, ws.v);
         o.attention(ws.q, io.kv, io.batch, io.seq, io.past, c.num_heads, hd, io.mask, io.mask_stride, ws.attn);
         o.linear(ws.attn, rows, h, w[w0 + 6], w[w0 + 7], h, io.y, false);
         o.add(io.y, io.x, rows * h);

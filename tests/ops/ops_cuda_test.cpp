@@ -172,6 +172,14 @@ TEST_P(AttentionCuda, MatchesCpu) {
     cuda::attention(dq.p, reinterpret_cast<const cuda::SeqKvHalf*>(dkv.p), c.batch, c.seq, c.past, c.heads, c.hd, dm.p, stride,
                     dout.p, nullptr);
     EXPECT_LT(rel_err(dout.get(), ref), kTol);
+    if (c.past == 0) {  // the GEMM prefill takes every cache-free prompt of 64 tokens or more
+        Dev<uint16_t> dout2(c.batch * c.seq * h);
+        const bool took = cuda::attention_prefill_gemm(dq.p, gpu.data(), c.batch, c.seq, c.heads, c.hd, dm.p, stride, dout2.p, nullptr);
+        EXPECT_EQ(took, c.seq >= 64);
+        if (took) {
+            EXPECT_LT(rel_err(dout2.get(), ref), kTol) << "GEMM prefill";
+        }
+    }
 }
 INSTANTIATE_TEST_SUITE_P(OptShapes, AttentionCuda,
                          ::testing::Values(AttnCase{3, 64, 0, 8, 128},   // prefill
@@ -179,6 +187,8 @@ INSTANTIATE_TEST_SUITE_P(OptShapes, AttentionCuda,
                                            AttnCase{2, 17, 30, 4, 80},   // opt-2.7b's head_dim, a chunk after a cache
                                            AttnCase{4, 1, 511, 56, 128}, // opt-30b decode at context 512
                                            AttnCase{2, 33, 0, 12, 64},
+                                           AttnCase{2, 130, 0, 12, 64},  // GEMM prefill, odd length
+                                           AttnCase{2, 200, 0, 4, 80},   // GEMM prefill, opt-2.7b's head_dim
                                            AttnCase{2, 9, 5, 3, 72},   // not a multiple of 16: the CUDA-core tiles
                                            AttnCase{3, 1, 40, 6, 64},  // decode, 2 halves per lane
                                            AttnCase{2, 1, 20, 2, 80}), // decode, any head_dim
@@ -203,6 +213,61 @@ TEST(ArgmaxCuda, MatchesCpuIncludingTies) {
     for (int64_t r = 0; r < rows; ++r) EXPECT_EQ(got[r], argmax(f.data() + r * vocab, vocab)) << "row " << r;
     EXPECT_EQ(got[3], 100);
 }
+
+struct SampleCase {
+    double temperature;
+    int64_t top_k;
+    double top_p;
+    float scale;  // of the random logits: small means a flat distribution
+};
+class SampleCuda : public ::testing::TestWithParam<SampleCase> {};
+// The same token as the CPU's sample() for the same logits and draw, or -1 (left to the host) exactly where
+// the CPU keeps more candidates than the GPU sorts.
+TEST_P(SampleCuda, MatchesCpu) {
+    REQUIRE_GPU();
+    const SampleCase c = GetParam();
+    std::mt19937 rng(static_cast<unsigned>(c.top_k * 31 + c.top_p * 1000));
+    const int64_t rows = 48, vocab = 50272;
+    auto logits = rand_half(rows * vocab, rng, c.scale);
+    for (int64_t v = 0; v < 40; ++v) logits[5 * vocab + 7 * v] = float_to_half(9.0f);  // ties in row 5's head
+    std::vector<double> u(rows);
+    for (int64_t r = 0; r < rows; ++r) u[r] = uniform(77, static_cast<uint64_t>(r), 3);
+    Dev<uint16_t> dl(logits);
+    Dev<double> du(u);
+    Dev<int32_t> ids(rows);
+    cuda::sample(dl.p, rows, vocab, c.temperature, du.p, c.top_k, c.top_p, ids.p, nullptr);
+    const auto got = ids.get();
+    const auto f = widen(logits);
+    int decided = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+        const int32_t want = sample(f.data() + r * vocab, vocab, c.temperature, u[r], c.top_k, c.top_p);
+        if (got[r] == -1) {
+            EXPECT_TRUE(c.top_k > cuda::kSampleCandidates || (c.top_k == 0 && c.top_p < 1.0)) << "row " << r;
+            continue;
+        }
+        ++decided;
+        EXPECT_EQ(got[r], want) << "row " << r;
+    }
+    if (c.scale >= 1.0f && c.top_k <= cuda::kSampleCandidates) {
+        EXPECT_EQ(decided, rows);  // peaked enough: every row decided on the GPU
+    }
+}
+INSTANTIATE_TEST_SUITE_P(Settings, SampleCuda,
+                         ::testing::Values(SampleCase{1.0, 0, 1.0, 3.0f},      // the whole vocabulary
+                                           SampleCase{0.7, 0, 1.0, 0.1f},      // flat
+                                           SampleCase{0.8, 50, 1.0, 3.0f},     // top-k
+                                           SampleCase{1.0, 1024, 1.0, 3.0f},   // top-k at the GPU's limit
+                                           SampleCase{1.0, 2000, 1.0, 3.0f},   // beyond it: the host
+                                           SampleCase{1.2, 0, 0.9, 12.0f},     // top-p (peaked: the set fits)
+                                           SampleCase{1.0, 0, 0.95, 0.05f},    // top-p over a flat row: the host
+                                           SampleCase{0.9, 40, 0.8, 3.0f}),    // both
+                         [](const auto& info) {
+                             const SampleCase& c = info.param;
+                             std::ostringstream os;
+                             os << "t" << static_cast<int>(c.temperature * 10) << "_k" << c.top_k << "_p"
+                                << static_cast<int>(c.top_p * 100) << "_s" << static_cast<int>(c.scale * 100);
+                             return os.str();
+                         });
 
 }  // namespace
 }  // namespace flexrt::ops
