@@ -40,6 +40,13 @@ timeout 300 "$BUILD"/bench/flexrt_ops_bench >"$OUT/ops_bench.txt" 2>&1 || echo "
 timeout 400 "$FLEXRT" --config configs/opt6.7b_gpu.toml >"$OUT/w1_flexrt.txt" 2>"$OUT/w1_flexrt.err" \
   || { echo "flexrt W1 failed:"; tail -5 "$OUT/w1_flexrt.err"; }
 
+# cpu_cache_compute, A/B: OPT-6.7B with the KV cache in (pinned) host memory, attended there or copied up.
+for ccc in true false; do
+  timeout 300 "$FLEXRT" --config configs/opt6.7b_gpu.toml -q --set policy.gpu_batch_size=32 --set run.gen_len=8 \
+    --set 'policy.cache={gpu=0,cpu=100}' --set policy.cpu_cache_compute=$ccc >"$OUT/ccc_$ccc.txt" 2>&1 \
+    || { echo "cpu_cache_compute=$ccc failed:"; tail -5 "$OUT/ccc_$ccc.txt"; }
+done
+
 # W1 under the peer.
 if [ $peer = 1 ]; then
   if [ ! -d /tmp/site/flexgen ]; then
@@ -77,4 +84,7 @@ for label, key in rows:
     fb = "-" if b is None else f"{b:.3f}"
     print(f"{label:28s} {fa:>10s} {fb:>11s} {r:>12s}")
 print("(latency ratio: peer / flexrt, so above 1 means flexrt is faster)")
+a, b = grab("ccc_true.txt", "decode throughput"), grab("ccc_false.txt", "decode throughput")
+if a and b:
+    print(f"-- cache on host, OPT-6.7B 32 x (512 + 8): decode {a:.1f} tok/s attended on the CPU vs {b:.1f} copied up: {a / b:.2f}x")
 PY

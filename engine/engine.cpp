@@ -96,6 +96,11 @@ struct Engine::Impl {
         tiers.ops.copy(dst.buffer->data() + dst.offset, src.buffer->data() + src.offset, dst.bytes);
         return {};
     }
+    // Whether a cache group on this tier is copied to the compute device for attention (else it is read
+    // where it is: on the compute device, or in host memory under policy.cpu_cache_compute).
+    bool loads_cache(TierKind t) const {
+        return t == TierKind::disk || (t == TierKind::host && !policy.cpu_cache_compute);
+    }
     int slot(int32_t j, int32_t k) const { return static_cast<int>((j * ngb + k) % 2); }
     int64_t seq_len(int32_t i) const { return i == 0 ? prompt_len : 1; }
     int64_t past_len(int32_t i) const { return i == 0 ? 0 : prompt_len + i - 1; }
@@ -332,7 +337,7 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
             for (const auto& g : m.cache_groups) {
                 const uint64_t bytes = 2 * m.max_len * g.count * H * E;
                 Impl::GroupBuffer gb{g, m.device(g.tier).allocate(bytes, "cache-" + layers_[j]->name() + "-batch" + std::to_string(k)), 0};
-                if (g.tier != TierKind::compute) gb.slot_offset = slot_offset, slot_offset += bytes;
+                if (m.loads_cache(g.tier)) gb.slot_offset = slot_offset, slot_offset += bytes;
                 m.cache_home[j][k].push_back(std::move(gb));
             }
             m.cache_slot_bytes = slot_offset;
@@ -484,7 +489,7 @@ flexrt_status Engine::load_cache(int32_t i, int32_t j, int32_t k) noexcept {
         const std::vector<Event> after = {m.cache_written[j][k], m.cache_ready[s], m.computed[s]};
         std::vector<Event> ev;
         for (const auto& g : m.cache_home[j][k]) {
-            if (g.group.tier == TierKind::compute) continue;
+            if (!m.loads_cache(g.group.tier)) continue;
             const uint64_t rows = past * g.group.count * H * E, v_off = m.max_len * g.group.count * H * E;
             ev.push_back(m.tiers.transfers.copy({m.cache_slot[s].get(), g.slot_offset, rows}, {g.buf.get(), 0, rows}, after));
             ev.push_back(m.tiers.transfers.copy({m.cache_slot[s].get(), g.slot_offset + v_off, rows}, {g.buf.get(), v_off, rows}, after));
@@ -584,11 +589,13 @@ flexrt_status Engine::compute_layer(int32_t i, int32_t j, int32_t k) noexcept {
             const ops::Compute& o = m.tiers.ops;
             for (const auto& g : m.cache_home[j][k]) {
                 const int64_t count = g.group.count, c_h = count * static_cast<int64_t>(H);
-                std::byte* base = g.group.tier == TierKind::compute ? g.buf->data() : m.cache_slot[s]->data() + g.slot_offset;
+                std::byte* base = m.loads_cache(g.group.tier) ? m.cache_slot[s]->data() + g.slot_offset : g.buf->data();
+                const bool on_host = g.group.tier == TierKind::host && m.policy.cpu_cache_compute && i > 0;
                 void* fresh = o.at(m.kv_new[s]->data(), 2 * m.prompt_len * g.group.first * static_cast<int64_t>(H));
                 for (int64_t b = 0; b < count; ++b)
                     kv.push_back({o.at(base, b * H), o.at(base, m.max_len * c_h + b * H), c_h, o.at(fresh, b * H),
-                                  o.at(fresh, m.prompt_len * c_h + b * H), c_h});
+                                  o.at(fresh, m.prompt_len * c_h + b * H), c_h,
+                                  on_host ? m.masks_host[k].data() + (g.group.first + b) * m.max_len : nullptr});
             }
             io.kv = kv.data();
         }

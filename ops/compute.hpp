@@ -19,6 +19,9 @@ struct KvView {
     void* new_k;
     void* new_v;
     int64_t new_stride;
+    // policy.cpu_cache_compute: set when this sequence's past rows are in host memory, where a GPU device
+    // runs its decode attention (on host threads); then its mask row (past + 1 entries) in host memory.
+    const uint8_t* host_mask = nullptr;
 };
 
 // How the next token is chosen from a row of logits (ops::sample's parameters).

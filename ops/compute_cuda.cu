@@ -3,6 +3,7 @@
 
 #include "cuda_check.cuh"
 #include "f16.hpp"
+#include "attention_host.hpp"
 #include "ops_cuda.hpp"
 #include "sampling.hpp"
 
@@ -10,6 +11,7 @@
 
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <cstdlib>
@@ -93,6 +95,24 @@ private:
     };
     std::array<Slot, 8> slots_{};
     size_t next_ = 0;
+};
+
+// Pinned fp16 elements that grow on demand (contents not kept).
+class PinnedVector {
+public:
+    ~PinnedVector() { pinned_free(p_); }
+    size_t size() const { return n_; }
+    uint16_t* data() { return p_; }
+    void resize(size_t n) {  // the caller has synchronised with every copy that used the old one
+        pinned_free(p_);
+        p_ = nullptr, n_ = 0;
+        p_ = static_cast<uint16_t*>(pinned_alloc(n * sizeof(uint16_t)));
+        n_ = n;
+    }
+
+private:
+    uint16_t* p_ = nullptr;
+    size_t n_ = 0;
 };
 
 // Device memory that grows on demand (a few KiB: views, draws, sampled ids), freed with the device.
@@ -179,10 +199,12 @@ public:
         input_errors_ = static_cast<int*>(errors_.get(sizeof(int), stream_));
         FLEXRT_CUDA_CHECK(cudaMemsetAsync(input_errors_, 0, sizeof(int), stream_));
         ids_host_ = static_cast<int32_t*>(pinned_alloc(kIdsHost * sizeof(int32_t)));
+        FLEXRT_CUDA_CHECK(cudaEventCreateWithFlags(&rows_down_, cudaEventDisableTiming));
     }
     ~CudaCompute() override {
         cudaStreamSynchronize(stream_);
         pinned_free(ids_host_);
+        cudaEventDestroy(rows_down_);
         cudaStreamDestroy(stream_);
     }
     const char* name() const override { return "cuda"; }
@@ -215,6 +237,8 @@ public:
     }
     void attention(const void* q, const KvView* kv, int64_t batch, int64_t seq, int64_t past, int64_t heads, int64_t hd,
                    const uint8_t* mask, int64_t stride, void* out) override {
+        const auto on_host = [](const KvView& v) { return v.host_mask != nullptr; };
+        if (seq == 1 && std::any_of(kv, kv + batch, on_host)) return attention_split(q, kv, batch, past, heads, hd, mask, stride, out);
         const auto* dev = device_views(kv, batch);
         bool done = false;
         if (past == 0)
@@ -225,6 +249,54 @@ public:
         prof_.time(seq == 1 ? "attn_decode" : "attn_flash", stream_, [&] {
             cuda::attention(h(q), dev, batch, seq, past, heads, hd, mask, stride, h(out), stream_);
         });
+    }
+    // Decode with some caches in host memory (cpu_cache_compute): their queries and new rows go down, the
+    // host threads attend over the cache where it is while the GPU attends for the other sequences, and the
+    // outputs come back up in op order.
+    void attention_split(const void* q, const KvView* kv, int64_t batch, int64_t past, int64_t heads, int64_t hd,
+                         const uint8_t* mask, int64_t stride, void* out) {
+        const int64_t width = heads * hd;
+        const size_t row = static_cast<size_t>(width) * 2;  // bytes
+        const size_t need = static_cast<size_t>(batch * width) * 3;  // q, new k, new v of the host sequences
+        if (host_rows_.size() < need) host_rows_.resize(need);
+        auto* qh = host_rows_.data();
+        auto* kh = qh + batch * width;
+        auto* vh = kh + batch * width;
+        for (int64_t b = 0; b < batch; ++b)
+            if (kv[b].host_mask) {
+                FLEXRT_CUDA_CHECK(cudaMemcpyAsync(qh + b * width, static_cast<const std::byte*>(q) + b * row, row, cudaMemcpyDeviceToHost, stream_));
+                FLEXRT_CUDA_CHECK(cudaMemcpyAsync(kh + b * width, kv[b].new_k, row, cudaMemcpyDeviceToHost, stream_));
+                FLEXRT_CUDA_CHECK(cudaMemcpyAsync(vh + b * width, kv[b].new_v, row, cudaMemcpyDeviceToHost, stream_));
+            }
+        FLEXRT_CUDA_CHECK(cudaEventRecord(rows_down_, stream_));
+        for (int64_t b = 0; b < batch;) {  // the device's runs of sequences, on the GPU meanwhile
+            int64_t e = b;
+            while (e < batch && !kv[e].host_mask) ++e;
+            if (e > b) {
+                const auto* dev = device_views(kv + b, e - b);
+                prof_.time("attn_decode", stream_, [&] {
+                    cuda::attention(h(q) + b * width, dev, e - b, 1, past, heads, hd, mask + b * stride, stride, h(out) + b * width, stream_);
+                });
+            }
+            while (e < batch && kv[e].host_mask) ++e;
+            b = e;
+        }
+        FLEXRT_CUDA_CHECK(cudaEventSynchronize(rows_down_));
+        std::vector<SeqKvHost> seqs;
+        std::vector<int64_t> which;
+        for (int64_t b = 0; b < batch; ++b)
+            if (kv[b].host_mask) {
+                seqs.push_back({static_cast<const uint16_t*>(kv[b].past_k), static_cast<const uint16_t*>(kv[b].past_v),
+                                kv[b].past_stride, kh + b * width, vh + b * width, kv[b].host_mask});
+                which.push_back(b);
+            }
+        // Gather the host sequences' queries, attend, and scatter the outputs back to their rows.
+        host_q_.resize(which.size() * width);
+        host_out_.resize(which.size() * width);
+        for (size_t i = 0; i < which.size(); ++i) std::memcpy(host_q_.data() + i * width, qh + which[i] * width, row);
+        attention_decode_host(host_q_.data(), seqs.data(), static_cast<int64_t>(seqs.size()), past, heads, hd, host_out_.data());
+        for (size_t i = 0; i < which.size(); ++i)
+            upload(static_cast<std::byte*>(out) + which[i] * row, host_out_.data() + i * width, row);
     }
     void add(void* y, const void* x, int64_t n) override {
         if (n == 0) return;
@@ -324,6 +396,9 @@ private:
     int64_t vocab_ = 0, n_pos_ = 0;
     std::vector<cuda::SeqKvHalf> views_;
     void* views_uploaded_ = nullptr;
+    PinnedVector host_rows_;  // cpu_cache_compute: q and new K, V rows on their way down
+    cudaEvent_t rows_down_{};
+    std::vector<uint16_t> host_q_, host_out_;
     std::vector<uint16_t> staging_;
 };
 

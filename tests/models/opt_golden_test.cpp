@@ -61,6 +61,7 @@ struct PolicyCase {
     int64_t gbs, ngb;
     TierShare weights, cache, activations;
     bool separate = true;
+    bool cpu_cache_compute = false;
 };
 
 std::ostream& operator<<(std::ostream& os, const PolicyCase& c) { return os << c.name; }
@@ -87,6 +88,7 @@ GenerationResult run_case(const PolicyCase& c, opt::WeightSource* source = nullp
     p.cache = c.cache;
     p.activations = c.activations;
     p.separate_attention_mlp = c.separate;
+    p.cpu_cache_compute = c.cpu_cache_compute;
     opt::NumpyDirWeights numpy(fixture_dir(name) / "weights", t.disk);
     EngineTiers tiers = gpu ? EngineTiers{*gpu_ops, *gpu_dev, *pinned, t.disk, t.transfers}
                             : EngineTiers{*t.ops, t.compute, t.host, t.disk, t.transfers};
@@ -123,6 +125,7 @@ INSTANTIATE_TEST_SUITE_P(
                       PolicyCase{"weights_on_disk", 4, 1, kAllDisk, kAllGpu, kAllGpu},
                       PolicyCase{"weights_on_cpu", 2, 2, kAllCpu, kAllGpu, kAllGpu},
                       PolicyCase{"cache_on_cpu", 4, 1, kAllGpu, kAllCpu, kAllGpu},
+                      PolicyCase{"cache_on_cpu_attended_there", 2, 2, kAllGpu, {25, 75}, kAllGpu, true, true},
                       PolicyCase{"cache_on_disk", 2, 2, kAllGpu, kAllDisk, kAllGpu},
                       PolicyCase{"activations_on_disk", 4, 1, kAllGpu, kAllGpu, kAllDisk},
                       PolicyCase{"activations_on_cpu", 1, 4, kAllGpu, kAllGpu, kAllCpu},
@@ -161,6 +164,8 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values(PolicyCase{"all_on_gpu", 4, 1, kAllGpu, kAllGpu, kAllGpu},
                                          PolicyCase{"weights_on_disk", 2, 2, kAllDisk, kAllGpu, kAllGpu},
                                          PolicyCase{"split_everything", 4, 1, {30, 40}, {50, 25}, {25, 50}},
+                                         PolicyCase{"cache_on_cpu_attended_there", 4, 1, kAllGpu, kAllCpu, kAllGpu, true, true},
+                                         PolicyCase{"cache_split_attended_there", 2, 2, {50, 50}, {25, 50}, kAllGpu, true, true},
                                          PolicyCase{"all_on_disk_fused", 1, 4, kAllDisk, kAllDisk, kAllDisk, false})),
     [](const auto& info) { return std::get<0>(info.param) + "_" + std::get<1>(info.param).name; });
 

@@ -1,5 +1,6 @@
 // The CPU ops against straightforward float64 references.
 #include "ops/attention.hpp"
+#include "ops/attention_host.hpp"
 #include "ops/embedding.hpp"
 #include "ops/f16.hpp"
 #include "ops/layer_norm.hpp"
@@ -134,6 +135,49 @@ TEST(Attention, FullyMaskedRowIsFinite) {
     attention(q.data(), &kv, 1, 1, 1, 1, 4, mask.data(), 2, out.data());
     for (float x : out) EXPECT_FLOAT_EQ(x, 2.0f);
 }
+
+// cpu_cache_compute's host attention over an fp16 cache (in the engine's (rows, sequences, h) layout)
+// against the fp32 attention on the same fp16 values widened: fp32 dot products over 257 keys, fp16 output.
+class AttentionHost : public ::testing::TestWithParam<int64_t> {};  // head_dim: 8-lane path, or not
+TEST_P(AttentionHost, MatchesFp32AttentionOnTheSameHalves) {
+    std::mt19937 rng(5);
+    std::normal_distribution<float> d(0.0f, 1.0f);
+    const int64_t batch = 5, past = 256, heads = 4, hd = GetParam(), h = heads * hd, stride = past + 1;
+    auto halves = [&](size_t n, float scale) {
+        std::vector<uint16_t> v(n);
+        for (auto& x : v) x = float_to_half(d(rng) * scale);
+        return v;
+    };
+    auto widen = [](const std::vector<uint16_t>& v) {
+        std::vector<float> f(v.size());
+        for (size_t i = 0; i < v.size(); ++i) f[i] = half_to_float(v[i]);
+        return f;
+    };
+    const auto q = halves(batch * h, 0.2f), pk = halves(past * batch * h, 1.0f), pv = halves(past * batch * h, 1.0f),
+               nk = halves(batch * h, 1.0f), nv = halves(batch * h, 1.0f);
+    std::vector<uint8_t> mask(batch * stride, 1);
+    for (int64_t b = 0; b < batch; ++b)
+        for (int64_t t = 0; t < 3 * b; ++t) mask[b * stride + t] = 0;  // left padding
+    std::fill_n(mask.begin() + 4 * stride, stride - 1, 0);             // sequence 4: only its new key
+    const auto fq = widen(q), fpk = widen(pk), fpv = widen(pv), fnk = widen(nk), fnv = widen(nv);
+    std::vector<SeqKv> ref_kv;
+    std::vector<SeqKvHost> host_kv;
+    for (int64_t b = 0; b < batch; ++b) {
+        ref_kv.push_back({fpk.data() + b * h, fpv.data() + b * h, batch * h, const_cast<float*>(fnk.data()) + b * h,
+                          const_cast<float*>(fnv.data()) + b * h, h});
+        host_kv.push_back({pk.data() + b * h, pv.data() + b * h, batch * h, nk.data() + b * h, nv.data() + b * h, mask.data() + b * stride});
+    }
+    std::vector<float> ref(batch * h);
+    attention(fq.data(), ref_kv.data(), batch, 1, past, heads, hd, mask.data(), stride, ref.data());
+    for (unsigned threads : {1u, 3u, 0u}) {
+        std::vector<uint16_t> out(batch * h, 0x7e00);  // NaN: an element not written fails
+        attention_decode_host(q.data(), host_kv.data(), batch, past, heads, hd, out.data(), threads);
+        double worst = 0;
+        for (int64_t i = 0; i < batch * h; ++i) worst = std::max(worst, std::abs(static_cast<double>(half_to_float(out[i])) - ref[i]));
+        EXPECT_LT(worst, 2e-3) << threads << " threads";  // fp16 rounding of outputs of magnitude ~1
+    }
+}
+INSTANTIATE_TEST_SUITE_P(HeadDims, AttentionHost, ::testing::Values(64, 128, 20));
 
 TEST(Embedding, PositionsSkipLeftPadding) {
     const int64_t h = 2, npos = 8;

@@ -1,0 +1,145 @@
+#include "attention_host.hpp"
+
+#include "f16.hpp"
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cmath>
+#include <limits>
+#include <thread>
+#include <vector>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace flexrt::ops {
+namespace {
+
+// fp16 -> fp32 by table: the widening is most of the work per element.
+const std::array<float, 65536>& half_table() {
+    static const auto table = [] {
+        std::array<float, 65536> t{};
+        for (uint32_t i = 0; i < 65536; ++i) t[i] = half_to_float(static_cast<uint16_t>(i));
+        return t;
+    }();
+    return table;
+}
+
+void one_head(const uint16_t* q, const SeqKvHost& kv, int64_t past, int64_t n, int64_t hd, uint16_t* out,
+              std::vector<float>& score, std::vector<float>& qf, std::vector<double>& acc) {
+    const auto& H = half_table();
+    const int64_t keys = past + 1;
+    const float lowest = std::numeric_limits<float>::lowest();
+    for (int64_t e = 0; e < hd; ++e) qf[e] = H[q[n * hd + e]];
+    auto key = [&](int64_t t) { return t < past ? kv.past_k + t * kv.past_stride + n * hd : kv.new_k + n * hd; };
+    auto val = [&](int64_t t) { return t < past ? kv.past_v + t * kv.past_stride + n * hd : kv.new_v + n * hd; };
+    float mx = lowest;
+    for (int64_t t = 0; t < keys; ++t) {
+        if (!kv.mask[t]) {
+            score[t] = lowest;
+            continue;
+        }
+        const uint16_t* k = key(t);
+        float d = 0;
+        for (int64_t e = 0; e < hd; ++e) d += qf[e] * H[k[e]];
+        score[t] = d;
+        mx = std::max(mx, d);
+    }
+    double sum = 0;
+    std::fill(acc.begin(), acc.end(), 0.0);
+    for (int64_t t = 0; t < keys; ++t) {
+        const double p = std::exp(static_cast<double>(score[t]) - static_cast<double>(mx));  // all masked: uniform
+        sum += p;
+        if (p == 0) continue;
+        const uint16_t* v = val(t);
+        for (int64_t e = 0; e < hd; ++e) acc[e] += p * H[v[e]];
+    }
+    for (int64_t e = 0; e < hd; ++e) out[n * hd + e] = float_to_half(static_cast<float>(acc[e] / sum));
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,f16c,fma"))) inline __m256 load8(const uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+// The same on AVX2 + F16C + FMA, 8 lanes at a time (head_dim % 8 == 0): the hardware widens fp16, fp32
+// accumulation throughout. About 5x the table version's rate.
+__attribute__((target("avx2,f16c,fma"))) void one_head_avx2(const uint16_t* q, const SeqKvHost& kv, int64_t past, int64_t n,
+                                                            int64_t hd, uint16_t* out, std::vector<float>& score,
+                                                            std::vector<float>& qf, std::vector<float>& acc) {
+    const int64_t keys = past + 1;
+    const float lowest = std::numeric_limits<float>::lowest();
+    for (int64_t e = 0; e < hd; e += 8) _mm256_storeu_ps(qf.data() + e, load8(q + n * hd + e));
+    auto key = [&](int64_t t) { return t < past ? kv.past_k + t * kv.past_stride + n * hd : kv.new_k + n * hd; };
+    auto val = [&](int64_t t) { return t < past ? kv.past_v + t * kv.past_stride + n * hd : kv.new_v + n * hd; };
+    float mx = lowest;
+    for (int64_t t = 0; t < keys; ++t) {
+        if (!kv.mask[t]) {
+            score[t] = lowest;
+            continue;
+        }
+        const uint16_t* k = key(t);
+        __m256 d = _mm256_setzero_ps();
+        for (int64_t e = 0; e < hd; e += 8) d = _mm256_fmadd_ps(_mm256_loadu_ps(qf.data() + e), load8(k + e), d);
+        __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(d), _mm256_extractf128_ps(d, 1));
+        s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+        s4 = _mm_add_ss(s4, _mm_shuffle_ps(s4, s4, 1));
+        score[t] = _mm_cvtss_f32(s4);
+        mx = std::max(mx, score[t]);
+    }
+    double sum = 0;
+    std::fill(acc.begin(), acc.end(), 0.0f);
+    for (int64_t t = 0; t < keys; ++t) {
+        const double p = std::exp(static_cast<double>(score[t]) - static_cast<double>(mx));  // all masked: uniform
+        sum += p;
+        if (p == 0) continue;
+        const __m256 pv = _mm256_set1_ps(static_cast<float>(p));
+        const uint16_t* v = val(t);
+        for (int64_t e = 0; e < hd; e += 8)
+            _mm256_storeu_ps(acc.data() + e, _mm256_fmadd_ps(pv, load8(v + e), _mm256_loadu_ps(acc.data() + e)));
+    }
+    for (int64_t e = 0; e < hd; ++e) out[n * hd + e] = float_to_half(static_cast<float>(acc[e] / sum));
+}
+
+bool have_avx2() {
+    static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("fma");
+    return yes;
+}
+#else
+bool have_avx2() { return false; }
+#endif
+
+}  // namespace
+
+void attention_decode_host(const uint16_t* q, const SeqKvHost* kv, int64_t batch, int64_t past, int64_t heads,
+                           int64_t head_dim, uint16_t* out, unsigned threads) {
+    const int64_t pairs = batch * heads, h = heads * head_dim;
+    if (pairs == 0) return;
+    half_table();  // built once, before the threads race for it
+    if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+    threads = static_cast<unsigned>(std::min<int64_t>(threads, pairs));
+    std::atomic<int64_t> next{0};
+    auto work = [&] {
+        std::vector<float> score(static_cast<size_t>(past + 1)), qf(static_cast<size_t>(head_dim));
+        std::vector<double> acc(static_cast<size_t>(head_dim));
+        std::vector<float> acc_f(static_cast<size_t>(head_dim));
+        const bool wide = have_avx2() && head_dim % 8 == 0;
+        for (int64_t p; (p = next.fetch_add(1)) < pairs;) {
+            const int64_t b = p / heads, n = p % heads;
+#if defined(__x86_64__)
+            if (wide) {
+                one_head_avx2(q + b * h, kv[b], past, n, head_dim, out + b * h, score, qf, acc_f);
+                continue;
+            }
+#endif
+            one_head(q + b * h, kv[b], past, n, head_dim, out + b * h, score, qf, acc);
+        }
+    };
+    std::vector<std::jthread> pool;
+    for (unsigned t = 1; t < threads; ++t) pool.emplace_back(work);
+    work();
+}
+
+}  // namespace flexrt::ops
