@@ -17,6 +17,7 @@
 #include "default_config.hpp"  // generated from configs/default.toml
 #include "iobench.hpp"
 
+#include <flexrt/compressor.hpp>
 #include <flexrt/scheduler.hpp>
 #include <flexrt/storage.hpp>
 
@@ -25,6 +26,7 @@
 #include <cstdio>
 #include <iostream>
 #include <numeric>
+#include <optional>
 
 namespace po = boost::program_options;
 using namespace flexrt;
@@ -129,10 +131,18 @@ int run(int argc, char** argv) {
     PluginRef schedule_ref = find_plugin(FLEXRT_PLUGIN_KIND_SCHEDULE, cfg.schedule.plugin, search);
     PluginOptions storage_opts = resolve_plugin_options(cfg, cfg.storage, *storage_ref.desc);
     PluginOptions schedule_opts = resolve_plugin_options(cfg, cfg.schedule, *schedule_ref.desc);
+    const bool compressing = cfg.policy.compress_weights;
+    std::optional<PluginRef> compress_ref;
+    std::optional<PluginOptions> compress_opts;
+    if (compressing) {
+        compress_ref = find_plugin(FLEXRT_PLUGIN_KIND_COMPRESS, cfg.compress.plugin, search);
+        compress_opts = resolve_plugin_options(cfg, cfg.compress, *compress_ref->desc);
+    }
     if (vm.count("print-config")) {
         toml::table eff = cfg.effective;
         eff.at_path("storage").as_table()->insert("options", storage_opts.effective);
         eff.at_path("schedule").as_table()->insert("options", schedule_opts.effective);
+        if (compress_opts) eff.at_path("compress").as_table()->insert("options", compress_opts->effective);
         std::cout << "# effective config (from " << cfg.source << ")\n" << eff << "\n";
         return 0;
     }
@@ -141,6 +151,7 @@ int run(int argc, char** argv) {
     const bool use_gpu = cfg.runtime.compute == "cuda" || (cfg.runtime.compute == "auto" && gpu_available());
     auto storage = create_plugin<IStorage>(storage_ref, storage_opts.fields);
     auto scheduler = create_plugin<IScheduler>(schedule_ref, schedule_opts.fields);
+    auto compressor = compressing ? create_plugin<ICompressor>(*compress_ref, compress_opts->fields) : nullptr;
     std::unique_ptr<ops::Compute> compute_ops = use_gpu ? ops::make_cuda_compute() : ops::make_cpu_compute();
     std::unique_ptr<IDevice> compute_dev;
     if (use_gpu) {
@@ -165,7 +176,8 @@ int run(int argc, char** argv) {
     if (cfg.model.weights == "dummy") weights = std::make_unique<opt::DummyWeights>(cfg.run.seed);
     else weights = std::make_unique<opt::NumpyDirWeights>(cfg.model.weights, disk);
 
-    Engine engine(model, p, cfg.run.prompt_len, cfg.run.gen_len, {*compute_ops, compute, host, disk, transfers}, *weights, say);
+    Engine engine(model, p, cfg.run.prompt_len, cfg.run.gen_len, {*compute_ops, compute, host, disk, transfers}, *weights, say,
+                  compressor.get());
 
     // Dummy prompts: seeded random tokens, every prompt full length (the benchmark shape).
     const int64_t N = p.block_size();

@@ -5,18 +5,21 @@
 # FlexLLMGen, side by side. Prints a table last; logs go to $OUT (or ./bench-out).
 #
 # Stage first on the build machine: bench/stage_gpu.sh (binaries, libraries, the peer's wheels into .carry/).
-# Then: run(carry=[".carry", "build"...]) with `bash bench/gpu_bench.sh [--no-peer] [--no-tests]`.
+# Then: run(carry=[".carry", "build/tests", "build/bench", "build/plugins", "build/test_plugins"]) with
+# `bash bench/gpu_bench.sh [--no-peer] [--no-tests] [--no-w1] [--no-ccc]` (all of it takes ~9 minutes).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/bench-out}
 mkdir -p "$OUT"
 export LD_LIBRARY_PATH="$PWD/.carry/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 export FLEXRT_PLUGIN_PATH="$PWD/.carry/plugins"
-peer=1 tests=1
+peer=1 tests=1 w1=1 ccc=1
 for a in "$@"; do
   case $a in
     --no-peer) peer=0 ;;
     --no-tests) tests=0 ;;
+    --no-w1) w1=0 ;;
+    --no-ccc) ccc=0 ;;
     *) echo "gpu_bench: unknown argument $a" >&2; exit 2 ;;
   esac
 done
@@ -28,7 +31,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 status_tests="skipped"
 if [ $tests = 1 ]; then
   "$BUILD"/tests/ops_cuda_tests >"$OUT/ops_cuda_tests.log" 2>&1; a=$?
-  "$BUILD"/tests/models_tests --gtest_filter='*Cuda*:*GoldenRealShape*' >"$OUT/models_cuda_tests.log" 2>&1; b=$?
+  "$BUILD"/tests/models_tests --gtest_filter='*Cuda*:*GoldenRealShape*:*Compressed*' >"$OUT/models_cuda_tests.log" 2>&1; b=$?
   "$BUILD"/tests/core_tests --gtest_filter='*Gpu*:*Cuda*:*Pinned*' >"$OUT/core_gpu_tests.log" 2>&1; c=$?
   status_tests="ops $a, models $b, core $c (0 = passed)"
   for f in ops_cuda_tests models_cuda_tests core_gpu_tests; do tail -n 3 "$OUT/$f.log"; done
@@ -37,24 +40,31 @@ fi
 timeout 300 "$BUILD"/bench/flexrt_ops_bench >"$OUT/ops_bench.txt" 2>&1 || echo "ops_bench failed: see ops_bench.txt"
 
 # W1 under flexrt.
-timeout 400 "$FLEXRT" --config configs/opt6.7b_gpu.toml >"$OUT/w1_flexrt.txt" 2>"$OUT/w1_flexrt.err" \
+[ $w1 = 1 ] && timeout 400 "$FLEXRT" --config configs/opt6.7b_gpu.toml >"$OUT/w1_flexrt.txt" 2>"$OUT/w1_flexrt.err" \
   || { echo "flexrt W1 failed:"; tail -5 "$OUT/w1_flexrt.err"; }
 
 # cpu_cache_compute, A/B: OPT-6.7B with the KV cache in (pinned) host memory, attended there or copied up.
-for ccc in true false; do
+[ $ccc = 1 ] && for c in true false; do
   timeout 300 "$FLEXRT" --config configs/opt6.7b_gpu.toml -q --set policy.gpu_batch_size=32 --set run.gen_len=8 \
-    --set 'policy.cache={gpu=0,cpu=100}' --set policy.cpu_cache_compute=$ccc >"$OUT/ccc_$ccc.txt" 2>&1 \
-    || { echo "cpu_cache_compute=$ccc failed:"; tail -5 "$OUT/ccc_$ccc.txt"; }
+    --set 'policy.cache={gpu=0,cpu=100}' --set policy.cpu_cache_compute=$c >"$OUT/ccc_$c.txt" 2>&1 \
+    || { echo "cpu_cache_compute=$c failed:"; tail -5 "$OUT/ccc_$c.txt"; }
 done
+
+# W3 under flexrt: OPT-30B, 4-bit weights, all on the GPU.
+timeout 420 "$FLEXRT" --config configs/opt30b_4bit_gpu.toml >"$OUT/w3_flexrt.txt" 2>"$OUT/w3_flexrt.err" \
+  || { echo "flexrt W3 failed:"; tail -5 "$OUT/w3_flexrt.err"; }
 
 # W1 under the peer.
 if [ $peer = 1 ]; then
   if [ ! -d /tmp/site/flexgen ]; then
     pip install --no-deps --no-index --target /tmp/site .carry/whl/*.whl >"$OUT/pip.log" 2>&1 || echo "peer install failed"
   fi
-  PYTHONPATH=/tmp/site timeout 300 python3 .carry/peer/run_peer.py --model facebook/opt-6.7b --path _DUMMY_ \
+  [ $w1 = 1 ] && PYTHONPATH=/tmp/site timeout 300 python3 .carry/peer/run_peer.py --model facebook/opt-6.7b --path _DUMMY_ \
     --percent 100 0 100 0 100 0 --gpu-batch-size 128 --num-gpu-batches 1 --prompt-len 512 --gen-len 32 \
     --offload-dir /var/tmp/peer-offload >"$OUT/w1_peer.txt" 2>&1 || { echo "peer W1 failed:"; tail -5 "$OUT/w1_peer.txt"; }
+  PYTHONPATH=/tmp/site timeout 300 python3 .carry/peer/run_peer.py --model facebook/opt-30b --path _DUMMY_ \
+    --percent 100 0 100 0 100 0 --gpu-batch-size 64 --num-gpu-batches 1 --prompt-len 512 --gen-len 32 --compress-weight \
+    --offload-dir /var/tmp/peer-offload >"$OUT/w3_peer.txt" 2>&1 || { echo "peer W3 failed:"; tail -5 "$OUT/w3_peer.txt"; }
 fi
 
 # The table.
@@ -72,13 +82,20 @@ ob = (out / "ops_bench.txt")
 if ob.exists():
     print("-- kernels vs ceilings (ops_bench) --")
     for line in ob.read_text().splitlines():
-        if line.startswith(("CEIL", "OP", "|", "ratio", "copy", "gemm", "decode", "prefill", "layer")): print(line)
+        if line.startswith(("CEIL", "OP", "|", "ratio", "copy", "gemm", "decode", "prefill", "layer", "dequantize")): print(line)
 rows = [("prefill latency (s)", "prefill latency"), ("decode throughput (tok/s)", "decode throughput"),
         ("total throughput (tok/s)", "total throughput")]
 print("-- W1: OPT-6.7B all on GPU, 128 x (512 + 32) --")
 print(f"{'figure':28s} {'flexrt':>10s} {'FlexLLMGen':>11s} {'flexrt/peer':>12s}")
 for label, key in rows:
     a, b = grab("w1_flexrt.txt", key), grab("w1_peer.txt", key)
+    r = "" if a is None or b is None else (f"{b / a:.2f}x" if "latency" in key else f"{a / b:.2f}x")
+    fa = "-" if a is None else f"{a:.3f}"
+    fb = "-" if b is None else f"{b:.3f}"
+    print(f"{label:28s} {fa:>10s} {fb:>11s} {r:>12s}")
+print("-- W3: OPT-30B, 4-bit weights, all on GPU, 64 x (512 + 32) --")
+for label, key in rows:
+    a, b = grab("w3_flexrt.txt", key), grab("w3_peer.txt", key)
     r = "" if a is None or b is None else (f"{b / a:.2f}x" if "latency" in key else f"{a / b:.2f}x")
     fa = "-" if a is None else f"{a:.3f}"
     fb = "-" if b is None else f"{b:.3f}"

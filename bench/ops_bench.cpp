@@ -3,6 +3,7 @@
 // median of repeats, CUDA events. Prints a table last. Build: the `flexrt_ops_bench` target (CUDA builds).
 #include "core/src/cuda/cuda_check.hpp"
 #include "ops/f16.hpp"
+#include "ops/group4.hpp"
 #include "ops/ops_cuda.hpp"
 
 #include <algorithm>
@@ -133,6 +134,22 @@ int main() {
         rows.push_back(line);
         cudaFree(kv_dev);
         cudaFree(mask);
+    }
+
+    // --- group4 dequantization of OPT-30B's fc1 weight (28672 x 7168), against the copy ceiling ---
+    {
+        const ops::Group4Layout L = ops::Group4Layout::of({28672, 7168}, 0, 64, false);
+        Dev x(static_cast<size_t>(L.elements()) * 2, 21), packed(L.bytes(), 22), out(static_cast<size_t>(L.elements()) * 2, 23);
+        int64_t* bad = nullptr;
+        FLEXRT_CUDA_CHECK(cudaMalloc(&bad, sizeof(int64_t)));
+        FLEXRT_CUDA_CHECK(cudaMemset(bad, 0xff, sizeof(int64_t)));
+        ops::cuda::quantize_group4(x.as<uint16_t>(), L, packed.as<uint8_t>(), bad, nullptr);  // real codes and scales
+        const double ms = time_ms([&] { ops::cuda::dequantize_group4(packed.as<uint8_t>(), L, out.as<uint16_t>(), nullptr); });
+        const double gbs = (static_cast<double>(L.bytes()) + L.elements() * 2.0) / (ms * 1e-3) / 1e9;
+        std::snprintf(line, sizeof line, "dequantize group4 30B fc1           %9.3f ms %8.1f GB/s = %.2f x copy (target >= 0.75)", ms,
+                      gbs, gbs / copy_gbs);
+        rows.push_back(line);
+        cudaFree(bad);
     }
 
     // --- one OPT-30B layer's GEMMs at prefill (32 x 512 rows) and decode (64 rows), against their floors ---

@@ -3,11 +3,14 @@
 #include "core/src/interrupt.hpp"
 #include "core/src/tensor_handle.hpp"
 
+#include "ops/group4.hpp"
 #include "ops/sampling.hpp"
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <optional>
 
 namespace flexrt {
 namespace {
@@ -23,7 +26,9 @@ struct Tag {
 };
 
 std::string tag_text(int32_t i, int32_t j, int32_t k) {
-    return "(" + std::to_string(i) + ", " + std::to_string(j) + ", " + std::to_string(k) + ")";
+    char text[48];
+    std::snprintf(text, sizeof text, "(%d, %d, %d)", i, j, k);
+    return text;
 }
 
 // Sequences [first, first + count) of a GPU batch that live on one tier.
@@ -126,6 +131,18 @@ struct Engine::Impl {
         bool fully_resident() const { return gpu_end == total; }
     };
     std::vector<WeightHome> weights;
+    // policy.compress_weights: each >= 2-d weight's group4 layout ([layer][tensor]; empty: stored as fp16),
+    // and the compute-device buffer a layer's compressed weights are dequantized into.
+    ICompressor* compressor = nullptr;
+    Group4Format format{};
+    std::vector<std::vector<std::optional<ops::Group4Layout>>> packed;
+    std::unique_ptr<Buffer> dequantized;
+    int32_t dequantized_layer = -1;  // whose weights `dequantized` holds
+    std::optional<ops::Group4Layout> packed_layout(const Shape& shape) const {
+        if (!compressor || shape.size() < 2) return std::nullopt;
+        const int64_t dim = std::min<int64_t>(format.group_dim, static_cast<int64_t>(shape.size()) - 1);
+        return ops::Group4Layout::of(std::vector<int64_t>(shape.begin(), shape.end()), dim, format.group_size, format.symmetric != 0);
+    }
     std::array<std::unique_ptr<Buffer>, 2> weight_slot;
     std::array<Event, 2> weight_ready;
     std::array<Tag, 2> weight_tag;
@@ -208,15 +225,23 @@ struct Engine::Impl {
 // --- construction -----------------------------------------------------------------------------------
 
 Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt_len, int64_t gen_len, EngineTiers tiers,
-               opt::WeightSource& source, ProgressFn progress)
+               opt::WeightSource& source, ProgressFn progress, ICompressor* compressor)
     : impl_(std::make_unique<Impl>(model, policy, prompt_len, gen_len, tiers, std::move(progress))) {
     Impl& m = *impl_;
     if (prompt_len + gen_len - 1 > model.max_seq_len)
         FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT,
                      "run.prompt_len + run.gen_len - 1 = " + std::to_string(prompt_len + gen_len - 1) +
                          " exceeds the model's " + std::to_string(model.max_seq_len) + " positions");
-    if (policy.compress_weights || policy.compress_cache)
-        FLEXRT_THROW(FLEXRT_STATUS_UNSUPPORTED, "compression needs a compress plugin, and this build has none yet");
+    if (policy.compress_cache) FLEXRT_THROW(FLEXRT_STATUS_UNSUPPORTED, "a compressed KV cache is not supported yet");
+    if (policy.compress_weights) {
+        if (!compressor) FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, "policy.compress_weights needs a compress plugin");
+        const auto* f = static_cast<const Group4Format*>(compressor->get_extension(kGroup4Extension, 1));
+        if (!f || f->struct_size < sizeof(Group4Format) || f->num_bits != 4)
+            FLEXRT_THROW(FLEXRT_STATUS_UNSUPPORTED, "the compress plugin does not write the flexrt.group4 format (4-bit), "
+                                                    "the only one flexrt's compute devices dequantize");
+        m.compressor = compressor;
+        m.format = *f;
+    }
     layers_ = opt::build_layers(model, policy.separate_attention_mlp);
     m.L = static_cast<int64_t>(layers_.size());
     auto say = [&](const std::string& s) {
@@ -236,18 +261,20 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
     };
     std::vector<BlobLayout> blobs;
     uint64_t disk_weights = 0;
-    for (const auto& layer : layers_) {
+    m.packed.resize(layers_.size());
+    for (size_t j = 0; j < layers_.size(); ++j) {
         BlobLayout b;
-        const auto specs = layer->weights();
+        const auto specs = layers_[j]->weights();
         for (const auto& s : specs) {
+            m.packed[j].push_back(m.packed_layout(s.shape));
             b.total = (b.total + kTensorAlign - 1) / kTensorAlign * kTensorAlign;
             b.offsets.push_back(b.total);
-            b.total += numel(s.shape) * 2;
+            b.total += m.packed[j].back() ? m.packed[j].back()->bytes() : numel(s.shape) * 2;
         }
         b.gpu_end = split_point(b.total, policy.weights.gpu);
         b.cpu_end = std::max(b.gpu_end, split_point(b.total, policy.weights.gpu + policy.weights.cpu));
-        for (size_t n = 0; n < specs.size(); ++n)
-            if (b.offsets[n] + numel(specs[n].shape) * 2 > b.cpu_end && !source.locate(specs[n])) b.direct = false;
+        for (size_t n = 0; n < specs.size(); ++n)  // compressed tensors are not what the weight files hold
+            if (b.offsets[n] + numel(specs[n].shape) * 2 > b.cpu_end && (m.packed[j][n] || !source.locate(specs[n]))) b.direct = false;
         if (!b.direct) disk_weights += b.total - b.cpu_end;
         blobs.push_back(std::move(b));
     }
@@ -266,7 +293,8 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
     // Weights.
     uint64_t slot_bytes = 0;
     const auto t0 = Clock::now();
-    std::vector<std::byte> staging;
+    std::vector<std::byte> staging, packed_staging;
+    uint64_t dequant_bytes = 0;
     for (size_t j = 0; j < layers_.size(); ++j) {
         if (interrupted()) FLEXRT_THROW(FLEXRT_STATUS_CANCELLED, "interrupted by a signal while placing weights");
         const auto specs = layers_[j]->weights();
@@ -277,7 +305,15 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
         w.gpu_end = b.gpu_end;
         const uint64_t cpu_end = b.cpu_end;
         const bool direct = b.direct;
-        for (const auto& s : specs) w.tensors.push_back({s.name, DType::f16, s.shape, {}});
+        for (size_t n = 0; n < specs.size(); ++n) {
+            const auto& pk = m.packed[j][n];
+            w.tensors.push_back(pk ? TensorHandle{specs[n].name, DType::u8, {static_cast<int64_t>(pk->bytes())}, {}}
+                                   : TensorHandle{specs[n].name, DType::f16, specs[n].shape, {}});
+        }
+        uint64_t fp16_of_packed = 0;
+        for (size_t n = 0; n < specs.size(); ++n)
+            if (m.packed[j][n]) fp16_of_packed += (static_cast<uint64_t>(numel(specs[n].shape)) * 2 + kTensorAlign - 1) / kTensorAlign * kTensorAlign;
+        dequant_bytes = std::max(dequant_bytes, fp16_of_packed);
         const std::string what = "weights of layer " + std::to_string(j) + " (" + layers_[j]->name() + ")";
         if (w.gpu_end) w.resident = tiers.compute.allocate(w.gpu_end, what);
         if (cpu_end > w.gpu_end) w.host = tiers.host.allocate(cpu_end - w.gpu_end, what);
@@ -304,8 +340,18 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
             }
             // Fill every segment that is not the weight file itself.
             if (a >= cpu_end && direct) continue;
-            staging.resize(t.bytes());
+            staging.resize(static_cast<size_t>(numel(specs[n].shape)) * 2);
             source.read(specs[n], staging.data());
+            if (m.packed[j][n]) {  // compressed once here; the tiers hold and move the compressed bytes
+                packed_staging.resize(t.bytes());
+                flexrt_tensor_desc d{sizeof(flexrt_tensor_desc), FLEXRT_DTYPE_F16, static_cast<uint32_t>(specs[n].shape.size()), {}};
+                std::copy(specs[n].shape.begin(), specs[n].shape.end(), d.shape);
+                const flexrt_status st = m.compressor->compress(&d, staging.data(), packed_staging.data());
+                if (st != FLEXRT_STATUS_OK)
+                    FLEXRT_THROW(st, "compressing " + t.name + ": the compress plugin returned " + flexrt_status_name(st) +
+                                         (st == FLEXRT_STATUS_BAD_DATA ? " (a value that is not finite)" : ""));
+                staging.swap(packed_staging);
+            }
             for (const Segment& seg : t.segments) {
                 if (seg.buffer->memory() == MemoryKind::device) {
                     tiers.ops.upload(seg.buffer->data() + seg.offset, staging.data() + seg.at, seg.bytes);
@@ -325,6 +371,7 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
                 std::to_string(std::chrono::duration<double>(Clock::now() - t0).count()).substr(0, 5) + " s)");
     }
     for (int s = 0; s < 2 && slot_bytes; ++s) m.weight_slot[s] = tiers.compute.allocate(slot_bytes, "weight slot");
+    if (dequant_bytes) m.dequantized = tiers.compute.allocate(dequant_bytes, "dequantized weights of a layer");
 
     // KV cache.
     m.cache_home.resize(layers_.size());
@@ -416,6 +463,7 @@ GenerationResult Engine::generate(const std::vector<std::vector<int32_t>>& promp
     for (auto& t : {&m.weight_tag, &m.cache_tag, &m.kv_new_tag, &m.in_tag, &m.out_tag}) t->fill(Tag{});
     m.opts = options;
     m.steps_ended = 0;
+    m.dequantized_layer = -1;
     m.error.clear();
     GenerationResult result;
     result.num_sequences = N;
@@ -555,10 +603,20 @@ flexrt_status Engine::compute_layer(int32_t i, int32_t j, int32_t k) noexcept {
             need(m.weight_tag[j % 2], Tag{i, j, 0}, "load_weight");
             wait(m.weight_ready[j % 2]);
         }
+        uint64_t dequant_at = 0;
+        // The GPU batches of one layer run back to back: its weights are dequantized once for all of them.
+        const bool dequantize = m.dequantized_layer != j;
+        m.dequantized_layer = j;
         for (size_t n = 0; n < w.tensors.size(); ++n) {
             const std::byte* p = w.offsets[n] < w.copy_from ? w.tensors[n].resident_on(TierKind::compute)
                                                             : m.weight_slot[j % 2]->data() + (w.offsets[n] - w.copy_from);
             FLEXRT_ASSERT(p);
+            if (const auto& pk = m.packed[j][n]) {  // to fp16 on the compute device, in op order, just before use
+                auto* out = reinterpret_cast<uint16_t*>(m.dequantized->data() + dequant_at);
+                if (dequantize) m.tiers.ops.dequantize_group4(reinterpret_cast<const uint8_t*>(p), *pk, out);
+                dequant_at += (static_cast<uint64_t>(pk->elements()) * 2 + kTensorAlign - 1) / kTensorAlign * kTensorAlign;
+                p = reinterpret_cast<const std::byte*>(out);
+            }
             io.w.push_back(reinterpret_cast<const uint16_t*>(p));
         }
         // Input, output, mask.

@@ -14,6 +14,7 @@
 #include "models/opt/opt_weights.hpp"
 #include "ops/compute.hpp"
 
+#include <flexrt/compressor.hpp>
 #include <flexrt/scheduler.hpp>
 
 #include <array>
@@ -57,8 +58,11 @@ public:
     // Places every layer's weights (reading them from `weights`) and allocates the cache, hidden-state and
     // slot buffers for blocks of policy.block_size() prompts of up to prompt_len tokens and gen_len new
     // tokens. Throws flexrt::Error naming what failed.
+    // policy.compress_weights: `compressor` (borrowed, outliving the engine) compresses every weight of two or
+    // more dimensions once, here; it must declare the group4 format (compressor.hpp), which the compute
+    // device dequantizes just before use.
     Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt_len, int64_t gen_len, EngineTiers tiers,
-           opt::WeightSource& weights, ProgressFn progress = {});
+           opt::WeightSource& weights, ProgressFn progress = {}, ICompressor* compressor = nullptr);
     ~Engine();
 
     // Runs one block: `prompts` holds policy.block_size() token lists of 1..prompt_len tokens (left-padded

@@ -10,6 +10,8 @@
 
 namespace flexrt::ops {
 
+struct Group4Layout;
+
 // Where one sequence's keys and values are (elements of the activation dtype): row r of its cache at
 // past_k + r * past_stride, row r of this step's new keys at new_k + r * new_stride.
 struct KvView {
@@ -56,6 +58,8 @@ public:
     // `rows` rows of `width` elements from src (row stride src_stride elements) to dst (dst_stride).
     virtual void copy_rows(void* dst, int64_t dst_stride, const void* src, int64_t src_stride, int64_t rows, int64_t width) = 0;
 
+    // group4-compressed bytes (ops/group4.hpp) to fp16, both in the device's memory, in op order.
+    virtual void dequantize_group4(const uint8_t* packed, const Group4Layout& layout, uint16_t* out) = 0;
     // Device memory to device memory, in op order (no host round trip).
     virtual void copy(void* dst, const void* src, size_t bytes) = 0;
     // ids[r] (host memory) for each row of logits (rows, vocab): the argmax, or ops::sample with u[r]

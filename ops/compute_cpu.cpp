@@ -3,6 +3,7 @@
 
 #include "attention.hpp"
 #include "embedding.hpp"
+#include "group4.hpp"
 #include "layer_norm.hpp"
 #include "linear.hpp"
 #include "sampling.hpp"
@@ -59,6 +60,9 @@ public:
         for (int64_t r = 0; r < rows; ++r) std::memcpy(f(dst) + r * dst_stride, f(src) + r * src_stride, width * sizeof(float));
     }
     void copy(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+    void dequantize_group4(const uint8_t* packed, const Group4Layout& layout, uint16_t* out) override {
+        ops::dequantize_group4(packed, layout, out);
+    }
     void next_tokens(const void* logits, int64_t rows, int64_t vocab, const SamplingParams& how, const double* u,
                      int32_t* ids) override {
         for (int64_t r = 0; r < rows; ++r) {

@@ -3,6 +3,7 @@
 
 #include "cuda_check.cuh"
 #include "f16.hpp"
+#include "group4.hpp"
 #include "attention_host.hpp"
 #include "ops_cuda.hpp"
 #include "sampling.hpp"
@@ -315,6 +316,9 @@ public:
         prof_.time("copy_rows", stream_, [&] {
             FLEXRT_CUDA_CHECK(cudaMemcpy2DAsync(dst, dst_stride * 2, src, src_stride * 2, width * 2, rows, cudaMemcpyDeviceToDevice, stream_));
         });
+    }
+    void dequantize_group4(const uint8_t* packed, const Group4Layout& layout, uint16_t* out) override {
+        prof_.time("dequantize", stream_, [&] { cuda::dequantize_group4(packed, layout, out, stream_); });
     }
     void copy(void* dst, const void* src, size_t bytes) override {
         if (bytes)

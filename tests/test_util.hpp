@@ -10,6 +10,7 @@
 #include "models/opt/opt_config.hpp"
 #include "ops/compute.hpp"
 
+#include <flexrt/compressor.hpp>
 #include <flexrt/storage.hpp>
 
 #include <gtest/gtest.h>
@@ -106,6 +107,15 @@ inline PluginPtr<IStorage> make_storage(const std::string& name, const std::vect
     PluginSlot slot{"storage", name, std::move(options)};
     PluginOptions opts = resolve_plugin_options(cfg, slot, *ref.desc);
     return create_plugin<IStorage>(ref, opts.fields);
+}
+
+// A compress plugin from the build tree.
+inline PluginPtr<ICompressor> make_compressor(const std::string& name, toml::table options = {}) {
+    PluginRef ref = find_plugin(FLEXRT_PLUGIN_KIND_COMPRESS, name, plugin_search_path({}));
+    Config cfg;
+    PluginSlot slot{"compress", name, std::move(options)};
+    PluginOptions opts = resolve_plugin_options(cfg, slot, *ref.desc);
+    return create_plugin<ICompressor>(ref, opts.fields);
 }
 
 // Compute device, host memory and disk, with a transfer engine.

@@ -87,8 +87,9 @@ const std::vector<KeySpec>& schema() {
         {"policy.cpu_cache_compute", Kind::boolean, false,
          "decode attention on the CPU where the KV cache lives (GPU builds; the CPU path always computes there)"},
         {"policy.separate_attention_mlp", Kind::boolean, true, "attention and MLP as separate layers (sep_layer)"},
-        {"policy.compress_weights", Kind::boolean, false, "4-bit group-wise weights (needs a compress plugin)"},
-        {"policy.compress_cache", Kind::boolean, false, "4-bit group-wise KV cache (needs a compress plugin)"},
+        {"policy.compress_weights", Kind::boolean, false, "4-bit group-wise weights, through compress.plugin"},
+        {"policy.compress_cache", Kind::boolean, false, "4-bit group-wise KV cache (not yet supported)"},
+        {"compress.plugin", Kind::string, std::string("group4"), "compress plugin name or library path (loaded when compressing)"},
         {"storage.plugin", Kind::string, std::string("mmap"), "storage plugin name or library path"},
         {"storage.offload_dir", Kind::string, std::string("/var/tmp/flexrt-offload"),
          "directory for disk-tier files (a private subdirectory per run, removed at exit)"},
@@ -108,11 +109,11 @@ const std::vector<KeySpec>& schema() {
 
 const std::set<std::string>& known_tables() {
     static const std::set<std::string> t = {"model", "run", "policy", "policy.weights", "policy.cache",
-                                            "policy.activations", "storage", "schedule", "runtime"};
+                                            "policy.activations", "storage", "schedule", "compress", "runtime"};
     return t;
 }
 const std::set<std::string>& plugin_option_tables() {
-    static const std::set<std::string> t = {"storage.options", "schedule.options"};
+    static const std::set<std::string> t = {"storage.options", "schedule.options", "compress.options"};
     return t;
 }
 
@@ -392,7 +393,9 @@ void fill(Config& cfg, const toml::table& root) {
     cfg.offload_dir = r.string("storage.offload_dir");
     cfg.schedule.table = "schedule";
     cfg.schedule.plugin = r.string("schedule.plugin");
-    for (PluginSlot* slot : {&cfg.storage, &cfg.schedule})
+    cfg.compress.table = "compress";
+    cfg.compress.plugin = r.string("compress.plugin");
+    for (PluginSlot* slot : {&cfg.storage, &cfg.schedule, &cfg.compress})
         if (const toml::node* n = r.node(slot->table + ".options")) slot->options = *n->as_table();
 
     cfg.runtime.plugin_path = r.strings("runtime.plugin_path");
@@ -420,10 +423,9 @@ void fill(Config& cfg, const toml::table& root) {
                 FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT,
                              cfg.source + ": model.name = \"custom\" needs model." + k + " > 0");
     }
-    if (p.compress_weights || p.compress_cache) {
-        const char* key = p.compress_weights ? "policy.compress_weights" : "policy.compress_cache";
-        Validator(cfg).fail(key, *r.node(key), "compression needs a compress plugin, and this build has none yet");
-    }
+    if (p.compress_cache)
+        Validator(cfg).fail("policy.compress_cache", *r.node("policy.compress_cache"),
+                            "a compressed KV cache is not supported yet (compressed weights are: policy.compress_weights)");
 
     // The effective configuration: every key, defaults included.
     toml::table eff;
@@ -580,7 +582,7 @@ std::string config_reference() {
         for (size_t i = def_text(s.def).size(); i < 28; ++i) os << ' ';
         os << s.doc << "\n";
     }
-    os << "  storage.options / schedule.options: the options the chosen plugin declares (see --list-plugins)\n";
+    os << "  storage.options / schedule.options / compress.options: the options the chosen plugin declares (see --list-plugins)\n";
     return os.str();
 }
 

@@ -80,6 +80,7 @@ struct Config {
     PluginSlot storage;
     std::string offload_dir;
     PluginSlot schedule;
+    PluginSlot compress;  // loaded only when policy.compress_weights
     RuntimeSection runtime;
 
     std::string source;  // the file, or "embedded default"

@@ -7,6 +7,7 @@
 #include "ops/attention.hpp"
 #include "ops/embedding.hpp"
 #include "ops/f16.hpp"
+#include "ops/group4.hpp"
 #include "ops/layer_norm.hpp"
 #include "ops/linear.hpp"
 #include "ops/ops_cuda.hpp"
@@ -212,6 +213,49 @@ TEST(ArgmaxCuda, MatchesCpuIncludingTies) {
     const auto f = widen(logits);
     for (int64_t r = 0; r < rows; ++r) EXPECT_EQ(got[r], argmax(f.data() + r * vocab, vocab)) << "row " << r;
     EXPECT_EQ(got[3], 100);
+}
+
+// group4 on the GPU: the same bytes as the CPU variant, quantizing and dequantizing, on random tensors with
+// constant and tiny-range groups mixed in, both kernels (4 columns a thread, and any shape).
+TEST(Group4Cuda, BitForBitTheCpu) {
+    REQUIRE_GPU();
+    struct Shape4 {
+        std::vector<int64_t> shape;
+        int64_t group_dim, group_size;
+        bool symmetric;
+    };
+    for (const Shape4& c : {Shape4{{300, 96}, 0, 64, false}, Shape4{{7, 3, 4, 80}, 3, 64, false}, Shape4{{1024, 7168}, 0, 64, false},
+                            Shape4{{130, 24}, 0, 64, true}, Shape4{{10, 96}, 1, 32, false}}) {
+        const Group4Layout L = Group4Layout::of(c.shape, c.group_dim, c.group_size, c.symmetric);
+        std::mt19937 rng(static_cast<unsigned>(L.elements()));
+        auto x = rand_half(static_cast<size_t>(L.elements()), rng, 0.5f);
+        for (int64_t i = 0; i < std::min<int64_t>(L.elements(), 4096); i += 3) x[i] = float_to_half(1.25f);          // constant runs
+        for (int64_t i = 4096; i < std::min<int64_t>(L.elements(), 8192); ++i) x[i] = float_to_half(1.0f + 1e-4f * (i % 3));  // tiny ranges
+        std::vector<uint8_t> cpu_packed(L.bytes(), 0);
+        ASSERT_EQ(quantize_group4(x.data(), L, cpu_packed.data()), -1);
+        Dev<uint16_t> dx(x);
+        Dev<uint8_t> dpacked(L.bytes());
+        FLEXRT_CUDA_CHECK(cudaMemset(dpacked.p, 0, L.bytes()));
+        Dev<int64_t> bad(std::vector<int64_t>{-1});
+        cuda::quantize_group4(dx.p, L, dpacked.p, bad.p, nullptr);
+        EXPECT_EQ(bad.get()[0], -1);
+        EXPECT_EQ(dpacked.get(), cpu_packed) << "quantized bytes, shape of " << L.elements() << " elements";
+        std::vector<uint16_t> cpu_out(static_cast<size_t>(L.elements()));
+        dequantize_group4(cpu_packed.data(), L, cpu_out.data());
+        Dev<uint8_t> dcpu(cpu_packed);
+        Dev<uint16_t> dout(static_cast<size_t>(L.elements()));
+        cuda::dequantize_group4(dcpu.p, L, dout.p, nullptr);
+        EXPECT_EQ(dout.get(), cpu_out) << "dequantized values";
+    }
+    // A non-finite value is reported by index.
+    const Group4Layout L = Group4Layout::of({128, 8}, 0, 64, false);
+    std::vector<uint16_t> x(128 * 8, float_to_half(0.5f));
+    x[700] = 0x7c00;
+    Dev<uint16_t> dx(x);
+    Dev<uint8_t> dpacked(L.bytes());
+    Dev<int64_t> bad(std::vector<int64_t>{-1});
+    cuda::quantize_group4(dx.p, L, dpacked.p, bad.p, nullptr);
+    EXPECT_EQ(bad.get()[0], 700);
 }
 
 struct SampleCase {

@@ -8,6 +8,19 @@
 
 namespace flexrt {
 
+// Extension "flexrt.group4", version 1 (get_extension): the compressor writes flexrt's group4 format
+// (group-wise 4-bit with fp16 [scale, min] pairs, FlexLLMGen's layout; see docs/plugins.md), so the
+// engine's compute devices dequantize it with their own kernels, fused into the compute. A compressor
+// without it is used on the host only. The struct lives as long as the compressor.
+struct Group4Format {
+    uint32_t struct_size;
+    int32_t num_bits;    // 4
+    int32_t group_size;  // even
+    int32_t group_dim;   // the dimension grouped, of a weight tensor
+    int32_t symmetric;   // 0 or 1
+};
+inline constexpr const char* kGroup4Extension = "flexrt.group4";
+
 class ICompressor {
 public:
     // Bytes of the compressed form of a tensor described by `src` (borrowed). Sync; may be called

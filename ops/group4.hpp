@@ -1,0 +1,60 @@
+// Group-wise 4-bit quantization, FlexLLMGen's format (../shared/reference/flexllmgen.md section 3), used
+// for weights and the KV cache. A tensor is viewed as (outer, D, inner) around its group dimension (D =
+// shape[group_dim]); D is padded with zeros to ng * G (G = group_size, ng = ceil(D / G)). Each group of G
+// values along D at one (outer, inner) position gets 4-bit codes and an fp16 (scale, min) pair:
+//   asymmetric: code = round((x - min) * scale), scale = 15 / (max - min);  x' = code / scale + min
+//   symmetric:  code = round(x * scale) + 8,     scale = 7 / max|x|;        x' = (code - 8) / scale
+// The compressed block is the packed codes, (outer, ng * G / 2, inner) bytes with the even element of a pair
+// in the high nibble (padded to 16 bytes), then the pairs, (outer, ng, 2, inner) fp16 [scale, min] (min = 0
+// when symmetric).
+//
+// Where FlexLLMGen returns garbage: a group whose range makes 15 / (max - min) overflow fp16 (constant or
+// tiny-range groups) gets the largest finite scale, 65504, so its codes stay in range and it dequantizes to
+// within 0.5 / 65504 of the input (a constant group exactly). Non-finite input is refused.
+//
+// Arithmetic is fp32 with IEEE division and round-half-to-even, so the CPU and CUDA variants agree bit for bit.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#if defined(__CUDACC__)
+#define FLEXRT_HOST_DEVICE __host__ __device__
+#else
+#define FLEXRT_HOST_DEVICE
+#endif
+
+namespace flexrt::ops {
+
+struct Group4Layout {
+    int64_t outer = 1, dim = 1, inner = 1;  // the tensor as (outer, dim, inner)
+    int64_t group_size = 64;                // even
+    bool symmetric = false;
+
+    // The layout of a tensor of `shape` grouped along shape[group_dim].
+    static Group4Layout of(const std::vector<int64_t>& shape, int64_t group_dim, int64_t group_size, bool symmetric);
+    FLEXRT_HOST_DEVICE int64_t groups() const { return (dim + group_size - 1) / group_size; }
+    FLEXRT_HOST_DEVICE int64_t elements() const { return outer * dim * inner; }
+    // The codes, padded to 16 bytes so the pairs after them are aligned for wide loads.
+    FLEXRT_HOST_DEVICE uint64_t code_bytes() const { return (static_cast<uint64_t>(outer * groups() * group_size / 2 * inner) + 15) / 16 * 16; }
+    FLEXRT_HOST_DEVICE uint64_t pair_bytes() const { return static_cast<uint64_t>(outer * groups() * 2 * inner) * 2; }
+    FLEXRT_HOST_DEVICE uint64_t bytes() const { return code_bytes() + pair_bytes(); }
+};
+
+constexpr float kGroup4MaxScale = 65504.0f;  // the largest finite fp16
+
+// Quantizes x (fp16, the layout's elements) into out (layout.bytes()). Returns the index of the first
+// non-finite element (and writes nothing meaningful), or -1.
+int64_t quantize_group4(const uint16_t* x, const Group4Layout& layout, uint8_t* out);
+
+// Dequantizes `in` (layout.bytes()) into out (fp16, the layout's elements).
+void dequantize_group4(const uint8_t* in, const Group4Layout& layout, uint16_t* out);
+
+namespace cuda {
+// The CUDA variants (CUDA builds only), bit for bit the CPU's; pointers in device memory, `stream` a
+// cudaStream_t. quantize sets *bad_index (device int64, -1 before) to a non-finite element's index.
+void quantize_group4(const uint16_t* x, const Group4Layout& layout, uint8_t* out, int64_t* bad_index, void* stream);
+void dequantize_group4(const uint8_t* in, const Group4Layout& layout, uint16_t* out, void* stream);
+}  // namespace cuda
+
+}  // namespace flexrt::ops

@@ -1,0 +1,120 @@
+#include "group4.hpp"
+
+#include "f16.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+namespace flexrt::ops {
+
+Group4Layout Group4Layout::of(const std::vector<int64_t>& shape, int64_t group_dim, int64_t group_size, bool symmetric) {
+    if (shape.empty() || group_dim < 0 || group_dim >= static_cast<int64_t>(shape.size()))
+        throw std::invalid_argument("group4: group_dim " + std::to_string(group_dim) + " is not a dimension of a " +
+                                    std::to_string(shape.size()) + "-d tensor");
+    if (group_size < 2 || group_size % 2)
+        throw std::invalid_argument("group4: group_size must be even and at least 2, got " + std::to_string(group_size));
+    Group4Layout l;
+    for (int64_t d = 0; d < group_dim; ++d) l.outer *= shape[d];
+    l.dim = shape[group_dim];
+    for (size_t d = group_dim + 1; d < shape.size(); ++d) l.inner *= shape[d];
+    l.group_size = group_size;
+    l.symmetric = symmetric;
+    return l;
+}
+
+namespace {
+
+// Groups [first, last) of the (outer * ng) rows of groups; returns the first non-finite index seen, or -1.
+int64_t quantize_rows(const uint16_t* x, const Group4Layout& L, uint8_t* out, int64_t first, int64_t last) {
+    const int64_t G = L.group_size, ng = L.groups(), in = L.inner;
+    uint8_t* codes = out;
+    auto* pairs = reinterpret_cast<uint16_t*>(out + L.code_bytes());
+    std::vector<float> v(static_cast<size_t>(G));
+    for (int64_t og = first; og < last; ++og)
+        for (int64_t o = og / ng, g = og % ng, c = 0; c < in; ++c) {
+                // the group's values (zero padding past dim), its range and its scale
+                float lo = INFINITY, hi = -INFINITY, amax = 0;
+                for (int64_t e = 0; e < G; ++e) {
+                    const int64_t r = g * G + e;
+                    float f = 0;
+                    if (r < L.dim) {
+                        const int64_t at = (o * L.dim + r) * in + c;
+                        f = half_to_float(x[at]);
+                        if (!std::isfinite(f)) return at;
+                    }
+                    v[e] = f;
+                    lo = std::min(lo, f), hi = std::max(hi, f), amax = std::max(amax, std::fabs(f));
+                }
+                float scale, mn;
+                if (L.symmetric) {
+                    scale = amax > 0 ? std::min(7.0f / amax, kGroup4MaxScale) : kGroup4MaxScale;
+                    mn = 0;
+                } else {
+                    scale = hi > lo ? std::min(15.0f / (hi - lo), kGroup4MaxScale) : kGroup4MaxScale;
+                    mn = lo;
+                }
+                scale = half_to_float(float_to_half(scale));  // codes are made with the scale that is stored
+                uint16_t* pair = pairs + ((o * ng + g) * 2) * in + c;
+                pair[0] = float_to_half(scale);
+                pair[in] = float_to_half(mn);
+                for (int64_t e = 0; e < G; e += 2) {
+                    uint8_t q[2];
+                    for (int t = 0; t < 2; ++t) {
+                        const float s = L.symmetric ? v[e + t] * scale : (v[e + t] - mn) * scale;
+                        const float r = std::nearbyint(s);
+                        q[t] = static_cast<uint8_t>(L.symmetric ? std::clamp(r, -7.0f, 7.0f) + 8.0f : std::clamp(r, 0.0f, 15.0f));
+                    }
+                    codes[(o * ng * G / 2 + (g * G + e) / 2) * in + c] = static_cast<uint8_t>(q[0] << 4 | q[1]);
+                }
+            }
+    return -1;
+}
+
+}  // namespace
+
+// Rows of groups in parallel: a model's weights are compressed once at start, and that should take seconds.
+int64_t quantize_group4(const uint16_t* x, const Group4Layout& L, uint8_t* out) {
+    const int64_t rows = L.outer * L.groups();
+    const uint64_t codes = static_cast<uint64_t>(rows * L.group_size / 2 * L.inner);
+    std::fill(out + codes, out + L.code_bytes(), uint8_t{0});  // the alignment padding: deterministic bytes
+    const int64_t threads = std::clamp<int64_t>(L.elements() >> 20, 1, std::max(1u, std::thread::hardware_concurrency()));
+    std::vector<int64_t> bad(static_cast<size_t>(threads), -1);
+    {
+        std::vector<std::jthread> pool;
+        for (int64_t t = 0; t < threads; ++t)
+            pool.emplace_back([&, t] { bad[t] = quantize_rows(x, L, out, rows * t / threads, rows * (t + 1) / threads); });
+    }
+    int64_t first = -1;
+    for (int64_t b : bad)
+        if (b >= 0 && (first < 0 || b < first)) first = b;
+    return first;
+}
+
+void dequantize_group4(const uint8_t* in_bytes, const Group4Layout& L, uint16_t* out) {
+    const int64_t G = L.group_size, ng = L.groups(), in = L.inner;
+    const auto* pairs = reinterpret_cast<const uint16_t*>(in_bytes + L.code_bytes());
+    // Per group and column, the 16 values a code can take (the same fp32 operations as one at a time):
+    // then each element is a table lookup.
+    std::vector<uint16_t> table(static_cast<size_t>(in) * 16);
+    for (int64_t o = 0; o < L.outer; ++o)
+        for (int64_t g = 0; g < ng; ++g) {
+            const uint16_t* pair = pairs + ((o * ng + g) * 2) * in;
+            for (int64_t c = 0; c < in; ++c) {
+                const float scale = half_to_float(pair[c]), mn = half_to_float(pair[in + c]);
+                for (int code = 0; code < 16; ++code)
+                    table[c * 16 + code] = float_to_half(L.symmetric ? static_cast<float>(code - 8) / scale
+                                                                     : static_cast<float>(code) / scale + mn);
+            }
+            for (int64_t r = g * G; r < std::min(L.dim, (g + 1) * G); ++r) {
+                const uint8_t* row = in_bytes + (o * ng * G / 2 + r / 2) * in;
+                uint16_t* dst = out + (o * L.dim + r) * in;
+                const int shift = r % 2 == 0 ? 4 : 0;
+                for (int64_t c = 0; c < in; ++c) dst[c] = table[c * 16 + ((row[c] >> shift) & 0xf)];
+            }
+        }
+}
+
+}  // namespace flexrt::ops

@@ -1,0 +1,126 @@
+// group4 on the GPU (see group4.hpp): the same fp32 operations as the CPU variant, in the same order.
+#include "group4.hpp"
+
+#include "cuda_check.cuh"
+
+#include <cuda_fp16.h>
+
+namespace flexrt::ops::cuda {
+namespace {
+
+constexpr float kMaxScale = 65504.0f;
+
+// One thread per group (outer, g, c): consecutive threads take consecutive c, so each element load is coalesced.
+__global__ void quantize_kernel(const __half* x, Group4Layout L, uint8_t* out, int64_t* bad) {
+    const int64_t ng = L.groups(), G = L.group_size, in = L.inner;
+    const int64_t id = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (id >= L.outer * ng * in) return;
+    const int64_t c = id % in, g = (id / in) % ng, o = id / (in * ng);
+    float lo = INFINITY, hi = -INFINITY, amax = 0.0f;
+    for (int64_t e = 0; e < G; ++e) {
+        const int64_t r = g * G + e;
+        float f = 0.0f;
+        if (r < L.dim) {
+            const int64_t at = (o * L.dim + r) * in + c;
+            f = __half2float(x[at]);
+            if (!isfinite(f)) {
+                atomicMin(reinterpret_cast<unsigned long long*>(bad), static_cast<unsigned long long>(at));
+                return;
+            }
+        }
+        lo = fminf(lo, f), hi = fmaxf(hi, f), amax = fmaxf(amax, fabsf(f));
+    }
+    float scale, mn;
+    if (L.symmetric) {
+        scale = amax > 0.0f ? fminf(__fdiv_rn(7.0f, amax), kMaxScale) : kMaxScale;
+        mn = 0.0f;
+    } else {
+        scale = hi > lo ? fminf(__fdiv_rn(15.0f, __fsub_rn(hi, lo)), kMaxScale) : kMaxScale;
+        mn = lo;
+    }
+    const __half scale_h = __float2half_rn(scale);
+    scale = __half2float(scale_h);
+    auto* pairs = reinterpret_cast<__half*>(out + L.code_bytes());
+    pairs[((o * ng + g) * 2) * in + c] = scale_h;
+    pairs[((o * ng + g) * 2 + 1) * in + c] = __float2half_rn(mn);
+    for (int64_t e = 0; e < G; e += 2) {
+        unsigned q[2];
+        for (int t = 0; t < 2; ++t) {
+            const int64_t r = g * G + e + t;
+            const float v = r < L.dim ? __half2float(x[(o * L.dim + r) * in + c]) : 0.0f;
+            const float s = L.symmetric ? __fmul_rn(v, scale) : __fmul_rn(__fsub_rn(v, mn), scale);
+            const float rr = rintf(s);
+            q[t] = static_cast<unsigned>(L.symmetric ? fminf(fmaxf(rr, -7.0f), 7.0f) + 8.0f : fminf(fmaxf(rr, 0.0f), 15.0f));
+        }
+        out[(o * ng * G / 2 + (g * G + e) / 2) * in + c] = static_cast<uint8_t>(q[0] << 4 | q[1]);
+    }
+}
+
+__device__ __forceinline__ __half decode(unsigned code, float scale, float mn, bool symmetric) {
+    const float x = symmetric ? __fdiv_rn(static_cast<float>(static_cast<int>(code) - 8), scale)
+                              : __fadd_rn(__fdiv_rn(static_cast<float>(code), scale), mn);
+    return __float2half_rn(x);
+}
+
+// One thread per 4 packed bytes along c (8 outputs: rows 2t and 2t + 1 at 4 columns) when inner % 4 == 0.
+__global__ void dequantize4_kernel(const uint8_t* in_bytes, Group4Layout L, __half* out) {
+    const int64_t ng = L.groups(), G = L.group_size, in = L.inner, half_rows = ng * G / 2;
+    const int64_t id = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (id >= L.outer * half_rows * (in / 4)) return;
+    const int64_t c = (id % (in / 4)) * 4, t = (id / (in / 4)) % half_rows, o = id / ((in / 4) * half_rows);
+    const int64_t r0 = 2 * t, g = r0 / G;
+    if (r0 >= L.dim) return;
+    const uchar4 b = *reinterpret_cast<const uchar4*>(in_bytes + (o * half_rows + t) * in + c);
+    const auto* pairs = reinterpret_cast<const __half*>(in_bytes + L.code_bytes());
+    const uint2 sc = *reinterpret_cast<const uint2*>(pairs + ((o * ng + g) * 2) * in + c);
+    const uint2 mnv = *reinterpret_cast<const uint2*>(pairs + ((o * ng + g) * 2 + 1) * in + c);
+    const __half* s = reinterpret_cast<const __half*>(&sc);
+    const __half* m = reinterpret_cast<const __half*>(&mnv);
+    const unsigned bytes[4] = {b.x, b.y, b.z, b.w};
+    __align__(8) __half hi[4], lo[4];
+    for (int k = 0; k < 4; ++k) {
+        const float scale = __half2float(s[k]), mn = __half2float(m[k]);
+        hi[k] = decode(bytes[k] >> 4, scale, mn, L.symmetric);
+        lo[k] = decode(bytes[k] & 0xf, scale, mn, L.symmetric);
+    }
+    *reinterpret_cast<uint2*>(out + (o * L.dim + r0) * in + c) = *reinterpret_cast<const uint2*>(hi);
+    if (r0 + 1 < L.dim) *reinterpret_cast<uint2*>(out + (o * L.dim + r0 + 1) * in + c) = *reinterpret_cast<const uint2*>(lo);
+}
+
+// Any shape: one thread per output element.
+__global__ void dequantize1_kernel(const uint8_t* in_bytes, Group4Layout L, __half* out) {
+    const int64_t ng = L.groups(), G = L.group_size, in = L.inner;
+    const int64_t id = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (id >= L.elements()) return;
+    const int64_t c = id % in, r = (id / in) % L.dim, o = id / (in * L.dim), g = r / G;
+    const uint8_t byte = in_bytes[(o * ng * G / 2 + r / 2) * in + c];
+    const auto* pairs = reinterpret_cast<const __half*>(in_bytes + L.code_bytes());
+    const float scale = __half2float(pairs[((o * ng + g) * 2) * in + c]), mn = __half2float(pairs[((o * ng + g) * 2 + 1) * in + c]);
+    out[id] = decode(r % 2 == 0 ? byte >> 4 : byte & 0xf, scale, mn, L.symmetric);
+}
+
+unsigned blocks(int64_t n, int threads) { return static_cast<unsigned>((n + threads - 1) / threads); }
+
+}  // namespace
+
+void quantize_group4(const uint16_t* x, const Group4Layout& L, uint8_t* out, int64_t* bad_index, void* stream) {
+    const int64_t n = L.outer * L.groups() * L.inner;
+    if (n == 0) return;
+    quantize_kernel<<<blocks(n, 256), 256, 0, static_cast<cudaStream_t>(stream)>>>(reinterpret_cast<const __half*>(x), L, out,
+                                                                                   bad_index);
+    FLEXRT_CUDA_LAUNCH_CHECK();
+}
+
+void dequantize_group4(const uint8_t* in, const Group4Layout& L, uint16_t* out, void* stream) {
+    if (L.elements() == 0) return;
+    auto s = static_cast<cudaStream_t>(stream);
+    if (L.inner % 4 == 0) {
+        const int64_t n = L.outer * (L.groups() * L.group_size / 2) * (L.inner / 4);
+        dequantize4_kernel<<<blocks(n, 256), 256, 0, s>>>(in, L, reinterpret_cast<__half*>(out));
+    } else {
+        dequantize1_kernel<<<blocks(L.elements(), 256), 256, 0, s>>>(in, L, reinterpret_cast<__half*>(out));
+    }
+    FLEXRT_CUDA_LAUNCH_CHECK();
+}
+
+}  // namespace flexrt::ops::cuda
