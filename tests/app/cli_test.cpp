@@ -65,6 +65,16 @@ TEST_F(Cli, TinyModelRunsAndPrintsFigures) {
     EXPECT_EQ(count_files(offload()), 0u);
 }
 
+TEST_F(Cli, TinyModelWithCompressedWeights) {
+    CliResult r = run("--config " + tiny_config_file().string() + " --set policy.compress_weights=true");
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_HAS(r.out, "total throughput: ");
+    EXPECT_EQ(count_files(offload()), 0u);
+    // The compress plugin's options are checked like any plugin's; a missing one is named.
+    EXPECT_HAS(expect_error("--set policy.compress_weights=true --set compress.options.group_size=-2", 2), "group_size");
+    EXPECT_HAS(expect_error("--set policy.compress_weights=true --set compress.plugin=zip9", 3), "plugin compress.zip9 not found");
+}
+
 TEST_F(Cli, UnknownKey) {
     const std::string e = expect_error("--config " + config("[run]\ngen_lenn = 4\n").string(), 2);
     EXPECT_HAS(e, ".toml:2: run.gen_lenn: unknown key");
