@@ -35,41 +35,41 @@ int64_t quantize_rows(const uint16_t* x, const Group4Layout& L, uint8_t* out, in
     std::vector<float> v(static_cast<size_t>(G));
     for (int64_t og = first; og < last; ++og)
         for (int64_t o = og / ng, g = og % ng, c = 0; c < in; ++c) {
-                // the group's values (zero padding past dim), its range and its scale
-                float lo = INFINITY, hi = -INFINITY, amax = 0;
-                for (int64_t e = 0; e < G; ++e) {
-                    const int64_t r = g * G + e;
-                    float f = 0;
-                    if (r < L.dim) {
-                        const int64_t at = (o * L.dim + r) * in + c;
-                        f = half_to_float(x[at]);
-                        if (!std::isfinite(f)) return at;
-                    }
-                    v[e] = f;
-                    lo = std::min(lo, f), hi = std::max(hi, f), amax = std::max(amax, std::fabs(f));
+            // the group's values (zero padding past dim), its range and its scale
+            float lo = INFINITY, hi = -INFINITY, amax = 0;
+            for (int64_t e = 0; e < G; ++e) {
+                const int64_t r = g * G + e;
+                float f = 0;
+                if (r < L.dim) {
+                    const int64_t at = (o * L.dim + r) * in + c;
+                    f = half_to_float(x[at]);
+                    if (!std::isfinite(f)) return at;
                 }
-                float scale, mn;
-                if (L.symmetric) {
-                    scale = amax > 0 ? std::min(7.0f / amax, kGroup4MaxScale) : kGroup4MaxScale;
-                    mn = 0;
-                } else {
-                    scale = hi > lo ? std::min(15.0f / (hi - lo), kGroup4MaxScale) : kGroup4MaxScale;
-                    mn = lo;
-                }
-                scale = half_to_float(float_to_half(scale));  // codes are made with the scale that is stored
-                uint16_t* pair = pairs + ((o * ng + g) * 2) * in + c;
-                pair[0] = float_to_half(scale);
-                pair[in] = float_to_half(mn);
-                for (int64_t e = 0; e < G; e += 2) {
-                    uint8_t q[2];
-                    for (int t = 0; t < 2; ++t) {
-                        const float s = L.symmetric ? v[e + t] * scale : (v[e + t] - mn) * scale;
-                        const float r = std::nearbyint(s);
-                        q[t] = static_cast<uint8_t>(L.symmetric ? std::clamp(r, -7.0f, 7.0f) + 8.0f : std::clamp(r, 0.0f, 15.0f));
-                    }
-                    codes[(o * ng * G / 2 + (g * G + e) / 2) * in + c] = static_cast<uint8_t>(q[0] << 4 | q[1]);
-                }
+                v[e] = f;
+                lo = std::min(lo, f), hi = std::max(hi, f), amax = std::max(amax, std::fabs(f));
             }
+            float scale, mn;
+            if (L.symmetric) {
+                scale = amax > 0 ? std::min(7.0f / amax, kGroup4MaxScale) : kGroup4MaxScale;
+                mn = 0;
+            } else {
+                scale = hi > lo ? std::min(15.0f / (hi - lo), kGroup4MaxScale) : kGroup4MaxScale;
+                mn = lo;
+            }
+            scale = half_to_float(float_to_half(scale));  // codes are made with the scale that is stored
+            uint16_t* pair = pairs + ((o * ng + g) * 2) * in + c;
+            pair[0] = float_to_half(scale);
+            pair[in] = float_to_half(mn);
+            for (int64_t e = 0; e < G; e += 2) {
+                uint8_t q[2];
+                for (int t = 0; t < 2; ++t) {
+                    const float s = L.symmetric ? v[e + t] * scale : (v[e + t] - mn) * scale;
+                    const float r = std::nearbyint(s);
+                    q[t] = static_cast<uint8_t>(L.symmetric ? std::clamp(r, -7.0f, 7.0f) + 8.0f : std::clamp(r, 0.0f, 15.0f));
+                }
+                codes[(o * ng * G / 2 + (g * G + e) / 2) * in + c] = static_cast<uint8_t>(q[0] << 4 | q[1]);
+            }
+        }
     return -1;
 }
 
