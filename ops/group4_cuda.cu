@@ -62,29 +62,36 @@ __device__ __forceinline__ __half decode(unsigned code, float scale, float mn, b
     return __float2half_rn(x);
 }
 
-// One thread per 4 packed bytes along c (8 outputs: rows 2t and 2t + 1 at 4 columns) when inner % 4 == 0.
-__global__ void dequantize4_kernel(const uint8_t* in_bytes, Group4Layout L, __half* out) {
+// A block per (128 columns, group, outer): first the 16 values each code takes in each column (one division
+// per table entry, not per element: the IEEE division is what bounds this kernel), then 4 packed bytes a
+// thread, looked up, 8 outputs written as two 8-byte stores. inner % 4 == 0.
+constexpr int kTableCols = 128;
+__global__ void dequantize_table_kernel(const uint8_t* in_bytes, Group4Layout L, __half* out) {
+    __shared__ __half table[kTableCols * 16];
     const int64_t ng = L.groups(), G = L.group_size, in = L.inner, half_rows = ng * G / 2;
-    const int64_t id = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (id >= L.outer * half_rows * (in / 4)) return;
-    const int64_t c = (id % (in / 4)) * 4, t = (id / (in / 4)) % half_rows, o = id / ((in / 4) * half_rows);
-    const int64_t r0 = 2 * t, g = r0 / G;
-    if (r0 >= L.dim) return;
-    const uchar4 b = *reinterpret_cast<const uchar4*>(in_bytes + (o * half_rows + t) * in + c);
+    const int64_t c0 = static_cast<int64_t>(blockIdx.x) * kTableCols, g = blockIdx.y, o = blockIdx.z;
     const auto* pairs = reinterpret_cast<const __half*>(in_bytes + L.code_bytes());
-    const uint2 sc = *reinterpret_cast<const uint2*>(pairs + ((o * ng + g) * 2) * in + c);
-    const uint2 mnv = *reinterpret_cast<const uint2*>(pairs + ((o * ng + g) * 2 + 1) * in + c);
-    const __half* s = reinterpret_cast<const __half*>(&sc);
-    const __half* m = reinterpret_cast<const __half*>(&mnv);
-    const unsigned bytes[4] = {b.x, b.y, b.z, b.w};
-    __align__(8) __half hi[4], lo[4];
-    for (int k = 0; k < 4; ++k) {
-        const float scale = __half2float(s[k]), mn = __half2float(m[k]);
-        hi[k] = decode(bytes[k] >> 4, scale, mn, L.symmetric);
-        lo[k] = decode(bytes[k] & 0xf, scale, mn, L.symmetric);
+    for (int i = threadIdx.x; i < kTableCols * 16; i += blockDim.x) {
+        const int64_t c = c0 + i / 16;
+        if (c < in)
+            table[i] = decode(i % 16, __half2float(pairs[((o * ng + g) * 2) * in + c]),
+                              __half2float(pairs[((o * ng + g) * 2 + 1) * in + c]), L.symmetric);
     }
-    *reinterpret_cast<uint2*>(out + (o * L.dim + r0) * in + c) = *reinterpret_cast<const uint2*>(hi);
-    if (r0 + 1 < L.dim) *reinterpret_cast<uint2*>(out + (o * L.dim + r0 + 1) * in + c) = *reinterpret_cast<const uint2*>(lo);
+    __syncthreads();
+    const int64_t cols = in - c0 < kTableCols ? in - c0 : kTableCols, quads = cols / 4, rows = G / 2;
+    for (int64_t i = threadIdx.x; i < rows * quads; i += blockDim.x) {
+        const int64_t t = g * rows + i / quads, cc = (i % quads) * 4, r0 = 2 * t;
+        if (r0 >= L.dim) continue;
+        const uchar4 b = *reinterpret_cast<const uchar4*>(in_bytes + (o * half_rows + t) * in + c0 + cc);
+        const unsigned bytes[4] = {b.x, b.y, b.z, b.w};
+        __align__(8) __half hi[4], lo[4];
+        for (int k = 0; k < 4; ++k) {
+            hi[k] = table[(cc + k) * 16 + (bytes[k] >> 4)];
+            lo[k] = table[(cc + k) * 16 + (bytes[k] & 0xf)];
+        }
+        *reinterpret_cast<uint2*>(out + (o * L.dim + r0) * in + c0 + cc) = *reinterpret_cast<const uint2*>(hi);
+        if (r0 + 1 < L.dim) *reinterpret_cast<uint2*>(out + (o * L.dim + r0 + 1) * in + c0 + cc) = *reinterpret_cast<const uint2*>(lo);
+    }
 }
 
 // Any shape: one thread per output element.
@@ -114,9 +121,10 @@ void quantize_group4(const uint16_t* x, const Group4Layout& L, uint8_t* out, int
 void dequantize_group4(const uint8_t* in, const Group4Layout& L, uint16_t* out, void* stream) {
     if (L.elements() == 0) return;
     auto s = static_cast<cudaStream_t>(stream);
-    if (L.inner % 4 == 0) {
-        const int64_t n = L.outer * (L.groups() * L.group_size / 2) * (L.inner / 4);
-        dequantize4_kernel<<<blocks(n, 256), 256, 0, s>>>(in, L, reinterpret_cast<__half*>(out));
+    if (L.inner % 4 == 0 && L.groups() <= 65535 && L.outer <= 65535) {
+        const dim3 grid(static_cast<unsigned>((L.inner + kTableCols - 1) / kTableCols), static_cast<unsigned>(L.groups()),
+                        static_cast<unsigned>(L.outer));
+        dequantize_table_kernel<<<grid, 256, 0, s>>>(in, L, reinterpret_cast<__half*>(out));
     } else {
         dequantize1_kernel<<<blocks(L.elements(), 256), 256, 0, s>>>(in, L, reinterpret_cast<__half*>(out));
     }
