@@ -39,32 +39,42 @@ fi
 
 timeout 300 "$BUILD"/bench/flexrt_ops_bench >"$OUT/ops_bench.txt" 2>&1 || echo "ops_bench failed: see ops_bench.txt"
 
-# W1 under flexrt.
-[ $w1 = 1 ] && timeout 400 "$FLEXRT" --config configs/opt6.7b_gpu.toml >"$OUT/w1_flexrt.txt" 2>"$OUT/w1_flexrt.err" \
-  || { echo "flexrt W1 failed:"; tail -5 "$OUT/w1_flexrt.err"; }
+# One workload under flexrt: name, time limit, flexrt arguments. Output in $OUT/<name>_flexrt.txt.
+run_flexrt() {
+  local name=$1 limit=$2; shift 2
+  timeout "$limit" "$FLEXRT" "$@" >"$OUT/${name}_flexrt.txt" 2>"$OUT/${name}_flexrt.err" \
+    || { echo "flexrt $name failed:"; tail -5 "$OUT/${name}_flexrt.err"; }
+}
+# The same workload under the peer: name, FlexLLMGen arguments. Output in $OUT/<name>_peer.txt.
+run_peer() {
+  local name=$1; shift
+  PYTHONPATH=/tmp/site timeout 300 python3 .carry/peer/run_peer.py --path _DUMMY_ --prompt-len 512 --gen-len 32 \
+    --offload-dir /var/tmp/peer-offload "$@" >"$OUT/${name}_peer.txt" 2>&1 \
+    || { echo "peer $name failed:"; tail -5 "$OUT/${name}_peer.txt"; }
+}
+
+# W1: OPT-6.7B all on the GPU.
+if [ $w1 = 1 ]; then run_flexrt w1 400 --config configs/opt6.7b_gpu.toml; fi
 
 # cpu_cache_compute, A/B: OPT-6.7B with the KV cache in (pinned) host memory, attended there or copied up.
-[ $ccc = 1 ] && for c in true false; do
-  timeout 300 "$FLEXRT" --config configs/opt6.7b_gpu.toml -q --set policy.gpu_batch_size=32 --set run.gen_len=8 \
-    --set 'policy.cache={gpu=0,cpu=100}' --set policy.cpu_cache_compute=$c >"$OUT/ccc_$c.txt" 2>&1 \
-    || { echo "cpu_cache_compute=$c failed:"; tail -5 "$OUT/ccc_$c.txt"; }
-done
+if [ $ccc = 1 ]; then
+  for c in true false; do
+    run_flexrt "ccc_$c" 300 --config configs/opt6.7b_gpu.toml -q --set policy.gpu_batch_size=32 --set run.gen_len=8 \
+      --set 'policy.cache={gpu=0,cpu=100}' --set policy.cpu_cache_compute=$c
+  done
+fi
 
-# W3 under flexrt: OPT-30B, 4-bit weights, all on the GPU.
-timeout 420 "$FLEXRT" --config configs/opt30b_4bit_gpu.toml >"$OUT/w3_flexrt.txt" 2>"$OUT/w3_flexrt.err" \
-  || { echo "flexrt W3 failed:"; tail -5 "$OUT/w3_flexrt.err"; }
+# W3: OPT-30B, 4-bit weights, all on the GPU.
+run_flexrt w3 420 --config configs/opt30b_4bit_gpu.toml
 
-# W1 under the peer.
 if [ $peer = 1 ]; then
   if [ ! -d /tmp/site/flexgen ]; then
     pip install --no-deps --no-index --target /tmp/site .carry/whl/*.whl >"$OUT/pip.log" 2>&1 || echo "peer install failed"
   fi
-  [ $w1 = 1 ] && PYTHONPATH=/tmp/site timeout 300 python3 .carry/peer/run_peer.py --model facebook/opt-6.7b --path _DUMMY_ \
-    --percent 100 0 100 0 100 0 --gpu-batch-size 128 --num-gpu-batches 1 --prompt-len 512 --gen-len 32 \
-    --offload-dir /var/tmp/peer-offload >"$OUT/w1_peer.txt" 2>&1 || { echo "peer W1 failed:"; tail -5 "$OUT/w1_peer.txt"; }
-  PYTHONPATH=/tmp/site timeout 300 python3 .carry/peer/run_peer.py --model facebook/opt-30b --path _DUMMY_ \
-    --percent 100 0 100 0 100 0 --gpu-batch-size 64 --num-gpu-batches 1 --prompt-len 512 --gen-len 32 --compress-weight \
-    --offload-dir /var/tmp/peer-offload >"$OUT/w3_peer.txt" 2>&1 || { echo "peer W3 failed:"; tail -5 "$OUT/w3_peer.txt"; }
+  if [ $w1 = 1 ]; then
+    run_peer w1 --model facebook/opt-6.7b --percent 100 0 100 0 100 0 --gpu-batch-size 128 --num-gpu-batches 1
+  fi
+  run_peer w3 --model facebook/opt-30b --percent 100 0 100 0 100 0 --gpu-batch-size 64 --num-gpu-batches 1 --compress-weight
 fi
 
 # The table.
@@ -85,23 +95,19 @@ if ob.exists():
         if line.startswith(("CEIL", "OP", "|", "ratio", "copy", "gemm", "decode", "prefill", "layer", "dequantize")): print(line)
 rows = [("prefill latency (s)", "prefill latency"), ("decode throughput (tok/s)", "decode throughput"),
         ("total throughput (tok/s)", "total throughput")]
-print("-- W1: OPT-6.7B all on GPU, 128 x (512 + 32) --")
-print(f"{'figure':28s} {'flexrt':>10s} {'FlexLLMGen':>11s} {'flexrt/peer':>12s}")
-for label, key in rows:
-    a, b = grab("w1_flexrt.txt", key), grab("w1_peer.txt", key)
-    r = "" if a is None or b is None else (f"{b / a:.2f}x" if "latency" in key else f"{a / b:.2f}x")
-    fa = "-" if a is None else f"{a:.3f}"
-    fb = "-" if b is None else f"{b:.3f}"
-    print(f"{label:28s} {fa:>10s} {fb:>11s} {r:>12s}")
-print("-- W3: OPT-30B, 4-bit weights, all on GPU, 64 x (512 + 32) --")
-for label, key in rows:
-    a, b = grab("w3_flexrt.txt", key), grab("w3_peer.txt", key)
-    r = "" if a is None or b is None else (f"{b / a:.2f}x" if "latency" in key else f"{a / b:.2f}x")
-    fa = "-" if a is None else f"{a:.3f}"
-    fb = "-" if b is None else f"{b:.3f}"
-    print(f"{label:28s} {fa:>10s} {fb:>11s} {r:>12s}")
+def workload(title, name):
+    print(f"-- {title} --")
+    print(f"{'figure':28s} {'flexrt':>10s} {'FlexLLMGen':>11s} {'flexrt/peer':>12s}")
+    for label, key in rows:
+        a, b = grab(f"{name}_flexrt.txt", key), grab(f"{name}_peer.txt", key)
+        r = "" if a is None or b is None else (f"{b / a:.2f}x" if "latency" in key else f"{a / b:.2f}x")
+        fa = "-" if a is None else f"{a:.3f}"
+        fb = "-" if b is None else f"{b:.3f}"
+        print(f"{label:28s} {fa:>10s} {fb:>11s} {r:>12s}")
+workload("W1: OPT-6.7B all on GPU, 128 x (512 + 32)", "w1")
+workload("W3: OPT-30B, 4-bit weights, all on GPU, 64 x (512 + 32)", "w3")
 print("(latency ratio: peer / flexrt, so above 1 means flexrt is faster)")
-a, b = grab("ccc_true.txt", "decode throughput"), grab("ccc_false.txt", "decode throughput")
+a, b = grab("ccc_true_flexrt.txt", "decode throughput"), grab("ccc_false_flexrt.txt", "decode throughput")
 if a and b:
     print(f"-- cache on host, OPT-6.7B 32 x (512 + 8): decode {a:.1f} tok/s attended on the CPU vs {b:.1f} copied up: {a / b:.2f}x")
 PY

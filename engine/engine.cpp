@@ -19,6 +19,9 @@ using Clock = std::chrono::steady_clock;
 constexpr uint64_t kSplitAlign = 4096;  // tier boundaries inside a layer's weights: O_DIRECT-friendly
 constexpr uint64_t kTensorAlign = 64;   // each tensor inside a layer's weight blob
 
+// `bytes` rounded up to the next tensor's start.
+uint64_t tensor_span(uint64_t bytes) { return (bytes + kTensorAlign - 1) / kTensorAlign * kTensorAlign; }
+
 // The (i, j, k) a slot was last filled or computed for; reading a slot with another tag is a schedule bug.
 struct Tag {
     int32_t i = -1, j = -1, k = -1;
@@ -140,8 +143,7 @@ struct Engine::Impl {
     int32_t dequantized_layer = -1;  // whose weights `dequantized` holds
     std::optional<ops::Group4Layout> packed_layout(const Shape& shape) const {
         if (!compressor || shape.size() < 2) return std::nullopt;
-        const int64_t dim = std::min<int64_t>(format.group_dim, static_cast<int64_t>(shape.size()) - 1);
-        return ops::Group4Layout::of(std::vector<int64_t>(shape.begin(), shape.end()), dim, format.group_size, format.symmetric != 0);
+        return ops::Group4Layout::of_tensor({shape.begin(), shape.end()}, format.group_dim, format.group_size, format.symmetric != 0);
     }
     std::array<std::unique_ptr<Buffer>, 2> weight_slot;
     std::array<Event, 2> weight_ready;
@@ -267,7 +269,7 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
         const auto specs = layers_[j]->weights();
         for (const auto& s : specs) {
             m.packed[j].push_back(m.packed_layout(s.shape));
-            b.total = (b.total + kTensorAlign - 1) / kTensorAlign * kTensorAlign;
+            b.total = tensor_span(b.total);
             b.offsets.push_back(b.total);
             b.total += m.packed[j].back() ? m.packed[j].back()->bytes() : numel(s.shape) * 2;
         }
@@ -305,14 +307,13 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
         w.gpu_end = b.gpu_end;
         const uint64_t cpu_end = b.cpu_end;
         const bool direct = b.direct;
+        uint64_t fp16_of_packed = 0;  // what this layer's compressed tensors take once dequantized
         for (size_t n = 0; n < specs.size(); ++n) {
             const auto& pk = m.packed[j][n];
             w.tensors.push_back(pk ? TensorHandle{specs[n].name, DType::u8, {static_cast<int64_t>(pk->bytes())}, {}}
                                    : TensorHandle{specs[n].name, DType::f16, specs[n].shape, {}});
+            if (pk) fp16_of_packed += tensor_span(static_cast<uint64_t>(pk->elements()) * 2);
         }
-        uint64_t fp16_of_packed = 0;
-        for (size_t n = 0; n < specs.size(); ++n)
-            if (m.packed[j][n]) fp16_of_packed += (static_cast<uint64_t>(numel(specs[n].shape)) * 2 + kTensorAlign - 1) / kTensorAlign * kTensorAlign;
         dequant_bytes = std::max(dequant_bytes, fp16_of_packed);
         const std::string what = "weights of layer " + std::to_string(j) + " (" + layers_[j]->name() + ")";
         if (w.gpu_end) w.resident = tiers.compute.allocate(w.gpu_end, what);
@@ -614,7 +615,7 @@ flexrt_status Engine::compute_layer(int32_t i, int32_t j, int32_t k) noexcept {
             if (const auto& pk = m.packed[j][n]) {  // to fp16 on the compute device, in op order, just before use
                 auto* out = reinterpret_cast<uint16_t*>(m.dequantized->data() + dequant_at);
                 if (dequantize) m.tiers.ops.dequantize_group4(reinterpret_cast<const uint8_t*>(p), *pk, out);
-                dequant_at += (static_cast<uint64_t>(pk->elements()) * 2 + kTensorAlign - 1) / kTensorAlign * kTensorAlign;
+                dequant_at += tensor_span(static_cast<uint64_t>(pk->elements()) * 2);
                 p = reinterpret_cast<const std::byte*>(out);
             }
             io.w.push_back(reinterpret_cast<const uint16_t*>(p));

@@ -27,80 +27,88 @@ const std::array<float, 65536>& half_table() {
     return table;
 }
 
-void one_head(const uint16_t* q, const SeqKvHost& kv, int64_t past, int64_t n, int64_t hd, uint16_t* out,
-              std::vector<float>& score, std::vector<float>& qf, std::vector<double>& acc) {
-    const auto& H = half_table();
+// One (sequence, head): scores over the past rows and the new one, a softmax, the weighted sum of values.
+// `K` supplies the three vector steps (widen the query, dot a key, accumulate a value) for the precision
+// and instruction set at hand; the rest is shared.
+template <typename K>
+[[gnu::always_inline]] inline void one_head(const uint16_t* q, const SeqKvHost& kv, int64_t past, int64_t n, int64_t hd,
+                                            uint16_t* out, std::vector<float>& score, std::vector<float>& qf,
+                                            std::vector<typename K::Acc>& acc) {
     const int64_t keys = past + 1;
     const float lowest = std::numeric_limits<float>::lowest();
-    for (int64_t e = 0; e < hd; ++e) qf[e] = H[q[n * hd + e]];
+    K::widen(q + n * hd, qf.data(), hd);
     auto key = [&](int64_t t) { return t < past ? kv.past_k + t * kv.past_stride + n * hd : kv.new_k + n * hd; };
     auto val = [&](int64_t t) { return t < past ? kv.past_v + t * kv.past_stride + n * hd : kv.new_v + n * hd; };
     float mx = lowest;
     for (int64_t t = 0; t < keys; ++t) {
-        if (!kv.mask[t]) {
-            score[t] = lowest;
-            continue;
-        }
-        const uint16_t* k = key(t);
-        float d = 0;
-        for (int64_t e = 0; e < hd; ++e) d += qf[e] * H[k[e]];
-        score[t] = d;
-        mx = std::max(mx, d);
-    }
-    double sum = 0;
-    std::fill(acc.begin(), acc.end(), 0.0);
-    for (int64_t t = 0; t < keys; ++t) {
-        const double p = std::exp(static_cast<double>(score[t]) - static_cast<double>(mx));  // all masked: uniform
-        sum += p;
-        if (p == 0) continue;
-        const uint16_t* v = val(t);
-        for (int64_t e = 0; e < hd; ++e) acc[e] += p * H[v[e]];
-    }
-    for (int64_t e = 0; e < hd; ++e) out[n * hd + e] = float_to_half(static_cast<float>(acc[e] / sum));
-}
-
-#if defined(__x86_64__)
-__attribute__((target("avx2,f16c,fma"))) inline __m256 load8(const uint16_t* p) {
-    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-}
-
-// The same on AVX2 + F16C + FMA, 8 lanes at a time (head_dim % 8 == 0): the hardware widens fp16, fp32
-// accumulation throughout. About 5x the table version's rate.
-__attribute__((target("avx2,f16c,fma"))) void one_head_avx2(const uint16_t* q, const SeqKvHost& kv, int64_t past, int64_t n,
-                                                            int64_t hd, uint16_t* out, std::vector<float>& score,
-                                                            std::vector<float>& qf, std::vector<float>& acc) {
-    const int64_t keys = past + 1;
-    const float lowest = std::numeric_limits<float>::lowest();
-    for (int64_t e = 0; e < hd; e += 8) _mm256_storeu_ps(qf.data() + e, load8(q + n * hd + e));
-    auto key = [&](int64_t t) { return t < past ? kv.past_k + t * kv.past_stride + n * hd : kv.new_k + n * hd; };
-    auto val = [&](int64_t t) { return t < past ? kv.past_v + t * kv.past_stride + n * hd : kv.new_v + n * hd; };
-    float mx = lowest;
-    for (int64_t t = 0; t < keys; ++t) {
-        if (!kv.mask[t]) {
-            score[t] = lowest;
-            continue;
-        }
-        const uint16_t* k = key(t);
-        __m256 d = _mm256_setzero_ps();
-        for (int64_t e = 0; e < hd; e += 8) d = _mm256_fmadd_ps(_mm256_loadu_ps(qf.data() + e), load8(k + e), d);
-        __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(d), _mm256_extractf128_ps(d, 1));
-        s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-        s4 = _mm_add_ss(s4, _mm_shuffle_ps(s4, s4, 1));
-        score[t] = _mm_cvtss_f32(s4);
+        score[t] = kv.mask[t] ? K::dot(qf.data(), key(t), hd) : lowest;
         mx = std::max(mx, score[t]);
     }
     double sum = 0;
-    std::fill(acc.begin(), acc.end(), 0.0f);
+    std::fill(acc.begin(), acc.end(), typename K::Acc(0));
     for (int64_t t = 0; t < keys; ++t) {
         const double p = std::exp(static_cast<double>(score[t]) - static_cast<double>(mx));  // all masked: uniform
         sum += p;
-        if (p == 0) continue;
-        const __m256 pv = _mm256_set1_ps(static_cast<float>(p));
-        const uint16_t* v = val(t);
-        for (int64_t e = 0; e < hd; e += 8)
-            _mm256_storeu_ps(acc.data() + e, _mm256_fmadd_ps(pv, load8(v + e), _mm256_loadu_ps(acc.data() + e)));
+        if (p != 0) K::axpy(p, val(t), acc.data(), hd);
     }
     for (int64_t e = 0; e < hd; ++e) out[n * hd + e] = float_to_half(static_cast<float>(acc[e] / sum));
+}
+
+// Any head_dim, any CPU: fp16 widened by table, values accumulated in double.
+struct TableKernels {
+    using Acc = double;
+    static void widen(const uint16_t* x, float* y, int64_t n) {
+        const auto& H = half_table();
+        for (int64_t e = 0; e < n; ++e) y[e] = H[x[e]];
+    }
+    static float dot(const float* qf, const uint16_t* k, int64_t n) {
+        const auto& H = half_table();
+        float d = 0;
+        for (int64_t e = 0; e < n; ++e) d += qf[e] * H[k[e]];
+        return d;
+    }
+    static void axpy(double p, const uint16_t* v, double* acc, int64_t n) {
+        const auto& H = half_table();
+        for (int64_t e = 0; e < n; ++e) acc[e] += p * H[v[e]];
+    }
+};
+
+void one_head_table(const uint16_t* q, const SeqKvHost& kv, int64_t past, int64_t n, int64_t hd, uint16_t* out,
+                    std::vector<float>& score, std::vector<float>& qf, std::vector<double>& acc) {
+    one_head<TableKernels>(q, kv, past, n, hd, out, score, qf, acc);
+}
+
+#if defined(__x86_64__)
+#define FLEXRT_AVX2 [[gnu::target("avx2,f16c,fma")]]
+// AVX2 + F16C + FMA, 8 lanes at a time (head_dim % 8 == 0): the hardware widens fp16, fp32 accumulation
+// throughout. About 5x the table version's rate.
+struct Avx2Kernels {
+    using Acc = float;
+    [[gnu::target("avx2,f16c,fma"), gnu::always_inline]] static __m256 load8(const uint16_t* p) {
+        return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    }
+    FLEXRT_AVX2 static void widen(const uint16_t* x, float* y, int64_t n) {
+        for (int64_t e = 0; e < n; e += 8) _mm256_storeu_ps(y + e, load8(x + e));
+    }
+    FLEXRT_AVX2 static float dot(const float* qf, const uint16_t* k, int64_t n) {
+        __m256 d = _mm256_setzero_ps();
+        for (int64_t e = 0; e < n; e += 8) d = _mm256_fmadd_ps(_mm256_loadu_ps(qf + e), load8(k + e), d);
+        __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(d), _mm256_extractf128_ps(d, 1));
+        s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+        s4 = _mm_add_ss(s4, _mm_shuffle_ps(s4, s4, 1));
+        return _mm_cvtss_f32(s4);
+    }
+    FLEXRT_AVX2 static void axpy(double p, const uint16_t* v, float* acc, int64_t n) {
+        const __m256 pv = _mm256_set1_ps(static_cast<float>(p));
+        for (int64_t e = 0; e < n; e += 8) _mm256_storeu_ps(acc + e, _mm256_fmadd_ps(pv, load8(v + e), _mm256_loadu_ps(acc + e)));
+    }
+};
+#undef FLEXRT_AVX2
+
+[[gnu::target("avx2,f16c,fma")]] void one_head_avx2(const uint16_t* q, const SeqKvHost& kv, int64_t past, int64_t n, int64_t hd,
+                                                    uint16_t* out, std::vector<float>& score, std::vector<float>& qf,
+                                                    std::vector<float>& acc) {
+    one_head<Avx2Kernels>(q, kv, past, n, hd, out, score, qf, acc);
 }
 
 bool have_avx2() {
@@ -134,7 +142,7 @@ void attention_decode_host(const uint16_t* q, const SeqKvHost* kv, int64_t batch
                 continue;
             }
 #endif
-            one_head(q + b * h, kv[b], past, n, head_dim, out + b * h, score, qf, acc);
+            one_head_table(q + b * h, kv[b], past, n, head_dim, out + b * h, score, qf, acc);
         }
     };
     std::vector<std::jthread> pool;

@@ -376,13 +376,13 @@ private:
     // The views in device memory: uploaded when they differ from the last ones (write_new_kv and then
     // attention of one layer pass the same views: one upload).
     const cuda::SeqKvHalf* device_views(const KvView* kv, int64_t batch) {
-        std::vector<cuda::SeqKvHalf> next(static_cast<size_t>(batch));
+        next_views_.resize(static_cast<size_t>(batch));
         for (int64_t b = 0; b < batch; ++b)
-            next[b] = {h(kv[b].past_k), h(kv[b].past_v), kv[b].past_stride, h(kv[b].new_k), h(kv[b].new_v), kv[b].new_stride};
-        const size_t bytes = next.size() * sizeof(cuda::SeqKvHalf);
-        const bool same = next.size() == views_.size() && std::memcmp(next.data(), views_.data(), bytes) == 0;
+            next_views_[b] = {h(kv[b].past_k), h(kv[b].past_v), kv[b].past_stride, h(kv[b].new_k), h(kv[b].new_v), kv[b].new_stride};
+        const size_t bytes = next_views_.size() * sizeof(cuda::SeqKvHalf);
+        const bool same = next_views_.size() == views_.size() && std::memcmp(next_views_.data(), views_.data(), bytes) == 0;
         if (!same || !views_uploaded_) {
-            views_ = std::move(next);
+            views_.swap(next_views_);
             views_uploaded_ = views_dev_.get(bytes, stream_);
             ring_.copy(views_uploaded_, views_.data(), bytes, stream_);
         }
@@ -398,7 +398,7 @@ private:
     int* input_errors_ = nullptr;
     int32_t* ids_host_ = nullptr;
     int64_t vocab_ = 0, n_pos_ = 0;
-    std::vector<cuda::SeqKvHalf> views_;
+    std::vector<cuda::SeqKvHalf> views_, next_views_;  // the last uploaded, and the ones being built
     void* views_uploaded_ = nullptr;
     PinnedVector host_rows_;  // cpu_cache_compute: q and new K, V rows on their way down
     cudaEvent_t rows_down_{};

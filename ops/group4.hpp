@@ -15,6 +15,7 @@
 // Arithmetic is fp32 with IEEE division and round-half-to-even, so the CPU and CUDA variants agree bit for bit.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -33,6 +34,11 @@ struct Group4Layout {
 
     // The layout of a tensor of `shape` grouped along shape[group_dim].
     static Group4Layout of(const std::vector<int64_t>& shape, int64_t group_dim, int64_t group_size, bool symmetric);
+    // The same, grouped along the last dimension when the tensor has no dimension `group_dim`: the rule the
+    // group4 plugin compresses by and the engine dequantizes by.
+    static Group4Layout of_tensor(const std::vector<int64_t>& shape, int64_t group_dim, int64_t group_size, bool symmetric) {
+        return of(shape, std::min<int64_t>(group_dim, static_cast<int64_t>(shape.size()) - 1), group_size, symmetric);
+    }
     FLEXRT_HOST_DEVICE int64_t groups() const { return (dim + group_size - 1) / group_size; }
     FLEXRT_HOST_DEVICE int64_t elements() const { return outer * dim * inner; }
     // The codes, padded to 16 bytes so the pairs after them are aligned for wide loads.

@@ -47,12 +47,10 @@ public:
     void release() noexcept override { delete this; }
 
 private:
-    // Tensors of fewer dimensions than group_dim + 1 are grouped along their last one.
     flexrt::ops::Group4Layout layout(const flexrt_tensor_desc& d) const {
         if (d.dtype != FLEXRT_DTYPE_F16) throw std::invalid_argument("group4 compresses fp16 tensors");
-        std::vector<int64_t> shape(d.shape, d.shape + d.ndim);
-        const int64_t dim = std::min<int64_t>(format_.group_dim, static_cast<int64_t>(d.ndim) - 1);
-        return flexrt::ops::Group4Layout::of(shape, dim, format_.group_size, format_.symmetric != 0);
+        return flexrt::ops::Group4Layout::of_tensor({d.shape, d.shape + d.ndim}, format_.group_dim, format_.group_size,
+                                                    format_.symmetric != 0);
     }
 
     const flexrt_host* host_;
