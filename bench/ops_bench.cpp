@@ -4,6 +4,7 @@
 #include "core/src/cuda/cuda_check.hpp"
 #include "ops/f16.hpp"
 #include "ops/group4.hpp"
+#include "ops/linear_group4.hpp"
 #include "ops/ops_cuda.hpp"
 
 #include <algorithm>
@@ -167,6 +168,41 @@ int main() {
         std::snprintf(line, sizeof line, "30B layer GEMMs %-6s rows %-6lld %9.3f ms, floor %.3f ms = %.2f x floor (target <= 1.25)",
                       rows_n > 64 ? "prefill" : "decode", static_cast<long long>(rows_n), ms, floor_ms, ms / floor_ms);
         rows.push_back(line);
+    }
+
+    // --- the fused 4-bit GEMM against the fp16 cuBLASLt GEMM, OPT-30B decode shapes (64 rows), same weights ---
+    {
+        const int64_t h = 7168, f = 4 * h, rows_n = 64;
+        Dev x(rows_n * f * 2, 24), y(rows_n * f * 2, 25), bias(f * 2, 26), w(f * h * 2, 27);
+        int64_t* bad = nullptr;
+        FLEXRT_CUDA_CHECK(cudaMalloc(&bad, sizeof(int64_t)));
+        struct Gemm {
+            const char* name;
+            int64_t in, out;
+            int count;  // per layer
+        };
+        double fp16_total = 0, fused_total = 0;
+        for (const Gemm& g : {Gemm{"q/k/v/out 7168->7168", h, h, 4}, Gemm{"fc1 7168->28672", h, f, 1}, Gemm{"fc2 28672->7168", f, h, 1}}) {
+            const ops::Group4Layout L = ops::Group4Layout::of({g.out, g.in}, 0, 64, false);
+            Dev packed(L.bytes(), 28);
+            FLEXRT_CUDA_CHECK(cudaMemset(bad, 0xff, sizeof(int64_t)));
+            ops::cuda::quantize_group4(w.as<uint16_t>(), L, packed.as<uint8_t>(), bad, nullptr);
+            const double fp16_ms = time_ms([&] {
+                ops::cuda::linear(x.as<uint16_t>(), rows_n, g.in, w.as<uint16_t>(), bias.as<uint16_t>(), g.out, y.as<uint16_t>(), false, nullptr);
+            });
+            const double fused_ms = time_ms([&] {
+                ops::cuda::linear_group4(x.as<uint16_t>(), rows_n, packed.as<uint8_t>(), L, bias.as<uint16_t>(), y.as<uint16_t>(), false, nullptr);
+            });
+            fp16_total += g.count * fp16_ms, fused_total += g.count * fused_ms;
+            const double gbs = static_cast<double>(L.bytes()) / (fused_ms * 1e-3) / 1e9;
+            std::snprintf(line, sizeof line, "4-bit GEMM b64 %-22s %7.3f ms vs fp16 %7.3f ms = %.2f x (weights at %.2f x copy)", g.name,
+                          fused_ms, fp16_ms, fp16_ms / fused_ms, gbs / copy_gbs);
+            rows.push_back(line);
+        }
+        std::snprintf(line, sizeof line, "4-bit GEMMs of a 30B layer, b64     %9.3f ms vs fp16 %.3f ms = %.2f x (target >= 2)", fused_total,
+                      fp16_total, fp16_total / fused_total);
+        rows.push_back(line);
+        cudaFree(bad);
     }
 
     cudaDeviceProp prop{};

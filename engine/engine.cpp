@@ -4,6 +4,7 @@
 #include "core/src/tensor_handle.hpp"
 
 #include "ops/group4.hpp"
+#include "ops/linear_group4.hpp"
 #include "ops/sampling.hpp"
 
 #include <algorithm>
@@ -604,19 +605,32 @@ flexrt_status Engine::compute_layer(int32_t i, int32_t j, int32_t k) noexcept {
             need(m.weight_tag[j % 2], Tag{i, j, 0}, "load_weight");
             wait(m.weight_ready[j % 2]);
         }
+        // Compressed weights: a decode-sized GEMM reads them as they are (ops::fuses_group4: the rule depends
+        // on the rows only, never on the tiers); otherwise they are dequantized on the compute device, in op
+        // order, just before use - the whole layer at once, once for all GPU batches (they run back to back).
+        const int64_t linear_rows = layer.is_output() ? m.gbs : m.gbs * m.seq_len(i);
+        auto fused = [&](size_t n) { return !layer.is_input() && ops::fuses_group4(linear_rows, *m.packed[j][n]); };
+        bool needs_fp16 = false;
+        for (size_t n = 0; n < w.tensors.size(); ++n) needs_fp16 |= m.packed[j][n] && !fused(n);
+        const bool dequantize = needs_fp16 && m.dequantized_layer != j;
+        if (dequantize) m.dequantized_layer = j;
         uint64_t dequant_at = 0;
-        // The GPU batches of one layer run back to back: its weights are dequantized once for all of them.
-        const bool dequantize = m.dequantized_layer != j;
-        m.dequantized_layer = j;
+        io.packed.resize(w.tensors.size());
         for (size_t n = 0; n < w.tensors.size(); ++n) {
             const std::byte* p = w.offsets[n] < w.copy_from ? w.tensors[n].resident_on(TierKind::compute)
                                                             : m.weight_slot[j % 2]->data() + (w.offsets[n] - w.copy_from);
             FLEXRT_ASSERT(p);
-            if (const auto& pk = m.packed[j][n]) {  // to fp16 on the compute device, in op order, just before use
+            if (const auto& pk = m.packed[j][n]) {
+                const auto* bytes = reinterpret_cast<const uint8_t*>(p);
                 auto* out = reinterpret_cast<uint16_t*>(m.dequantized->data() + dequant_at);
-                if (dequantize) m.tiers.ops.dequantize_group4(reinterpret_cast<const uint8_t*>(p), *pk, out);
                 dequant_at += tensor_span(static_cast<uint64_t>(pk->elements()) * 2);
-                p = reinterpret_cast<const std::byte*>(out);
+                if (dequantize) m.tiers.ops.dequantize_group4(bytes, *pk, out);
+                if (fused(n)) {
+                    io.packed[n] = {bytes, &*pk};
+                    p = nullptr;
+                } else {
+                    p = reinterpret_cast<const std::byte*>(out);
+                }
             }
             io.w.push_back(reinterpret_cast<const uint16_t*>(p));
         }

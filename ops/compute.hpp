@@ -60,6 +60,10 @@ public:
 
     // group4-compressed bytes (ops/group4.hpp) to fp16, both in the device's memory, in op order.
     virtual void dequantize_group4(const uint8_t* packed, const Group4Layout& layout, uint16_t* out) = 0;
+    // y = x W^T + b, optionally ReLU, with W (out, in) group4-compressed in the device's memory; used when
+    // ops::fuses_group4(rows, layout) (ops/linear_group4.hpp): decode reads the 4-bit weights directly.
+    virtual void linear_group4(const void* x, int64_t rows, const uint8_t* packed, const Group4Layout& layout, const uint16_t* b,
+                               void* y, bool relu) = 0;
     // Device memory to device memory, in op order (no host round trip).
     virtual void copy(void* dst, const void* src, size_t bytes) = 0;
     // ids[r] (host memory) for each row of logits (rows, vocab): the argmax, or ops::sample with u[r]

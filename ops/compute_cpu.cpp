@@ -6,6 +6,7 @@
 #include "group4.hpp"
 #include "layer_norm.hpp"
 #include "linear.hpp"
+#include "linear_group4.hpp"
 #include "sampling.hpp"
 
 #include <cstring>
@@ -60,6 +61,10 @@ public:
         for (int64_t r = 0; r < rows; ++r) std::memcpy(f(dst) + r * dst_stride, f(src) + r * src_stride, width * sizeof(float));
     }
     void copy(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+    void linear_group4(const void* x, int64_t rows, const uint8_t* packed, const Group4Layout& layout, const uint16_t* b, void* y,
+                       bool relu) override {
+        ops::linear_group4(f(x), rows, packed, layout, b, f(y), relu);
+    }
     void dequantize_group4(const uint8_t* packed, const Group4Layout& layout, uint16_t* out) override {
         ops::dequantize_group4(packed, layout, out);
     }

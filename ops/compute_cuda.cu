@@ -4,6 +4,7 @@
 #include "cuda_check.cuh"
 #include "f16.hpp"
 #include "group4.hpp"
+#include "linear_group4.hpp"
 #include "attention_host.hpp"
 #include "ops_cuda.hpp"
 #include "sampling.hpp"
@@ -315,6 +316,12 @@ public:
         if (rows == 0) return;
         prof_.time("copy_rows", stream_, [&] {
             FLEXRT_CUDA_CHECK(cudaMemcpy2DAsync(dst, dst_stride * 2, src, src_stride * 2, width * 2, rows, cudaMemcpyDeviceToDevice, stream_));
+        });
+    }
+    void linear_group4(const void* x, int64_t rows, const uint8_t* packed, const Group4Layout& layout, const uint16_t* b, void* y,
+                       bool relu) override {
+        prof_.time("linear_group4", stream_, [&] {
+            cuda::linear_group4(static_cast<const uint16_t*>(x), rows, packed, layout, b, static_cast<uint16_t*>(y), relu, stream_);
         });
     }
     void dequantize_group4(const uint8_t* packed, const Group4Layout& layout, uint16_t* out) override {

@@ -55,6 +55,9 @@ int64_t quantize_group4(const uint16_t* x, const Group4Layout& layout, uint8_t* 
 
 // Dequantizes `in` (layout.bytes()) into out (fp16, the layout's elements).
 void dequantize_group4(const uint8_t* in, const Group4Layout& layout, uint16_t* out);
+// Part of it: groups [g0, g1) of slab `o`, i.e. rows [g0 * G, min(dim, g1 * G)) of that (dim, inner) slab,
+// into out (those rows, inner).
+void dequantize_group4_groups(const uint8_t* in, const Group4Layout& layout, int64_t o, int64_t g0, int64_t g1, uint16_t* out);
 
 namespace cuda {
 // The CUDA variants (CUDA builds only), bit for bit the CPU's; pointers in device memory, `stream` a

@@ -93,28 +93,31 @@ int64_t quantize_group4(const uint16_t* x, const Group4Layout& L, uint8_t* out) 
     return first;
 }
 
-void dequantize_group4(const uint8_t* in_bytes, const Group4Layout& L, uint16_t* out) {
+void dequantize_group4_groups(const uint8_t* in_bytes, const Group4Layout& L, int64_t o, int64_t g0, int64_t g1, uint16_t* out) {
     const int64_t G = L.group_size, ng = L.groups(), in = L.inner;
     const auto* pairs = reinterpret_cast<const uint16_t*>(in_bytes + L.code_bytes());
     // Per group and column, the 16 values a code can take (the same fp32 operations as one at a time):
     // then each element is a table lookup.
     std::vector<uint16_t> table(static_cast<size_t>(in) * 16);
-    for (int64_t o = 0; o < L.outer; ++o)
-        for (int64_t g = 0; g < ng; ++g) {
-            const uint16_t* pair = pairs + ((o * ng + g) * 2) * in;
-            for (int64_t c = 0; c < in; ++c) {
-                const float scale = half_to_float(pair[c]), mn = half_to_float(pair[in + c]);
-                for (int code = 0; code < 16; ++code)
-                    table[c * 16 + code] = float_to_half(L.symmetric ? static_cast<float>(code - 8) / scale
-                                                                     : static_cast<float>(code) / scale + mn);
-            }
-            for (int64_t r = g * G; r < std::min(L.dim, (g + 1) * G); ++r) {
-                const uint8_t* row = in_bytes + (o * ng * G / 2 + r / 2) * in;
-                uint16_t* dst = out + (o * L.dim + r) * in;
-                const int shift = r % 2 == 0 ? 4 : 0;
-                for (int64_t c = 0; c < in; ++c) dst[c] = table[c * 16 + ((row[c] >> shift) & 0xf)];
-            }
+    for (int64_t g = g0; g < g1; ++g) {
+        const uint16_t* pair = pairs + ((o * ng + g) * 2) * in;
+        for (int64_t c = 0; c < in; ++c) {
+            const float scale = half_to_float(pair[c]), mn = half_to_float(pair[in + c]);
+            for (int code = 0; code < 16; ++code)
+                table[c * 16 + code] = float_to_half(L.symmetric ? static_cast<float>(code - 8) / scale
+                                                                 : static_cast<float>(code) / scale + mn);
         }
+        for (int64_t r = g * G; r < std::min(L.dim, (g + 1) * G); ++r) {
+            const uint8_t* row = in_bytes + (o * ng * G / 2 + r / 2) * in;
+            uint16_t* dst = out + (r - g0 * G) * in;
+            const int shift = r % 2 == 0 ? 4 : 0;
+            for (int64_t c = 0; c < in; ++c) dst[c] = table[c * 16 + ((row[c] >> shift) & 0xf)];
+        }
+    }
+}
+
+void dequantize_group4(const uint8_t* in_bytes, const Group4Layout& L, uint16_t* out) {
+    for (int64_t o = 0; o < L.outer; ++o) dequantize_group4_groups(in_bytes, L, o, 0, L.groups(), out + o * L.dim * L.inner);
 }
 
 }  // namespace flexrt::ops

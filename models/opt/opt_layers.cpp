@@ -9,6 +9,15 @@ namespace {
 
 std::string layer_prefix(int64_t l) { return "decoder.layers." + std::to_string(l) + "."; }
 
+// y = x W^T + b with weight io.w[wi], as fp16 or as the compressed bytes the engine handed over.
+void project(const LayerIO& io, size_t wi, const void* x, int64_t rows, int64_t in, const uint16_t* bias, int64_t out, void* y,
+             bool relu) {
+    if (wi < io.packed.size() && io.packed[wi].bytes)
+        io.ops->linear_group4(x, rows, io.packed[wi].bytes, *io.packed[wi].layout, bias, y, relu);
+    else
+        io.ops->linear(x, rows, in, io.w[wi], bias, out, y, relu);
+}
+
 class InputEmbed final : public Layer {
 public:
     explicit InputEmbed(const OptConfig& c) : c_(c) {}
@@ -25,7 +34,7 @@ public:
         const int64_t rows = io.batch * io.seq, h = c_.hidden_size;
         if (c_.projects()) {  // (rows, embed_dim) tokens, projected to (rows, h)
             o.embed_tokens(io.ids, rows, io.w[0], c_.vocab_size, c_.embed_dim(), io.ws.ln);
-            o.linear(io.ws.ln, rows, c_.embed_dim(), io.w[2], nullptr, h, io.y, false);
+            project(io, 2, io.ws.ln, rows, c_.embed_dim(), nullptr, h, io.y, false);
         } else {
             o.embed_tokens(io.ids, rows, io.w[0], c_.vocab_size, h, io.y);
         }
@@ -68,14 +77,14 @@ public:
             o.layer_norm(io.x, rows, h, w[w0 + 8], w[w0 + 9], c.layer_norm_eps, ws.ln);
             in = ws.ln;
         }
-        o.linear(in, rows, h, w[w0 + 0], w[w0 + 1], h, ws.q, false);
-        o.linear(in, rows, h, w[w0 + 2], w[w0 + 3], h, ws.k, false);
-        o.linear(in, rows, h, w[w0 + 4], w[w0 + 5], h, ws.v, false);
+        project(io, w0 + 0, in, rows, h, w[w0 + 1], h, ws.q, false);
+        project(io, w0 + 2, in, rows, h, w[w0 + 3], h, ws.k, false);
+        project(io, w0 + 4, in, rows, h, w[w0 + 5], h, ws.v, false);
         o.scale(ws.q, rows * h, 1.0f / std::sqrt(static_cast<float>(hd)));
         // This step's K and V rows go to where the engine keeps them (the cache layout of each sequence).
         o.write_new_kv(io.kv, io.batch, io.seq, h, ws.k, ws.v);
         o.attention(ws.q, io.kv, io.batch, io.seq, io.past, c.num_heads, hd, io.mask, io.mask_stride, ws.attn);
-        o.linear(ws.attn, rows, h, w[w0 + 6], w[w0 + 7], h, io.y, false);
+        project(io, w0 + 6, ws.attn, rows, h, w[w0 + 7], h, io.y, false);
         o.add(io.y, io.x, rows * h);
         if (!c.pre_layer_norm) o.layer_norm(io.y, rows, h, w[w0 + 8], w[w0 + 9], c.layer_norm_eps, io.y);
     }
@@ -109,8 +118,8 @@ public:
             o.layer_norm(io.x, rows, h, w[w0 + 4], w[w0 + 5], c.layer_norm_eps, ws.ln);
             in = ws.ln;
         }
-        o.linear(in, rows, h, w[w0 + 0], w[w0 + 1], f, ws.ffn, /*relu=*/true);
-        o.linear(ws.ffn, rows, f, w[w0 + 2], w[w0 + 3], h, io.y, false);
+        project(io, w0 + 0, in, rows, h, w[w0 + 1], f, ws.ffn, /*relu=*/true);
+        project(io, w0 + 2, ws.ffn, rows, f, w[w0 + 3], h, io.y, false);
         o.add(io.y, io.x, rows * h);
         if (!c.pre_layer_norm) o.layer_norm(io.y, rows, h, w[w0 + 4], w[w0 + 5], c.layer_norm_eps, io.y);
     }
@@ -181,10 +190,10 @@ public:
             next = 3;
         }
         if (c_.projects()) {  // (batch, h) -> (batch, embed_dim)
-            o.linear(last, io.batch, h, io.w[next], nullptr, c_.embed_dim(), io.ws.q, false);
+            project(io, next, last, io.batch, h, nullptr, c_.embed_dim(), io.ws.q, false);
             last = io.ws.q;
         }
-        o.linear(last, io.batch, c_.embed_dim(), io.w[0], nullptr, c_.vocab_size, io.y, false);
+        project(io, 0, last, io.batch, c_.embed_dim(), nullptr, c_.vocab_size, io.y, false);
     }
 
 private:

@@ -14,7 +14,8 @@
 namespace flexrt::ops {
 class Compute;
 struct KvView;
-}
+struct Group4Layout;
+}  // namespace flexrt::ops
 
 namespace flexrt::opt {
 
@@ -33,10 +34,17 @@ struct Workspace {
     void* ffn;   // (rows, ffn)
 };
 
+// A weight the compute device multiplies in its compressed form (ops::Compute::linear_group4).
+struct PackedWeight {
+    const uint8_t* bytes = nullptr;
+    const ops::Group4Layout* layout = nullptr;
+};
+
 // Everything one forward call of one layer reads and writes (compute-device memory, activation dtype).
 struct LayerIO {
     ops::Compute* ops = nullptr;     // the device's ops
     std::vector<const uint16_t*> w;  // fp16 weights, in the order of the layer's weight specs
+    std::vector<PackedWeight> packed;  // empty, or parallel to w: where bytes is set (w null), multiply compressed
     int64_t batch = 0;               // sequences in this GPU batch
     int64_t seq = 0;                 // tokens per sequence this step: prompt_len at prefill, 1 at decode
     int64_t past = 0;                // cached positions before this step

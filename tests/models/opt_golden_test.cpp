@@ -11,6 +11,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <optional>
 
 namespace flexrt::test {
 namespace {
@@ -177,14 +178,34 @@ void check_compressed(bool gpu) {
     const PolicyCase on_compute{"all_on_compute", 4, 1, kAllGpu, kAllGpu, kAllGpu};
     const GenerationResult plain = run_case(on_compute, nullptr, {}, "tiny_opt", "mmap", gpu);
     const GenerationResult expected = run_case(on_compute, &round_trip, {}, "tiny_opt", "mmap", gpu);
-    // Against the same policy (a GEMM library may round differently at another batch size).
+    // Against the same policy (a GEMM library may round differently at another batch size). The CPU's
+    // decode multiplies the compressed weights with the very values dequantization gives: bit for bit. The
+    // GPU's fused 4-bit GEMM widens codes with an fp16 FMA instead of an fp32 division (a couple of fp16
+    // roundings per weight): logits within 5e-2, the same greedy tokens.
+    std::optional<GenerationResult> compressed_gbs4;
     for (const PolicyCase& c : {on_compute, PolicyCase{"weights_on_disk", 2, 2, kAllDisk, kAllGpu, kAllGpu},
                                 PolicyCase{"split_everything", 4, 1, {30, 40}, {50, 25}, {25, 50}},
                                 PolicyCase{"split_fused_layers", 2, 2, {10, 60}, {50, 0}, {0, 50}, false}}) {
         const GenerationResult want = run_case(c, &round_trip, {}, "tiny_opt", "mmap", gpu);
         const GenerationResult r = run_case(c, nullptr, {}, "tiny_opt", "aio", gpu, group4.get());
         EXPECT_EQ(r.tokens, want.tokens) << c.name;
-        EXPECT_EQ(r.logits, want.logits) << c.name;
+        if (!gpu) {
+            EXPECT_EQ(r.logits, want.logits) << c.name;
+        } else {
+            double diff = 0;
+            for (size_t v = 0; v < r.logits.size(); ++v) diff = std::max(diff, double(std::abs(r.logits[v] - want.logits[v])));
+            std::printf("%s: max |logit - round-tripped fp16 run's| %.4f\n", c.name.c_str(), diff);
+            EXPECT_LT(diff, 5e-2) << c.name;
+        }
+        // Where the weights live never changes the result: the same batch shape on other tiers, the same bits.
+        if (c.gbs == 4 && c.ngb == 1) {
+            if (compressed_gbs4) {
+                EXPECT_EQ(r.tokens, compressed_gbs4->tokens) << c.name;
+                EXPECT_EQ(r.logits, compressed_gbs4->logits) << c.name;
+            } else {
+                compressed_gbs4 = r;
+            }
+        }
     }
     // Step 0's logits come from the same prompts in both runs: a direct measure of the weights' error.
     double worst = 0;

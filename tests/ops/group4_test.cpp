@@ -4,12 +4,15 @@
 #include "core/src/npy.hpp"
 #include "ops/f16.hpp"
 #include "ops/group4.hpp"
+#include "ops/linear.hpp"
+#include "ops/linear_group4.hpp"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <fstream>
 #include <limits>
+#include <random>
 #include <sstream>
 
 namespace flexrt::ops {
@@ -123,6 +126,48 @@ TEST(Group4, NonFiniteInputIsRefusedWithItsIndex) {
     EXPECT_EQ(quantize_group4(x.data(), L, packed.data()), 77);
     EXPECT_THROW(Group4Layout::of({128}, 1, 64, false), std::invalid_argument);
     EXPECT_THROW(Group4Layout::of({128}, 0, 63, false), std::invalid_argument);
+}
+
+// The CPU's fused 4-bit linear: the same values as dequantizing the whole matrix and calling linear() (the
+// same widened weights, the same sums: 1e-6 relative for the GEMM's blocking), and within float rounding of
+// a float64 product with the dequantized weights. Rows on both sides of the GEMV/GEMM switch, an output
+// count that is not a multiple of the group (padding), many blocks of groups (the (vocab, h) head's case).
+TEST(Group4Linear, CpuEqualsDequantizeThenLinear) {
+    struct Shape3 {
+        int64_t rows, in, out;
+        bool relu;
+    };
+    for (const Shape3& c : {Shape3{1, 64, 130, false}, Shape3{5, 128, 64, true}, Shape3{20, 192, 300, true}, Shape3{3, 8192, 200, false}}) {
+        const Group4Layout L = Group4Layout::of({c.out, c.in}, 0, 64, false);
+        std::mt19937 rng(static_cast<unsigned>(c.rows + c.in + c.out));
+        std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+        std::vector<uint16_t> w(static_cast<size_t>(c.out * c.in)), b(static_cast<size_t>(c.out));
+        for (auto& v : w) v = float_to_half(0.05f * u(rng));
+        for (auto& v : b) v = float_to_half(0.1f * u(rng));
+        std::vector<float> x(static_cast<size_t>(c.rows * c.in));
+        for (auto& v : x) v = u(rng);
+        std::vector<uint8_t> packed(L.bytes());
+        ASSERT_EQ(quantize_group4(w.data(), L, packed.data()), -1);
+        std::vector<uint16_t> wq(w.size());
+        dequantize_group4(packed.data(), L, wq.data());
+
+        std::vector<float> fused(static_cast<size_t>(c.rows * c.out), -7.0f), plain(fused.size());
+        linear_group4(x.data(), c.rows, packed.data(), L, b.data(), fused.data(), c.relu);
+        std::vector<float> scratch(static_cast<size_t>(linear_scratch_floats(c.in)));
+        linear(x.data(), c.rows, c.in, wq.data(), b.data(), c.out, plain.data(), scratch.data(), c.relu);
+        for (int64_t r = 0; r < c.rows; ++r)
+            for (int64_t o = 0; o < c.out; ++o) {
+                double ref = half_to_float(b[o]), mag = 0;
+                for (int64_t k = 0; k < c.in; ++k) {
+                    ref += static_cast<double>(x[r * c.in + k]) * half_to_float(wq[o * c.in + k]);
+                    mag += std::abs(x[r * c.in + k] * half_to_float(wq[o * c.in + k]));
+                }
+                if (c.relu) ref = std::max(ref, 0.0);
+                const float got = fused[r * c.out + o];
+                ASSERT_NEAR(got, plain[r * c.out + o], 1e-6 * (mag + 1)) << "row " << r << " out " << o;
+                ASSERT_NEAR(got, ref, 1e-5 * (mag + 1)) << "row " << r << " out " << o;
+            }
+    }
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include "ops/group4.hpp"
 #include "ops/layer_norm.hpp"
 #include "ops/linear.hpp"
+#include "ops/linear_group4.hpp"
 #include "ops/ops_cuda.hpp"
 #include "ops/sampling.hpp"
 
@@ -256,6 +257,59 @@ TEST(Group4Cuda, BitForBitTheCpu) {
     Dev<int64_t> bad(std::vector<int64_t>{-1});
     cuda::quantize_group4(dx.p, L, dpacked.p, bad.p, nullptr);
     EXPECT_EQ(bad.get()[0], 700);
+}
+
+// The fused 4-bit GEMM against float64 sums over dequantize_group4's weights (the format's values): the
+// kernel widens codes with an fp16 FMA (code * fp16(1/scale) + min) instead of an fp32 division, so each
+// weight may differ by a couple of fp16 roundings of the group's magnitude: tolerance
+// 2e-3 |y| + 2^-9 sum_k |x_k| (|w_k| + |min| + range) per output. Shapes: output tails (not a multiple of the
+// 128-feature tile, an odd number of groups), rows below, at and above the 64-row tile, `in` long enough to
+// be split over blocks (then summed in a fixed order: two runs give the same bits), ReLU and bias, symmetric.
+TEST(Group4LinearCuda, MatchesDequantizedWeightsInFloat64) {
+    REQUIRE_GPU();
+    struct Case {
+        int64_t rows, in, out;
+        bool symmetric, relu, bias;
+    };
+    for (const Case& c : {Case{1, 128, 256, false, false, true}, Case{8, 192, 200, false, true, true}, Case{64, 1024, 384, false, false, false},
+                          Case{100, 4096, 1152, false, true, true}, Case{64, 7168, 1024, true, false, true}, Case{3, 64, 66, false, false, true}}) {
+        const Group4Layout L = Group4Layout::of({c.out, c.in}, 0, 64, c.symmetric);
+        ASSERT_TRUE(fusable_group4(L));
+        std::mt19937 rng(static_cast<unsigned>(c.rows * 7 + c.in + c.out));
+        auto w = rand_half(static_cast<size_t>(c.out * c.in), rng, 0.05f);
+        for (int64_t i = 0; i < std::min<int64_t>(c.in, 40); ++i) w[i] = float_to_half(0.01f);  // a constant group column
+        auto x = rand_half(static_cast<size_t>(c.rows * c.in), rng, 1.0f);
+        auto b = rand_half(static_cast<size_t>(c.out), rng, 0.1f);
+        std::vector<uint8_t> packed(L.bytes());
+        ASSERT_EQ(quantize_group4(w.data(), L, packed.data()), -1);
+        std::vector<uint16_t> wq(static_cast<size_t>(L.elements()));
+        dequantize_group4(packed.data(), L, wq.data());
+        const auto* pairs = reinterpret_cast<const uint16_t*>(packed.data() + L.code_bytes());
+        Dev<uint16_t> dx(x), dy(static_cast<size_t>(c.rows * c.out)), db(b);
+        Dev<uint8_t> dp(packed);
+        cuda::linear_group4(dx.p, c.rows, dp.p, L, c.bias ? db.p : nullptr, dy.p, c.relu, nullptr);
+        const auto y = dy.get();
+        cuda::linear_group4(dx.p, c.rows, dp.p, L, c.bias ? db.p : nullptr, dy.p, c.relu, nullptr);
+        EXPECT_EQ(dy.get(), y) << "two runs differ";
+        double worst = 0;
+        for (int64_t r = 0; r < c.rows; ++r)
+            for (int64_t o = 0; o < c.out; ++o) {
+                const int64_t g = o / 64;
+                double ref = c.bias ? half_to_float(b[o]) : 0.0, mag = 0;
+                for (int64_t k = 0; k < c.in; ++k) {
+                    const double xv = half_to_float(x[r * c.in + k]), wv = half_to_float(wq[o * c.in + k]);
+                    const double scale = half_to_float(pairs[(g * 2) * c.in + k]), mn = half_to_float(pairs[(g * 2 + 1) * c.in + k]);
+                    ref += xv * wv;
+                    mag += std::abs(xv) * (std::abs(wv) + std::abs(mn) + 15.0 / scale);
+                }
+                if (c.relu) ref = std::max(ref, 0.0);
+                const double got = half_to_float(y[r * c.out + o]), tol = 2e-3 * std::abs(ref) + mag / 512;
+                worst = std::max(worst, std::abs(got - ref) / tol);
+                ASSERT_NEAR(got, ref, tol) << "row " << r << " out " << o << " of " << c.rows << "x" << c.in << "x" << c.out;
+            }
+        std::printf("linear_group4 %ldx%ldx%ld: worst error %.3f of the tolerance\n", static_cast<long>(c.rows), static_cast<long>(c.in),
+                    static_cast<long>(c.out), worst);
+    }
 }
 
 struct SampleCase {
