@@ -131,7 +131,7 @@ int run(int argc, char** argv) {
     PluginRef schedule_ref = find_plugin(FLEXRT_PLUGIN_KIND_SCHEDULE, cfg.schedule.plugin, search);
     PluginOptions storage_opts = resolve_plugin_options(cfg, cfg.storage, *storage_ref.desc);
     PluginOptions schedule_opts = resolve_plugin_options(cfg, cfg.schedule, *schedule_ref.desc);
-    const bool compressing = cfg.policy.compress_weights;
+    const bool compressing = cfg.policy.compress_weights || cfg.policy.compress_cache;
     std::optional<PluginRef> compress_ref;
     std::optional<PluginOptions> compress_opts;
     if (compressing) {

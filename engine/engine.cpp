@@ -143,7 +143,7 @@ struct Engine::Impl {
     std::unique_ptr<Buffer> dequantized;
     int32_t dequantized_layer = -1;  // whose weights `dequantized` holds
     std::optional<ops::Group4Layout> packed_layout(const Shape& shape) const {
-        if (!compressor || shape.size() < 2) return std::nullopt;
+        if (!policy.compress_weights || shape.size() < 2) return std::nullopt;
         return ops::Group4Layout::of_tensor({shape.begin(), shape.end()}, format.group_dim, format.group_size, format.symmetric != 0);
     }
     std::array<std::unique_ptr<Buffer>, 2> weight_slot;
@@ -153,7 +153,13 @@ struct Engine::Impl {
     // (inputs read, outputs written) and with a weight slot, so transfers into them wait for it.
     std::array<Event, 2> computed, weights_read;
 
-    // --- KV cache: per (j, k) and tier group, [K (max_len, count, h) | V (max_len, count, h)] ---
+    // --- KV cache: per (j, k) and tier group, [K (max_len, count, row) | V (max_len, count, row)], a row
+    // being h activations, or under policy.compress_cache one group4 block of them (Group4Layout::rows) ---
+    uint64_t row_bytes = 0;
+    std::optional<ops::Group4Layout> cache_rows;  // compress_cache: the layout of one row
+    ops::Group4Layout packed_rows(int64_t n) const { return ops::Group4Layout::rows(n, h, cache_rows->group_size, cache_rows->symmetric); }
+    std::array<std::unique_ptr<Buffer>, 2> kv_packed;  // compress_cache: the new rows compressed, on their way home
+    std::unique_ptr<Buffer> kv_plain;                  // compress_cache: a GPU batch's past rows, dequantized for attention
     struct GroupBuffer {
         SeqGroup group;
         std::unique_ptr<Buffer> buf;
@@ -235,9 +241,13 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
         FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT,
                      "run.prompt_len + run.gen_len - 1 = " + std::to_string(prompt_len + gen_len - 1) +
                          " exceeds the model's " + std::to_string(model.max_seq_len) + " positions");
-    if (policy.compress_cache) FLEXRT_THROW(FLEXRT_STATUS_UNSUPPORTED, "a compressed KV cache is not supported yet");
-    if (policy.compress_weights) {
-        if (!compressor) FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, "policy.compress_weights needs a compress plugin");
+    if (policy.compress_cache && policy.cpu_cache_compute)
+        FLEXRT_THROW(FLEXRT_STATUS_UNSUPPORTED, "policy.compress_cache with policy.cpu_cache_compute: attention on host threads reads "
+                                                "an fp16 cache; turn one of them off");
+    if (policy.compress_weights || policy.compress_cache) {
+        if (!compressor)
+            FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, std::string("policy.") + (policy.compress_weights ? "compress_weights" : "compress_cache") +
+                                                             " needs a compress plugin");
         const auto* f = static_cast<const Group4Format*>(compressor->get_extension(kGroup4Extension, 1));
         if (!f || f->struct_size < sizeof(Group4Format) || f->num_bits != 4)
             FLEXRT_THROW(FLEXRT_STATUS_UNSUPPORTED, "the compress plugin does not write the flexrt.group4 format (4-bit), "
@@ -245,6 +255,10 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
         m.compressor = compressor;
         m.format = *f;
     }
+    // The cache is grouped along each token's row of h values: along head_dim when head_dim is a multiple
+    // of the group size (OPT-1.3b and larger: head_dim 64 or 128).
+    if (policy.compress_cache) m.cache_rows = ops::Group4Layout::rows(1, model.hidden_size, m.format.group_size, m.format.symmetric != 0);
+    m.row_bytes = m.cache_rows ? static_cast<uint64_t>(m.cache_rows->slab_bytes) : static_cast<uint64_t>(model.hidden_size) * m.elem;
     layers_ = opt::build_layers(model, policy.separate_attention_mlp);
     m.L = static_cast<int64_t>(layers_.size());
     auto say = [&](const std::string& s) {
@@ -287,7 +301,7 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
     uint64_t disk_cache = 0, disk_hidden = 0;
     const auto cache_layers = std::count_if(layers_.begin(), layers_.end(), [](const auto& l) { return l->has_cache(); });
     for (const auto& g : m.cache_groups)
-        if (g.tier == TierKind::disk) disk_cache += cache_layers * m.ngb * 2 * m.max_len * g.count * H * E;
+        if (g.tier == TierKind::disk) disk_cache += cache_layers * m.ngb * 2 * m.max_len * g.count * m.row_bytes;
     for (const auto& g : m.act_groups)
         if (g.tier == TierKind::disk) disk_hidden += m.ngb * g.count * m.prompt_len * H * E;
     tiers.disk.check_free_space(disk_weights + disk_cache + disk_hidden, "weights " + gib_text(disk_weights) + ", KV cache " +
@@ -384,7 +398,7 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
         for (int64_t k = 0; k < m.ngb; ++k) {
             uint64_t slot_offset = 0;
             for (const auto& g : m.cache_groups) {
-                const uint64_t bytes = 2 * m.max_len * g.count * H * E;
+                const uint64_t bytes = 2 * m.max_len * g.count * m.row_bytes;
                 Impl::GroupBuffer gb{g, m.device(g.tier).allocate(bytes, "cache-" + layers_[j]->name() + "-batch" + std::to_string(k)), 0};
                 if (m.loads_cache(g.tier)) gb.slot_offset = slot_offset, slot_offset += bytes;
                 m.cache_home[j][k].push_back(std::move(gb));
@@ -396,7 +410,9 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
     for (int s = 0; s < 2; ++s) {
         if (m.cache_slot_bytes) m.cache_slot[s] = tiers.compute.allocate(m.cache_slot_bytes, "cache slot");
         if (any_cache) m.kv_new[s] = tiers.compute.allocate(2 * m.prompt_len * m.gbs * H * E, "new KV rows");
+        if (any_cache && m.cache_rows) m.kv_packed[s] = tiers.compute.allocate(2 * m.prompt_len * m.gbs * m.row_bytes, "new KV rows, compressed");
     }
+    if (any_cache && m.cache_rows) m.kv_plain = tiers.compute.allocate(2 * m.max_len * m.gbs * H * E, "past KV rows, dequantized");
 
     // Hidden states, slots, masks, workspace.
     m.hidden_home.resize(m.ngb);
@@ -535,12 +551,12 @@ flexrt_status Engine::load_cache(int32_t i, int32_t j, int32_t k) noexcept {
     return m.guard([&] {
         if (i == 0 || !m.wrap_load(i, j, k) || !layers_[j]->has_cache() || !m.cache_slot_bytes) return Status::ok();
         const int s = m.slot(j, k);
-        const uint64_t E = m.elem, H = m.h, past = m.past_len(i);
+        const uint64_t past = m.past_len(i);
         const std::vector<Event> after = {m.cache_written[j][k], m.cache_ready[s], m.computed[s]};
         std::vector<Event> ev;
         for (const auto& g : m.cache_home[j][k]) {
             if (!m.loads_cache(g.group.tier)) continue;
-            const uint64_t rows = past * g.group.count * H * E, v_off = m.max_len * g.group.count * H * E;
+            const uint64_t rows = past * g.group.count * m.row_bytes, v_off = m.max_len * g.group.count * m.row_bytes;
             ev.push_back(m.tiers.transfers.copy({m.cache_slot[s].get(), g.slot_offset, rows}, {g.buf.get(), 0, rows}, after));
             ev.push_back(m.tiers.transfers.copy({m.cache_slot[s].get(), g.slot_offset + v_off, rows}, {g.buf.get(), v_off, rows}, after));
         }
@@ -659,10 +675,21 @@ flexrt_status Engine::compute_layer(int32_t i, int32_t j, int32_t k) noexcept {
                     wait(m.cache_ready[s]);
                 }
             }
-            const ops::Compute& o = m.tiers.ops;
+            ops::Compute& o = m.tiers.ops;
+            const int64_t past = m.past_len(i);
             for (const auto& g : m.cache_home[j][k]) {
                 const int64_t count = g.group.count, c_h = count * static_cast<int64_t>(H);
                 std::byte* base = m.loads_cache(g.group.tier) ? m.cache_slot[s]->data() + g.slot_offset : g.buf->data();
+                if (m.cache_rows) {  // the past rows, K then V, to activations in the (max_len, count, h) layout
+                    std::byte* plain = static_cast<std::byte*>(o.at(m.kv_plain->data(), 2 * m.max_len * g.group.first * static_cast<int64_t>(H)));
+                    if (past > 0) {
+                        const auto rows = m.packed_rows(past * count);
+                        const auto* packed = reinterpret_cast<const uint8_t*>(base);
+                        o.dequantize_rows_group4(packed, rows, plain);
+                        o.dequantize_rows_group4(packed + m.max_len * count * m.row_bytes, rows, o.at(plain, m.max_len * c_h));
+                    }
+                    base = plain;
+                }
                 const bool on_host = g.group.tier == TierKind::host && m.policy.cpu_cache_compute && i > 0;
                 void* fresh = o.at(m.kv_new[s]->data(), 2 * m.prompt_len * g.group.first * static_cast<int64_t>(H));
                 for (int64_t b = 0; b < count; ++b)
@@ -740,12 +767,26 @@ flexrt_status Engine::store_cache(int32_t i, int32_t j, int32_t k) noexcept {
         const uint64_t E = m.elem, H = m.h, seq = m.seq_len(i), start = m.past_len(i);
         const std::vector<Event> after = {m.cache_written[j][k], m.computed[s]};
         std::vector<Event> ev;
+        std::vector<Event> after_quantize = after;
+        if (m.cache_rows) {  // compressed on the compute device, then moved compressed
+            for (const auto& g : m.cache_home[j][k]) {
+                const uint64_t c = g.group.count, plain = 2 * m.prompt_len * g.group.first * H * E;
+                const uint64_t packed = 2 * m.prompt_len * g.group.first * m.row_bytes;
+                const auto rows = m.packed_rows(static_cast<int64_t>(seq * c));
+                auto* out = reinterpret_cast<uint8_t*>(m.kv_packed[s]->data());
+                const std::byte* in = m.kv_new[s]->data();
+                m.tiers.ops.quantize_rows_group4(in + plain, rows, out + packed);
+                m.tiers.ops.quantize_rows_group4(in + plain + m.prompt_len * c * H * E, rows, out + packed + m.prompt_len * c * m.row_bytes);
+            }
+            if (m.transfers_follow_compute) after_quantize.push_back(m.compute_done());
+        }
+        const uint64_t R = m.row_bytes;
         for (const auto& g : m.cache_home[j][k]) {
-            const uint64_t c = g.group.count, bytes = seq * c * H * E, region = 2 * m.prompt_len * g.group.first * H * E;
-            Buffer* fresh = m.kv_new[s].get();
-            ev.push_back(m.copy(g.group.tier, {g.buf.get(), start * c * H * E, bytes}, {fresh, region, bytes}, after));
-            ev.push_back(m.copy(g.group.tier, {g.buf.get(), (m.max_len + start) * c * H * E, bytes},
-                                {fresh, region + m.prompt_len * c * H * E, bytes}, after));
+            const uint64_t c = g.group.count, bytes = seq * c * R, region = 2 * m.prompt_len * g.group.first * R;
+            Buffer* fresh = m.cache_rows ? m.kv_packed[s].get() : m.kv_new[s].get();
+            ev.push_back(m.copy(g.group.tier, {g.buf.get(), start * c * R, bytes}, {fresh, region, bytes}, after_quantize));
+            ev.push_back(m.copy(g.group.tier, {g.buf.get(), (m.max_len + start) * c * R, bytes},
+                                {fresh, region + m.prompt_len * c * R, bytes}, after_quantize));
         }
         m.cache_written[j][k] = m.join(std::move(ev));
         m.kv_new_free[s] = m.cache_written[j][k];

@@ -64,6 +64,11 @@ public:
     // ops::fuses_group4(rows, layout) (ops/linear_group4.hpp): decode reads the 4-bit weights directly.
     virtual void linear_group4(const void* x, int64_t rows, const uint8_t* packed, const Group4Layout& layout, const uint16_t* b,
                                void* y, bool relu) = 0;
+    // policy.compress_cache: `layout` (Group4Layout::rows: a block per row) rows of activations to group4
+    // blocks, and blocks back to activations, all in the device's memory, in op order. A non-finite value
+    // throws BAD_DATA (on a GPU at the next synchronize()).
+    virtual void quantize_rows_group4(const void* x, const Group4Layout& layout, uint8_t* out) = 0;
+    virtual void dequantize_rows_group4(const uint8_t* packed, const Group4Layout& layout, void* out) = 0;
     // Device memory to device memory, in op order (no host round trip).
     virtual void copy(void* dst, const void* src, size_t bytes) = 0;
     // ids[r] (host memory) for each row of logits (rows, vocab): the argmax, or ops::sample with u[r]

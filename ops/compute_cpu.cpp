@@ -1,15 +1,20 @@
 // The CPU compute device: fp32 activations, the CPU variants of the ops (the oracle).
 #include "compute.hpp"
 
+
 #include "attention.hpp"
 #include "embedding.hpp"
+#include "f16.hpp"
 #include "group4.hpp"
 #include "layer_norm.hpp"
 #include "linear.hpp"
 #include "linear_group4.hpp"
 #include "sampling.hpp"
 
+#include <flexrt/status.hpp>
+
 #include <cstring>
+#include <string>
 #include <vector>
 
 namespace flexrt::ops {
@@ -65,6 +70,19 @@ public:
                        bool relu) override {
         ops::linear_group4(f(x), rows, packed, layout, b, f(y), relu);
     }
+    void quantize_rows_group4(const void* x, const Group4Layout& layout, uint8_t* out) override {
+        half_.resize(static_cast<size_t>(layout.elements()));
+        const auto* xf = static_cast<const float*>(x);
+        for (int64_t e = 0; e < layout.elements(); ++e) half_[e] = float_to_half(xf[e]);
+        if (const int64_t bad = ops::quantize_group4(half_.data(), layout, out); bad >= 0)
+            throw Error(FLEXRT_STATUS_BAD_DATA, "a KV cache row to compress holds a non-finite value (element " + std::to_string(bad) +
+                                                    " of " + std::to_string(layout.outer) + " rows)");
+    }
+    void dequantize_rows_group4(const uint8_t* packed, const Group4Layout& layout, void* out) override {
+        half_.resize(static_cast<size_t>(layout.elements()));
+        ops::dequantize_group4(packed, layout, half_.data());
+        half_to_float(half_.data(), static_cast<float*>(out), layout.elements());
+    }
     void dequantize_group4(const uint8_t* packed, const Group4Layout& layout, uint16_t* out) override {
         ops::dequantize_group4(packed, layout, out);
     }
@@ -82,6 +100,7 @@ public:
 
 private:
     std::vector<float> scratch_;  // widened weight rows
+    std::vector<uint16_t> half_;  // KV cache rows in fp16, the format's input and output
 };
 
 }  // namespace

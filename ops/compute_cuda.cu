@@ -198,8 +198,10 @@ class CudaCompute final : public Compute {
 public:
     CudaCompute() {
         FLEXRT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-        input_errors_ = static_cast<int*>(errors_.get(sizeof(int), stream_));
+        input_errors_ = static_cast<int*>(errors_.get(16, stream_));
+        bad_cache_ = reinterpret_cast<int64_t*>(static_cast<std::byte*>(errors_.get(16, stream_)) + 8);
         FLEXRT_CUDA_CHECK(cudaMemsetAsync(input_errors_, 0, sizeof(int), stream_));
+        FLEXRT_CUDA_CHECK(cudaMemsetAsync(bad_cache_, 0xff, sizeof(int64_t), stream_));  // -1: none
         ids_host_ = static_cast<int32_t*>(pinned_alloc(kIdsHost * sizeof(int32_t)));
         FLEXRT_CUDA_CHECK(cudaEventCreateWithFlags(&rows_down_, cudaEventDisableTiming));
     }
@@ -324,6 +326,12 @@ public:
             cuda::linear_group4(static_cast<const uint16_t*>(x), rows, packed, layout, b, static_cast<uint16_t*>(y), relu, stream_);
         });
     }
+    void quantize_rows_group4(const void* x, const Group4Layout& layout, uint8_t* out) override {
+        prof_.time("quantize_cache", stream_, [&] { cuda::quantize_group4(h(x), layout, out, bad_cache_, stream_); });
+    }
+    void dequantize_rows_group4(const uint8_t* packed, const Group4Layout& layout, void* out) override {
+        prof_.time("dequantize_cache", stream_, [&] { cuda::dequantize_group4(packed, layout, h(out), stream_); });
+    }
     void dequantize_group4(const uint8_t* packed, const Group4Layout& layout, uint16_t* out) override {
         prof_.time("dequantize", stream_, [&] { cuda::dequantize_group4(packed, layout, out, stream_); });
     }
@@ -376,6 +384,12 @@ public:
             FLEXRT_CUDA_CHECK(cudaMemset(input_errors_, 0, sizeof(int)));
             cuda::throw_input_errors(flags, vocab_, n_pos_);
         }
+        int64_t bad = -1;
+        FLEXRT_CUDA_CHECK(cudaMemcpy(&bad, bad_cache_, sizeof bad, cudaMemcpyDeviceToHost));
+        if (bad >= 0) {
+            FLEXRT_CUDA_CHECK(cudaMemset(bad_cache_, 0xff, sizeof bad));
+            throw Error(FLEXRT_STATUS_BAD_DATA, "a KV cache row to compress held a non-finite value (element " + std::to_string(bad) + ")");
+        }
     }
     void when_done(void (*fn)(void*), void* arg) override { FLEXRT_CUDA_CHECK(cudaLaunchHostFunc(stream_, fn, arg)); }
 
@@ -403,6 +417,7 @@ private:
     UploadRing ring_;
     DeviceScratch errors_, views_dev_, ids_dev_, u_dev_;
     int* input_errors_ = nullptr;
+    int64_t* bad_cache_ = nullptr;  // quantize's first non-finite element of the KV cache rows, -1: none
     int32_t* ids_host_ = nullptr;
     int64_t vocab_ = 0, n_pos_ = 0;
     std::vector<cuda::SeqKvHalf> views_, next_views_;  // the last uploaded, and the ones being built

@@ -31,6 +31,10 @@ struct Group4Layout {
     int64_t outer = 1, dim = 1, inner = 1;  // the tensor as (outer, dim, inner)
     int64_t group_size = 64;                // even
     bool symmetric = false;
+    // 0: one compressed block for the whole tensor (weights). Else each outer index o is a block of its own,
+    // the (1, dim, inner) layout at byte o * slab_bytes: the KV cache, where a token's row is written once,
+    // stored and moved alone, and any range of rows is one contiguous range of bytes.
+    int64_t slab_bytes = 0;
 
     // The layout of a tensor of `shape` grouped along shape[group_dim].
     static Group4Layout of(const std::vector<int64_t>& shape, int64_t group_dim, int64_t group_size, bool symmetric);
@@ -39,12 +43,27 @@ struct Group4Layout {
     static Group4Layout of_tensor(const std::vector<int64_t>& shape, int64_t group_dim, int64_t group_size, bool symmetric) {
         return of(shape, std::min<int64_t>(group_dim, static_cast<int64_t>(shape.size()) - 1), group_size, symmetric);
     }
+    // `n` rows of `h` values, each row its own block (slab_bytes: one row's bytes rounded up to 16).
+    static Group4Layout rows(int64_t n, int64_t h, int64_t group_size, bool symmetric) {
+        Group4Layout one{1, h, 1, group_size, symmetric, 0};
+        return {n, h, 1, group_size, symmetric, static_cast<int64_t>((one.bytes() + 15) / 16 * 16)};
+    }
     FLEXRT_HOST_DEVICE int64_t groups() const { return (dim + group_size - 1) / group_size; }
     FLEXRT_HOST_DEVICE int64_t elements() const { return outer * dim * inner; }
     // The codes, padded to 16 bytes so the pairs after them are aligned for wide loads.
-    FLEXRT_HOST_DEVICE uint64_t code_bytes() const { return (static_cast<uint64_t>(outer * groups() * group_size / 2 * inner) + 15) / 16 * 16; }
-    FLEXRT_HOST_DEVICE uint64_t pair_bytes() const { return static_cast<uint64_t>(outer * groups() * 2 * inner) * 2; }
-    FLEXRT_HOST_DEVICE uint64_t bytes() const { return code_bytes() + pair_bytes(); }
+    FLEXRT_HOST_DEVICE uint64_t code_bytes() const {
+        const int64_t slabs = slab_bytes ? 1 : outer;
+        return (static_cast<uint64_t>(slabs * groups() * group_size / 2 * inner) + 15) / 16 * 16;
+    }
+    FLEXRT_HOST_DEVICE uint64_t pair_bytes() const { return static_cast<uint64_t>((slab_bytes ? 1 : outer) * groups() * 2 * inner) * 2; }
+    FLEXRT_HOST_DEVICE uint64_t bytes() const { return slab_bytes ? static_cast<uint64_t>(outer * slab_bytes) : code_bytes() + pair_bytes(); }
+    // Byte offsets of slab o's codes, (ng * G / 2, inner), and of its (scale, min) pairs, (ng, 2, inner) fp16.
+    FLEXRT_HOST_DEVICE uint64_t codes_at(int64_t o) const {
+        return static_cast<uint64_t>(slab_bytes ? o * slab_bytes : o * groups() * group_size / 2 * inner);
+    }
+    FLEXRT_HOST_DEVICE uint64_t pairs_at(int64_t o) const {
+        return slab_bytes ? static_cast<uint64_t>(o * slab_bytes) + code_bytes() : code_bytes() + static_cast<uint64_t>(o * groups() * 2 * inner) * 2;
+    }
 };
 
 constexpr float kGroup4MaxScale = 65504.0f;  // the largest finite fp16

@@ -30,8 +30,6 @@ namespace {
 // Groups [first, last) of the (outer * ng) rows of groups; returns the first non-finite index seen, or -1.
 int64_t quantize_rows(const uint16_t* x, const Group4Layout& L, uint8_t* out, int64_t first, int64_t last) {
     const int64_t G = L.group_size, ng = L.groups(), in = L.inner;
-    uint8_t* codes = out;
-    auto* pairs = reinterpret_cast<uint16_t*>(out + L.code_bytes());
     std::vector<float> v(static_cast<size_t>(G));
     for (int64_t og = first; og < last; ++og)
         for (int64_t o = og / ng, g = og % ng, c = 0; c < in; ++c) {
@@ -57,7 +55,7 @@ int64_t quantize_rows(const uint16_t* x, const Group4Layout& L, uint8_t* out, in
                 mn = lo;
             }
             scale = half_to_float(float_to_half(scale));  // codes are made with the scale that is stored
-            uint16_t* pair = pairs + ((o * ng + g) * 2) * in + c;
+            uint16_t* pair = reinterpret_cast<uint16_t*>(out + L.pairs_at(o)) + (g * 2) * in + c;
             pair[0] = float_to_half(scale);
             pair[in] = float_to_half(mn);
             for (int64_t e = 0; e < G; e += 2) {
@@ -67,7 +65,7 @@ int64_t quantize_rows(const uint16_t* x, const Group4Layout& L, uint8_t* out, in
                     const float r = std::nearbyint(s);
                     q[t] = static_cast<uint8_t>(L.symmetric ? std::clamp(r, -7.0f, 7.0f) + 8.0f : std::clamp(r, 0.0f, 15.0f));
                 }
-                codes[(o * ng * G / 2 + (g * G + e) / 2) * in + c] = static_cast<uint8_t>(q[0] << 4 | q[1]);
+                out[L.codes_at(o) + ((g * G + e) / 2) * in + c] = static_cast<uint8_t>(q[0] << 4 | q[1]);
             }
         }
     return -1;
@@ -78,8 +76,12 @@ int64_t quantize_rows(const uint16_t* x, const Group4Layout& L, uint8_t* out, in
 // Rows of groups in parallel: a model's weights are compressed once at start, and that should take seconds.
 int64_t quantize_group4(const uint16_t* x, const Group4Layout& L, uint8_t* out) {
     const int64_t rows = L.outer * L.groups();
-    const uint64_t codes = static_cast<uint64_t>(rows * L.group_size / 2 * L.inner);
-    std::fill(out + codes, out + L.code_bytes(), uint8_t{0});  // the alignment padding: deterministic bytes
+    if (L.slab_bytes) {  // the padding of each slab: deterministic bytes
+        std::fill(out, out + L.bytes(), uint8_t{0});
+    } else {
+        const uint64_t codes = static_cast<uint64_t>(rows * L.group_size / 2 * L.inner);
+        std::fill(out + codes, out + L.code_bytes(), uint8_t{0});
+    }
     const int64_t threads = std::clamp<int64_t>(L.elements() >> 20, 1, std::max(1u, std::thread::hardware_concurrency()));
     std::vector<int64_t> bad(static_cast<size_t>(threads), -1);
     {
@@ -94,13 +96,13 @@ int64_t quantize_group4(const uint16_t* x, const Group4Layout& L, uint8_t* out) 
 }
 
 void dequantize_group4_groups(const uint8_t* in_bytes, const Group4Layout& L, int64_t o, int64_t g0, int64_t g1, uint16_t* out) {
-    const int64_t G = L.group_size, ng = L.groups(), in = L.inner;
-    const auto* pairs = reinterpret_cast<const uint16_t*>(in_bytes + L.code_bytes());
+    const int64_t G = L.group_size, in = L.inner;
+    const auto* pairs = reinterpret_cast<const uint16_t*>(in_bytes + L.pairs_at(o));
     // Per group and column, the 16 values a code can take (the same fp32 operations as one at a time):
     // then each element is a table lookup.
     std::vector<uint16_t> table(static_cast<size_t>(in) * 16);
     for (int64_t g = g0; g < g1; ++g) {
-        const uint16_t* pair = pairs + ((o * ng + g) * 2) * in;
+        const uint16_t* pair = pairs + (g * 2) * in;
         for (int64_t c = 0; c < in; ++c) {
             const float scale = half_to_float(pair[c]), mn = half_to_float(pair[in + c]);
             for (int code = 0; code < 16; ++code)
@@ -108,7 +110,7 @@ void dequantize_group4_groups(const uint8_t* in_bytes, const Group4Layout& L, in
                                                                  : static_cast<float>(code) / scale + mn);
         }
         for (int64_t r = g * G; r < std::min(L.dim, (g + 1) * G); ++r) {
-            const uint8_t* row = in_bytes + (o * ng * G / 2 + r / 2) * in;
+            const uint8_t* row = in_bytes + L.codes_at(o) + (r / 2) * in;
             uint16_t* dst = out + (r - g0 * G) * in;
             const int shift = r % 2 == 0 ? 4 : 0;
             for (int64_t c = 0; c < in; ++c) dst[c] = table[c * 16 + ((row[c] >> shift) & 0xf)];

@@ -40,9 +40,11 @@ __global__ void quantize_kernel(const __half* x, Group4Layout L, uint8_t* out, i
     }
     const __half scale_h = __float2half_rn(scale);
     scale = __half2float(scale_h);
-    auto* pairs = reinterpret_cast<__half*>(out + L.code_bytes());
-    pairs[((o * ng + g) * 2) * in + c] = scale_h;
-    pairs[((o * ng + g) * 2 + 1) * in + c] = __float2half_rn(mn);
+    auto* pairs = reinterpret_cast<__half*>(out + L.pairs_at(o));
+    pairs[(g * 2) * in + c] = scale_h;
+    pairs[(g * 2 + 1) * in + c] = __float2half_rn(mn);
+    if (L.slab_bytes && g == 0 && c == 0)  // the slab's tail padding: deterministic bytes, as the CPU writes
+        for (uint64_t b = L.pairs_at(o) + L.pair_bytes(); b < static_cast<uint64_t>((o + 1) * L.slab_bytes); ++b) out[b] = 0;
     for (int64_t e = 0; e < G; e += 2) {
         unsigned q[2];
         for (int t = 0; t < 2; ++t) {
@@ -52,7 +54,7 @@ __global__ void quantize_kernel(const __half* x, Group4Layout L, uint8_t* out, i
             const float rr = rintf(s);
             q[t] = static_cast<unsigned>(L.symmetric ? fminf(fmaxf(rr, -7.0f), 7.0f) + 8.0f : fminf(fmaxf(rr, 0.0f), 15.0f));
         }
-        out[(o * ng * G / 2 + (g * G + e) / 2) * in + c] = static_cast<uint8_t>(q[0] << 4 | q[1]);
+        out[L.codes_at(o) + ((g * G + e) / 2) * in + c] = static_cast<uint8_t>(q[0] << 4 | q[1]);
     }
 }
 
@@ -68,21 +70,20 @@ __device__ __forceinline__ __half decode(unsigned code, float scale, float mn, b
 constexpr int kTableCols = 128;
 __global__ void dequantize_table_kernel(const uint8_t* in_bytes, Group4Layout L, __half* out) {
     __shared__ __half table[kTableCols * 16];
-    const int64_t ng = L.groups(), G = L.group_size, in = L.inner, half_rows = ng * G / 2;
+    const int64_t G = L.group_size, in = L.inner;
     const int64_t c0 = static_cast<int64_t>(blockIdx.x) * kTableCols, g = blockIdx.y, o = blockIdx.z;
-    const auto* pairs = reinterpret_cast<const __half*>(in_bytes + L.code_bytes());
+    const auto* pairs = reinterpret_cast<const __half*>(in_bytes + L.pairs_at(o));
     for (int i = threadIdx.x; i < kTableCols * 16; i += blockDim.x) {
         const int64_t c = c0 + i / 16;
         if (c < in)
-            table[i] = decode(i % 16, __half2float(pairs[((o * ng + g) * 2) * in + c]),
-                              __half2float(pairs[((o * ng + g) * 2 + 1) * in + c]), L.symmetric);
+            table[i] = decode(i % 16, __half2float(pairs[(g * 2) * in + c]), __half2float(pairs[(g * 2 + 1) * in + c]), L.symmetric);
     }
     __syncthreads();
     const int64_t cols = in - c0 < kTableCols ? in - c0 : kTableCols, quads = cols / 4, rows = G / 2;
     for (int64_t i = threadIdx.x; i < rows * quads; i += blockDim.x) {
         const int64_t t = g * rows + i / quads, cc = (i % quads) * 4, r0 = 2 * t;
         if (r0 >= L.dim) continue;
-        const uchar4 b = *reinterpret_cast<const uchar4*>(in_bytes + (o * half_rows + t) * in + c0 + cc);
+        const uchar4 b = *reinterpret_cast<const uchar4*>(in_bytes + L.codes_at(o) + t * in + c0 + cc);
         const unsigned bytes[4] = {b.x, b.y, b.z, b.w};
         __align__(8) __half hi[4], lo[4];
         for (int k = 0; k < 4; ++k) {
@@ -96,13 +97,13 @@ __global__ void dequantize_table_kernel(const uint8_t* in_bytes, Group4Layout L,
 
 // Any shape: one thread per output element.
 __global__ void dequantize1_kernel(const uint8_t* in_bytes, Group4Layout L, __half* out) {
-    const int64_t ng = L.groups(), G = L.group_size, in = L.inner;
+    const int64_t G = L.group_size, in = L.inner;
     const int64_t id = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     if (id >= L.elements()) return;
     const int64_t c = id % in, r = (id / in) % L.dim, o = id / (in * L.dim), g = r / G;
-    const uint8_t byte = in_bytes[(o * ng * G / 2 + r / 2) * in + c];
-    const auto* pairs = reinterpret_cast<const __half*>(in_bytes + L.code_bytes());
-    const float scale = __half2float(pairs[((o * ng + g) * 2) * in + c]), mn = __half2float(pairs[((o * ng + g) * 2 + 1) * in + c]);
+    const uint8_t byte = in_bytes[L.codes_at(o) + (r / 2) * in + c];
+    const auto* pairs = reinterpret_cast<const __half*>(in_bytes + L.pairs_at(o));
+    const float scale = __half2float(pairs[(g * 2) * in + c]), mn = __half2float(pairs[(g * 2 + 1) * in + c]);
     out[id] = decode(r % 2 == 0 ? byte >> 4 : byte & 0xf, scale, mn, L.symmetric);
 }
 

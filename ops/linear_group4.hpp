@@ -12,7 +12,7 @@
 
 namespace flexrt::ops {
 
-inline bool fusable_group4(const Group4Layout& L) { return L.outer == 1 && L.group_size == 64 && L.inner % 64 == 0 && L.dim % 2 == 0; }
+inline bool fusable_group4(const Group4Layout& L) { return L.outer == 1 && L.slab_bytes == 0 && L.group_size == 64 && L.inner % 64 == 0 && L.dim % 2 == 0; }
 
 // Up to this many rows (decode steps) a compute device multiplies compressed weights directly; above it
 // (prefill) the GEMM is compute-bound and the weights are dequantized once into fp16 for the fp16 GEMM.

@@ -88,7 +88,7 @@ const std::vector<KeySpec>& schema() {
          "decode attention on the CPU where the KV cache lives (GPU builds; the CPU path always computes there)"},
         {"policy.separate_attention_mlp", Kind::boolean, true, "attention and MLP as separate layers (sep_layer)"},
         {"policy.compress_weights", Kind::boolean, false, "4-bit group-wise weights, through compress.plugin"},
-        {"policy.compress_cache", Kind::boolean, false, "4-bit group-wise KV cache (not yet supported)"},
+        {"policy.compress_cache", Kind::boolean, false, "4-bit group-wise KV cache (the compress plugin's format, groups along each token's row)"},
         {"compress.plugin", Kind::string, std::string("group4"), "compress plugin name or library path (loaded when compressing)"},
         {"storage.plugin", Kind::string, std::string("mmap"), "storage plugin name or library path"},
         {"storage.offload_dir", Kind::string, std::string("/var/tmp/flexrt-offload"),
@@ -423,9 +423,10 @@ void fill(Config& cfg, const toml::table& root) {
                 FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT,
                              cfg.source + ": model.name = \"custom\" needs model." + k + " > 0");
     }
-    if (p.compress_cache)
+    if (p.compress_cache && p.cpu_cache_compute)
         Validator(cfg).fail("policy.compress_cache", *r.node("policy.compress_cache"),
-                            "a compressed KV cache is not supported yet (compressed weights are: policy.compress_weights)");
+                            "a compressed KV cache with policy.cpu_cache_compute = true: attention on host threads reads an fp16 cache; "
+                            "turn one of them off");
 
     // The effective configuration: every key, defaults included.
     toml::table eff;

@@ -63,6 +63,8 @@ struct PolicyCase {
     TierShare weights, cache, activations;
     bool separate = true;
     bool cpu_cache_compute = false;
+    bool compress_weights = true;  // with a compressor: what run_case compresses
+    bool compress_cache = false;
 };
 
 std::ostream& operator<<(std::ostream& os, const PolicyCase& c) { return os << c.name; }
@@ -91,7 +93,8 @@ GenerationResult run_case(const PolicyCase& c, opt::WeightSource* source = nullp
     p.activations = c.activations;
     p.separate_attention_mlp = c.separate;
     p.cpu_cache_compute = c.cpu_cache_compute;
-    p.compress_weights = compressor != nullptr;
+    p.compress_weights = compressor && c.compress_weights;
+    p.compress_cache = compressor && c.compress_cache;
     opt::NumpyDirWeights numpy(fixture_dir(name) / "weights", t.disk);
     EngineTiers tiers = gpu ? EngineTiers{*gpu_ops, *gpu_dev, *pinned, t.disk, t.transfers}
                             : EngineTiers{*t.ops, t.compute, t.host, t.disk, t.transfers};
@@ -227,6 +230,59 @@ TEST(GoldenCompressed, WeightsIn4BitsOnEveryTier) { check_compressed(false); }
 TEST(GoldenCompressed, WeightsIn4BitsOnEveryTierGpu) {
     if (!gpu_available()) GTEST_SKIP() << "no GPU here: the CUDA end-to-end tests run on the device machine";
     check_compressed(true);
+}
+
+// A 4-bit KV cache (group4 blocks per token row) on every tier mix, moved compressed: the same bits under
+// every tier mix of one batch shape; step 0 (prefill: no cached row read yet) exactly the fp16-cache run's
+// logits; the decode steps, which attend over dequantized rows, within the measured distance (printed).
+void check_compressed_cache(bool gpu) {
+    auto group4 = make_compressor("group4");
+    const Fixture& f = fixture("tiny_opt");
+    const GenerationResult plain = run_case(PolicyCase{"fp16_cache", 4, 1, kAllGpu, kAllGpu, kAllGpu}, nullptr, {}, "tiny_opt", "mmap", gpu);
+    std::optional<GenerationResult> first;
+    for (PolicyCase c : {PolicyCase{"cache_on_compute", 4, 1, kAllGpu, kAllGpu, kAllGpu}, PolicyCase{"cache_on_host", 4, 1, kAllGpu, kAllCpu, kAllGpu},
+                         PolicyCase{"cache_on_disk", 4, 1, kAllGpu, kAllDisk, kAllGpu},
+                         PolicyCase{"everything_split", 4, 1, {30, 40}, {30, 40}, {25, 50}},
+                         PolicyCase{"fused_layers_cache_split", 4, 1, kAllGpu, {50, 0}, kAllGpu, false}}) {
+        c.compress_weights = false;
+        c.compress_cache = true;
+        const GenerationResult r = run_case(c, nullptr, {}, "tiny_opt", "aio", gpu, group4.get());
+        if (!first) {
+            first = r;
+            continue;
+        }
+        EXPECT_EQ(r.tokens, first->tokens) << c.name;
+        EXPECT_EQ(r.logits, first->logits) << c.name;
+    }
+    const int64_t step = f.n * f.vocab;
+    ASSERT_EQ(first->logits.size(), plain.logits.size());
+    EXPECT_TRUE(std::equal(plain.logits.begin(), plain.logits.begin() + step, first->logits.begin())) << "prefill logits";
+    // Step 1 reads the cache with the same tokens in both runs (step 0's, equal): its logits measure the
+    // cache's error directly; later steps may feed different tokens once the greedy choices part.
+    double worst = 0;
+    for (size_t v = step; v < static_cast<size_t>(2 * step); ++v) worst = std::max(worst, double(std::abs(first->logits[v] - plain.logits[v])));
+    int64_t agree = 0;
+    for (size_t t = 0; t < plain.tokens.size(); ++t) agree += plain.tokens[t] == first->tokens[t];
+    std::printf("4-bit KV cache: max |logit - fp16 cache run's| at the first decode step %.3f; greedy tokens equal %lld of %zu\n",
+                worst, static_cast<long long>(agree), plain.tokens.size());
+    EXPECT_GT(worst, 0.0) << "the cache was not compressed";
+    EXPECT_LT(worst, 1.0);
+    EXPECT_GE(agree * 4, static_cast<int64_t>(plain.tokens.size()));
+    // Weights and cache both compressed, two GPU batches, the cache on disk: runs, and the same tokens as
+    // weights and cache compressed with one batch of the same size on the compute device.
+    PolicyCase both{"both_compressed_two_batches", 2, 2, {20, 30}, kAllDisk, kAllGpu};
+    both.compress_cache = true;
+    PolicyCase both_on_compute{"both_compressed_on_compute", 2, 2, kAllGpu, kAllGpu, kAllGpu};
+    both_on_compute.compress_cache = true;
+    EXPECT_EQ(run_case(both, nullptr, {}, "tiny_opt", "aio", gpu, group4.get()).tokens,
+              run_case(both_on_compute, nullptr, {}, "tiny_opt", "mmap", gpu, group4.get()).tokens);
+}
+
+TEST(GoldenCompressed, KvCacheIn4BitsOnEveryTier) { check_compressed_cache(false); }
+
+TEST(GoldenCompressed, KvCacheIn4BitsOnEveryTierGpu) {
+    if (!gpu_available()) GTEST_SKIP() << "no GPU here: the CUDA end-to-end tests run on the device machine";
+    check_compressed_cache(true);
 }
 
 // The same fixtures on the GPU (fp16 activations, fp32 accumulation): logits within 5e-2 of HF's float64

@@ -170,5 +170,31 @@ TEST(Group4Linear, CpuEqualsDequantizeThenLinear) {
     }
 }
 
+// Rows as blocks of their own (the KV cache's layout): block r is byte for byte the compression of row r
+// alone, padded to 16 bytes with zeros, and dequantizes to that row's values; h not a multiple of the group.
+TEST(Group4, RowBlocksAreEachRowAlone) {
+    const int64_t n = 7, h = 80;
+    const Group4Layout rows = Group4Layout::rows(n, h, 64, false), one = Group4Layout::of({h}, 0, 64, false);
+    EXPECT_EQ(rows.slab_bytes % 16, 0);
+    EXPECT_GE(static_cast<uint64_t>(rows.slab_bytes), one.bytes());
+    EXPECT_EQ(rows.bytes(), static_cast<uint64_t>(n * rows.slab_bytes));
+    std::mt19937 rng(5);
+    std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+    std::vector<uint16_t> x(static_cast<size_t>(n * h));
+    for (auto& v : x) v = float_to_half(u(rng));
+    std::vector<uint8_t> packed(rows.bytes(), 0xee);
+    ASSERT_EQ(quantize_group4(x.data(), rows, packed.data()), -1);
+    std::vector<uint16_t> back(x.size());
+    dequantize_group4(packed.data(), rows, back.data());
+    for (int64_t r = 0; r < n; ++r) {
+        std::vector<uint8_t> alone(static_cast<size_t>(rows.slab_bytes), 0);
+        ASSERT_EQ(quantize_group4(x.data() + r * h, one, alone.data()), -1);
+        EXPECT_TRUE(std::equal(alone.begin(), alone.end(), packed.begin() + r * rows.slab_bytes)) << "row " << r;
+        std::vector<uint16_t> row_back(static_cast<size_t>(h));
+        dequantize_group4(alone.data(), one, row_back.data());
+        EXPECT_TRUE(std::equal(row_back.begin(), row_back.end(), back.begin() + r * h)) << "row " << r;
+    }
+}
+
 }  // namespace
 }  // namespace flexrt::ops

@@ -248,6 +248,25 @@ TEST(Group4Cuda, BitForBitTheCpu) {
         cuda::dequantize_group4(dcpu.p, L, dout.p, nullptr);
         EXPECT_EQ(dout.get(), cpu_out) << "dequantized values";
     }
+    // Rows as blocks of their own (the KV cache), h not a multiple of the group: the same bytes, padding included.
+    {
+        const Group4Layout R = Group4Layout::rows(300, 80, 64, false);
+        std::mt19937 rng(9);
+        auto x = rand_half(static_cast<size_t>(R.elements()), rng, 1.0f);
+        std::vector<uint8_t> cpu_packed(R.bytes());
+        ASSERT_EQ(quantize_group4(x.data(), R, cpu_packed.data()), -1);
+        Dev<uint16_t> dx(x);
+        Dev<uint8_t> dpacked(R.bytes());
+        FLEXRT_CUDA_CHECK(cudaMemset(dpacked.p, 0xee, R.bytes()));
+        Dev<int64_t> bad(std::vector<int64_t>{-1});
+        cuda::quantize_group4(dx.p, R, dpacked.p, bad.p, nullptr);
+        EXPECT_EQ(dpacked.get(), cpu_packed) << "row blocks";
+        std::vector<uint16_t> cpu_out(static_cast<size_t>(R.elements()));
+        dequantize_group4(cpu_packed.data(), R, cpu_out.data());
+        Dev<uint16_t> dout(static_cast<size_t>(R.elements()));
+        cuda::dequantize_group4(dpacked.p, R, dout.p, nullptr);
+        EXPECT_EQ(dout.get(), cpu_out) << "row blocks dequantized";
+    }
     // A non-finite value is reported by index.
     const Group4Layout L = Group4Layout::of({128, 8}, 0, 64, false);
     std::vector<uint16_t> x(128 * 8, float_to_half(0.5f));
