@@ -5,7 +5,10 @@
 // third party's.
 #include "test_util.hpp"
 
+#include "ops/f16.hpp"
+
 #include <cstdlib>
+#include <random>
 #include <thread>
 
 namespace flexrt::test {
@@ -63,6 +66,36 @@ TEST_P(StorageConformance, RoundTripAlignedAndUnaligned) {
     ASSERT_TRUE(disk_read(static_cast<DiskBuffer&>(*file), 10000, both.data(), 2000).is_ok());
     EXPECT_TRUE(std::equal(a.begin(), a.end(), both.begin()));
     EXPECT_TRUE(std::equal(b.begin(), b.end(), both.begin() + 1000));
+}
+
+// Compressed tensors (the group4 plugin's blocks: codes, then fp16 scale/min pairs) go to disk and back as
+// bytes, at aligned and unaligned offsets, and decompress to exactly what they decompressed to before.
+TEST_P(StorageConformance, CompressedTensorsRoundTrip) {
+    auto group4 = make_compressor("group4");
+    auto file = disk_->allocate(4 << 20, "compressed");
+    uint64_t offset = 0;
+    unsigned seed = 40;
+    for (const std::vector<uint64_t>& shape : {std::vector<uint64_t>{300, 96}, std::vector<uint64_t>{7, 7168}, std::vector<uint64_t>{1000}}) {
+        flexrt_tensor_desc d{sizeof(flexrt_tensor_desc), FLEXRT_DTYPE_F16, static_cast<uint32_t>(shape.size()), {}};
+        std::copy(shape.begin(), shape.end(), d.shape);
+        uint64_t n = 1, bytes = 0;
+        for (uint64_t e : shape) n *= e;
+        ASSERT_EQ(group4->compressed_bytes(&d, &bytes), FLEXRT_STATUS_OK);
+        std::vector<uint16_t> x(n);
+        std::mt19937 rng(seed++);
+        std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+        for (auto& v : x) v = ops::float_to_half(u(rng));
+        std::vector<std::byte> packed(bytes);
+        ASSERT_EQ(group4->compress(&d, x.data(), packed.data()), FLEXRT_STATUS_OK);
+        std::vector<uint16_t> want(n), got(n);
+        ASSERT_EQ(group4->decompress(&d, packed.data(), want.data()), FLEXRT_STATUS_OK);
+        round_trip(*file, offset, packed);
+        std::vector<std::byte> back(bytes);
+        ASSERT_TRUE(disk_read(static_cast<DiskBuffer&>(*file), offset, back.data(), bytes).is_ok());
+        ASSERT_EQ(group4->decompress(&d, back.data(), got.data()), FLEXRT_STATUS_OK);
+        EXPECT_EQ(got, want) << shape.size() << "-d tensor at offset " << offset;
+        offset += bytes + 13;  // the next one unaligned
+    }
 }
 
 TEST_P(StorageConformance, FileNotAMultipleOfTheAlignment) {
