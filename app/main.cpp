@@ -10,6 +10,7 @@
 #include "core/src/plugin_loader.hpp"
 #include "core/src/transfer.hpp"
 #include "engine/engine.hpp"
+#include "engine/packed_weight_store.hpp"
 #include "models/opt/opt_config.hpp"
 #include "models/opt/opt_weights.hpp"
 #include "ops/sampling.hpp"
@@ -176,8 +177,13 @@ int run(int argc, char** argv) {
     if (cfg.model.weights == "dummy") weights = std::make_unique<opt::DummyWeights>(cfg.run.seed);
     else weights = std::make_unique<opt::NumpyDirWeights>(cfg.model.weights, disk);
 
+    std::optional<PackedWeightStore> store;
+    if (p.compress_weights && !cfg.compress_store_dir.empty()) store.emplace(cfg.compress_store_dir);
     Engine engine(model, p, cfg.run.prompt_len, cfg.run.gen_len, {*compute_ops, compute, host, disk, transfers}, *weights, say,
-                  compressor.get());
+                  compressor.get(), store ? &*store : nullptr);
+    if (store)
+        say("compressed weights: " + std::to_string(store->loaded()) + " tensors read from " + store->dir().string() + ", " +
+            std::to_string(store->saved()) + " compressed and written there");
 
     // Dummy prompts: seeded random tokens, every prompt full length (the benchmark shape).
     const int64_t N = p.block_size();

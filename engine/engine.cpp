@@ -1,4 +1,5 @@
 #include "engine.hpp"
+#include "packed_weight_store.hpp"
 
 #include "core/src/interrupt.hpp"
 #include "core/src/tensor_handle.hpp"
@@ -234,7 +235,7 @@ struct Engine::Impl {
 // --- construction -----------------------------------------------------------------------------------
 
 Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt_len, int64_t gen_len, EngineTiers tiers,
-               opt::WeightSource& source, ProgressFn progress, ICompressor* compressor)
+               opt::WeightSource& source, ProgressFn progress, ICompressor* compressor, PackedWeightStore* store)
     : impl_(std::make_unique<Impl>(model, policy, prompt_len, gen_len, tiers, std::move(progress))) {
     Impl& m = *impl_;
     if (prompt_len + gen_len - 1 > model.max_seq_len)
@@ -356,17 +357,24 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
             }
             // Fill every segment that is not the weight file itself.
             if (a >= cpu_end && direct) continue;
-            staging.resize(static_cast<size_t>(numel(specs[n].shape)) * 2);
-            source.read(specs[n], staging.data());
-            if (m.packed[j][n]) {  // compressed once here; the tiers hold and move the compressed bytes
-                packed_staging.resize(t.bytes());
-                flexrt_tensor_desc d{sizeof(flexrt_tensor_desc), FLEXRT_DTYPE_F16, static_cast<uint32_t>(specs[n].shape.size()), {}};
-                std::copy(specs[n].shape.begin(), specs[n].shape.end(), d.shape);
-                const flexrt_status st = m.compressor->compress(&d, staging.data(), packed_staging.data());
-                if (st != FLEXRT_STATUS_OK)
-                    FLEXRT_THROW(st, "compressing " + t.name + ": the compress plugin returned " + flexrt_status_name(st) +
-                                         (st == FLEXRT_STATUS_BAD_DATA ? " (a value that is not finite)" : ""));
-                staging.swap(packed_staging);
+            const auto& pk = m.packed[j][n];
+            if (!pk) {
+                staging.resize(static_cast<size_t>(numel(specs[n].shape)) * 2);
+                source.read(specs[n], staging.data());
+            } else {  // compressed once (or earlier, into the store); the tiers hold and move the compressed bytes
+                staging.resize(t.bytes());
+                const std::string identity = store ? source.identity(specs[n]) : std::string();
+                if (!store || !store->load(t.name, *pk, identity, staging.data())) {
+                    packed_staging.resize(static_cast<size_t>(numel(specs[n].shape)) * 2);
+                    source.read(specs[n], packed_staging.data());
+                    flexrt_tensor_desc d{sizeof(flexrt_tensor_desc), FLEXRT_DTYPE_F16, static_cast<uint32_t>(specs[n].shape.size()), {}};
+                    std::copy(specs[n].shape.begin(), specs[n].shape.end(), d.shape);
+                    const flexrt_status st = m.compressor->compress(&d, packed_staging.data(), staging.data());
+                    if (st != FLEXRT_STATUS_OK)
+                        FLEXRT_THROW(st, "compressing " + t.name + ": the compress plugin returned " + flexrt_status_name(st) +
+                                             (st == FLEXRT_STATUS_BAD_DATA ? " (a value that is not finite)" : ""));
+                    if (store) store->save(t.name, *pk, identity, staging.data());
+                }
             }
             for (const Segment& seg : t.segments) {
                 if (seg.buffer->memory() == MemoryKind::device) {

@@ -26,6 +26,8 @@
 
 namespace flexrt {
 
+class PackedWeightStore;
+
 struct GenerateOptions {
     bool do_sample = false;
     double temperature = 1.0;
@@ -60,9 +62,10 @@ public:
     // tokens. Throws flexrt::Error naming what failed.
     // policy.compress_weights: `compressor` (borrowed, outliving the engine) compresses every weight of two or
     // more dimensions once, here; it must declare the group4 format (compressor.hpp), which the compute
-    // device dequantizes just before use.
+    // device dequantizes just before use. `store` (borrowed; optional) keeps the compressed weights between
+    // runs: read from it when they match, written to it when not.
     Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt_len, int64_t gen_len, EngineTiers tiers,
-           opt::WeightSource& weights, ProgressFn progress = {}, ICompressor* compressor = nullptr);
+           opt::WeightSource& weights, ProgressFn progress = {}, ICompressor* compressor = nullptr, PackedWeightStore* store = nullptr);
     ~Engine();
 
     // Runs one block: `prompts` holds policy.block_size() token lists of 1..prompt_len tokens (left-padded

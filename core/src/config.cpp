@@ -90,6 +90,8 @@ const std::vector<KeySpec>& schema() {
         {"policy.compress_weights", Kind::boolean, false, "4-bit group-wise weights, through compress.plugin"},
         {"policy.compress_cache", Kind::boolean, false, "4-bit group-wise KV cache (the compress plugin's format, groups along each token's row)"},
         {"compress.plugin", Kind::string, std::string("group4"), "compress plugin name or library path (loaded when compressing)"},
+        {"compress.store_dir", Kind::string, std::string(""),
+         "keep compressed weights here between runs: quantized once, read back by later runs (empty: off)"},
         {"storage.plugin", Kind::string, std::string("mmap"), "storage plugin name or library path"},
         {"storage.offload_dir", Kind::string, std::string("/var/tmp/flexrt-offload"),
          "directory for disk-tier files (a private subdirectory per run, removed at exit)"},
@@ -395,6 +397,7 @@ void fill(Config& cfg, const toml::table& root) {
     cfg.schedule.plugin = r.string("schedule.plugin");
     cfg.compress.table = "compress";
     cfg.compress.plugin = r.string("compress.plugin");
+    cfg.compress_store_dir = r.string("compress.store_dir");
     for (PluginSlot* slot : {&cfg.storage, &cfg.schedule, &cfg.compress})
         if (const toml::node* n = r.node(slot->table + ".options")) slot->options = *n->as_table();
 

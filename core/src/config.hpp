@@ -80,7 +80,8 @@ struct Config {
     PluginSlot storage;
     std::string offload_dir;
     PluginSlot schedule;
-    PluginSlot compress;  // loaded only when policy.compress_weights
+    PluginSlot compress;  // loaded only when policy.compress_weights or compress_cache
+    std::string compress_store_dir;  // compress.store_dir: compressed weights kept between runs ("": off)
     RuntimeSection runtime;
 
     std::string source;  // the file, or "embedded default"

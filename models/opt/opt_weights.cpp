@@ -90,6 +90,15 @@ void NumpyDirWeights::read(const WeightSpec& spec, std::byte* dst) {
     if (!s.is_ok()) FLEXRT_THROW(s.code(), "weight " + spec.name + ": " + s.message());
 }
 
+std::string NumpyDirWeights::identity(const WeightSpec& spec) {
+    std::filesystem::path path = dir_ / spec.name;
+    if (!std::filesystem::exists(path)) path += ".npy";
+    std::error_code ec;
+    const auto size = std::filesystem::file_size(path, ec);
+    const auto mtime = std::filesystem::last_write_time(path, ec).time_since_epoch().count();
+    return std::filesystem::absolute(path).string() + " " + std::to_string(size) + " bytes, modified " + std::to_string(mtime);
+}
+
 std::optional<FileLocation> NumpyDirWeights::locate(const WeightSpec& spec) {
     OpenTensor& t = open(spec);
     return FileLocation{t.file.get(), t.data_offset};

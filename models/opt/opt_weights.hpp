@@ -36,6 +36,9 @@ public:
     // materialised (dummy weights).
     virtual std::optional<FileLocation> locate(const WeightSpec& spec) = 0;
     virtual std::string describe() const = 0;
+    // What a compressed copy of the tensor must have been made from to stand in for it (PackedWeightStore):
+    // the seed for dummy weights, the file's path, size and modification time for files.
+    virtual std::string identity(const WeightSpec& spec) { return describe() + " " + spec.name; }
 };
 
 // Deterministic pseudo-random values from (seed, tensor name): the same tensor gets the same values under
@@ -62,6 +65,7 @@ public:
     void read(const WeightSpec& spec, std::byte* dst) override;
     std::optional<FileLocation> locate(const WeightSpec& spec) override;
     std::string describe() const override { return "numpy weights in " + dir_.string(); }
+    std::string identity(const WeightSpec& spec) override;
 
 private:
     struct OpenTensor {

@@ -6,6 +6,7 @@
 #include "core/src/cuda_device.hpp"
 #include "core/src/gpu_upload.hpp"
 #include "engine/engine.hpp"
+#include "engine/packed_weight_store.hpp"
 
 #include <flexrt/scheduler.hpp>
 
@@ -73,7 +74,7 @@ class GoldenTest : public ::testing::TestWithParam<std::tuple<std::string, std::
 
 GenerationResult run_case(const PolicyCase& c, opt::WeightSource* source = nullptr, GenerateOptions go = {},
                           const std::string& name = "tiny_opt", const std::string& storage = "mmap", bool gpu = false,
-                          ICompressor* compressor = nullptr) {
+                          ICompressor* compressor = nullptr, PackedWeightStore* store = nullptr) {
     const Fixture& f = fixture(name);
     Tiers t(storage);
     // On the GPU: a CUDA pool as the compute tier, fp16 ops, pinned host memory.
@@ -98,7 +99,7 @@ GenerationResult run_case(const PolicyCase& c, opt::WeightSource* source = nullp
     opt::NumpyDirWeights numpy(fixture_dir(name) / "weights", t.disk);
     EngineTiers tiers = gpu ? EngineTiers{*gpu_ops, *gpu_dev, *pinned, t.disk, t.transfers}
                             : EngineTiers{*t.ops, t.compute, t.host, t.disk, t.transfers};
-    Engine engine(tiny_config(name), p, f.prompt_len, f.gen_len, tiers, source ? *source : numpy, {}, compressor);
+    Engine engine(tiny_config(name), p, f.prompt_len, f.gen_len, tiers, source ? *source : numpy, {}, compressor, store);
     go.record_logits = true;
     auto schedule = make_schedule("normal");
     return engine.generate(f.prompts, go, *schedule);
@@ -230,6 +231,70 @@ TEST(GoldenCompressed, WeightsIn4BitsOnEveryTier) { check_compressed(false); }
 TEST(GoldenCompressed, WeightsIn4BitsOnEveryTierGpu) {
     if (!gpu_available()) GTEST_SKIP() << "no GPU here: the CUDA end-to-end tests run on the device machine";
     check_compressed(true);
+}
+
+// Counts the reads of matrices (what gets compressed) from the numpy fixture.
+class CountingWeights final : public opt::WeightSource {
+public:
+    explicit CountingWeights(opt::WeightSource& inner) : inner_(inner) {}
+    void check(const opt::WeightSpec& s) override { inner_.check(s); }
+    void read(const opt::WeightSpec& s, std::byte* dst) override {
+        matrices_read += s.shape.size() >= 2;
+        inner_.read(s, dst);
+    }
+    std::optional<opt::FileLocation> locate(const opt::WeightSpec& s) override { return inner_.locate(s); }
+    std::string describe() const override { return inner_.describe(); }
+    std::string identity(const opt::WeightSpec& s) override { return inner_.identity(s); }
+    int64_t matrices_read = 0;
+
+private:
+    opt::WeightSource& inner_;
+};
+
+// compress.store_dir: the first run compresses every matrix and writes it; the next reads them back
+// without reading or quantizing fp16 (no matrix read from the weight files) and computes the same logits;
+// a truncated file is compressed and written again; a file made from other weights is not used. The tied
+// head (decoder.embed_tokens.weight, in the input and the output layer) is compressed once a run and read
+// back from the store for its second use.
+TEST(GoldenCompressed, StoredCompressedWeightsAreReadBackNotQuantizedAgain) {
+    auto group4 = make_compressor("group4");
+    TempDir dir;
+    Tiers t;
+    opt::NumpyDirWeights numpy(fixture_dir("tiny_opt") / "weights", t.disk);
+    const PolicyCase c{"weights_split", 4, 1, {50, 30}, kAllGpu, kAllGpu};
+    PackedWeightStore first(dir / "store");
+    CountingWeights w1(numpy);
+    const GenerationResult a = run_case(c, &w1, {}, "tiny_opt", "mmap", false, group4.get(), &first);
+    EXPECT_GT(first.saved(), 0u);
+    EXPECT_EQ(first.loaded(), 1u);
+    EXPECT_EQ(w1.matrices_read, static_cast<int64_t>(first.saved()));
+
+    PackedWeightStore second(dir / "store");
+    CountingWeights w2(numpy);
+    const GenerationResult b = run_case(c, &w2, {}, "tiny_opt", "aio", false, group4.get(), &second);
+    EXPECT_EQ(second.loaded(), first.saved() + 1);
+    EXPECT_EQ(second.saved(), 0u);
+    EXPECT_EQ(w2.matrices_read, 0);
+    EXPECT_EQ(b.logits, a.logits);
+    EXPECT_EQ(b.tokens, a.tokens);
+
+    const auto victim = dir / "store" / "decoder.layers.0.fc1.weight.group4";
+    ASSERT_TRUE(std::filesystem::exists(victim));
+    std::filesystem::resize_file(victim, std::filesystem::file_size(victim) - 1);
+    PackedWeightStore third(dir / "store");
+    CountingWeights w3(numpy);
+    const GenerationResult r3 = run_case(c, &w3, {}, "tiny_opt", "mmap", false, group4.get(), &third);
+    EXPECT_EQ(third.saved(), 1u);
+    EXPECT_EQ(w3.matrices_read, 1);
+    EXPECT_EQ(r3.logits, a.logits);
+    for (const auto& e : std::filesystem::directory_iterator(dir / "store"))
+        EXPECT_EQ(e.path().extension(), ".group4") << "a partial file was left: " << e.path();
+
+    opt::DummyWeights dummy(11);  // other weights, same names and shapes: nothing in the store matches
+    PackedWeightStore fourth(dir / "store");
+    run_case(c, &dummy, {}, "tiny_opt", "mmap", false, group4.get(), &fourth);
+    EXPECT_EQ(fourth.loaded(), 1u);
+    EXPECT_EQ(fourth.saved(), first.saved());
 }
 
 // A 4-bit KV cache (group4 blocks per token row) on every tier mix, moved compressed: the same bits under
