@@ -92,7 +92,7 @@ ob = (out / "ops_bench.txt")
 if ob.exists():
     print("-- kernels vs ceilings (ops_bench) --")
     for line in ob.read_text().splitlines():
-        if line.startswith(("CEIL", "OP", "|", "ratio", "copy", "gemm", "decode", "prefill", "layer", "dequantize")): print(line)
+        if line.startswith(("CEIL", "OP", "|", "ratio", "copy", "gemm", "decode", "prefill", "layer", "dequantize", "4-bit", "30B")): print(line)
 rows = [("prefill latency (s)", "prefill latency"), ("decode throughput (tok/s)", "decode throughput"),
         ("total throughput (tok/s)", "total throughput")]
 def workload(title, name):
