@@ -1,13 +1,16 @@
-// Header-only helpers for plugin authors: the entry-point macro, the exception firewall, option access.
+// Header-only helpers for plugin authors: the entry-point macro, the exception firewall, POSIX file names
+// (remove, rename), option access.
 // A plugin includes only this header (and the interface it implements); it links nothing of flexrt's.
 #pragma once
 
 #include <flexrt/abi.h>
 #include <flexrt/status.hpp>
 
+#include <cstdio>
 #include <cstring>
 #include <new>
 #include <string>
+#include <unistd.h>
 
 namespace flexrt::sdk {
 
@@ -36,6 +39,21 @@ flexrt_status guard(const flexrt_host* host, F&& body) noexcept {
         log(host, FLEXRT_LOG_LEVEL_ERROR, "unknown exception");
         return FLEXRT_STATUS_INTERNAL;
     }
+}
+
+// IStorage::remove and IStorage::rename for a storage plugin whose files are POSIX files (every in-tree one):
+// the errno as a status, the call and path as the host's message.
+inline flexrt_status posix_remove(const flexrt_host* host, const char* path) noexcept {
+    return guard(host, [&] {
+        FLEXRT_SYS_CHECK(::unlink(path), std::string("unlink ") + path);
+        return FLEXRT_STATUS_OK;
+    });
+}
+inline flexrt_status posix_rename(const flexrt_host* host, const char* from, const char* to) noexcept {
+    return guard(host, [&] {
+        FLEXRT_SYS_CHECK(::rename(from, to), std::string("rename ") + from + " to " + to);
+        return FLEXRT_STATUS_OK;
+    });
 }
 
 // Finds option `key` among the fields create() received; nullptr if absent.

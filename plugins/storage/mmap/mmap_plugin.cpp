@@ -108,19 +108,8 @@ public:
         });
     }
 
-    flexrt_status remove(const char* path) noexcept override {
-        return guard(host_, [&] {
-            FLEXRT_SYS_CHECK(::unlink(path), std::string("unlink ") + path);
-            return FLEXRT_STATUS_OK;
-        });
-    }
-
-    flexrt_status rename(const char* from, const char* to) noexcept override {
-        return guard(host_, [&] {
-            FLEXRT_SYS_CHECK(::rename(from, to), std::string("rename ") + from + " to " + to);
-            return FLEXRT_STATUS_OK;
-        });
-    }
+    flexrt_status remove(const char* path) noexcept override { return flexrt::sdk::posix_remove(host_, path); }
+    flexrt_status rename(const char* from, const char* to) noexcept override { return flexrt::sdk::posix_rename(host_, from, to); }
 
     flexrt_status submit(flexrt_io_request* const* reqs, uint32_t n) noexcept override {
         return guard(host_, [&] {
