@@ -16,6 +16,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -67,6 +68,31 @@ struct Group4Layout {
 };
 
 constexpr float kGroup4MaxScale = 65504.0f;  // the largest finite fp16
+
+// The arithmetic of one group, one definition for the CPU and the CUDA variants so that they agree bit for
+// bit: fp32, IEEE division (__fdiv_rn on the device, whatever the compiler's division flags), round half to
+// even, no operation an FMA could fuse.
+FLEXRT_HOST_DEVICE inline float group4_div(float a, float b) {
+#if defined(__CUDA_ARCH__)
+    return __fdiv_rn(a, b);
+#else
+    return a / b;
+#endif
+}
+// The scale of a group of this range (before the rounding to the fp16 that is stored).
+FLEXRT_HOST_DEVICE inline float group4_scale(float lo, float hi, float amax, bool symmetric) {
+    if (symmetric) return amax > 0.0f ? fminf(group4_div(7.0f, amax), kGroup4MaxScale) : kGroup4MaxScale;
+    return hi > lo ? fminf(group4_div(15.0f, hi - lo), kGroup4MaxScale) : kGroup4MaxScale;
+}
+// The code of value v in a group of (stored) scale and minimum.
+FLEXRT_HOST_DEVICE inline unsigned group4_code(float v, float scale, float mn, bool symmetric) {
+    const float r = rintf(symmetric ? v * scale : (v - mn) * scale);
+    return static_cast<unsigned>(symmetric ? fminf(fmaxf(r, -7.0f), 7.0f) + 8.0f : fminf(fmaxf(r, 0.0f), 15.0f));
+}
+// The value a code stands for (before the rounding to fp16).
+FLEXRT_HOST_DEVICE inline float group4_value(unsigned code, float scale, float mn, bool symmetric) {
+    return symmetric ? group4_div(static_cast<float>(static_cast<int>(code) - 8), scale) : group4_div(static_cast<float>(code), scale) + mn;
+}
 
 // Quantizes x (fp16, the layout's elements) into out (layout.bytes()). Returns the index of the first
 // non-finite element (and writes nothing meaningful), or -1.

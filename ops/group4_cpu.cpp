@@ -46,26 +46,14 @@ int64_t quantize_rows(const uint16_t* x, const Group4Layout& L, uint8_t* out, in
                 v[e] = f;
                 lo = std::min(lo, f), hi = std::max(hi, f), amax = std::max(amax, std::fabs(f));
             }
-            float scale, mn;
-            if (L.symmetric) {
-                scale = amax > 0 ? std::min(7.0f / amax, kGroup4MaxScale) : kGroup4MaxScale;
-                mn = 0;
-            } else {
-                scale = hi > lo ? std::min(15.0f / (hi - lo), kGroup4MaxScale) : kGroup4MaxScale;
-                mn = lo;
-            }
-            scale = half_to_float(float_to_half(scale));  // codes are made with the scale that is stored
+            const float mn = L.symmetric ? 0.0f : lo;
+            const float scale = half_to_float(float_to_half(group4_scale(lo, hi, amax, L.symmetric)));  // the scale that is stored
             uint16_t* pair = reinterpret_cast<uint16_t*>(out + L.pairs_at(o)) + (g * 2) * in + c;
             pair[0] = float_to_half(scale);
             pair[in] = float_to_half(mn);
             for (int64_t e = 0; e < G; e += 2) {
-                uint8_t q[2];
-                for (int t = 0; t < 2; ++t) {
-                    const float s = L.symmetric ? v[e + t] * scale : (v[e + t] - mn) * scale;
-                    const float r = std::nearbyint(s);
-                    q[t] = static_cast<uint8_t>(L.symmetric ? std::clamp(r, -7.0f, 7.0f) + 8.0f : std::clamp(r, 0.0f, 15.0f));
-                }
-                out[L.codes_at(o) + ((g * G + e) / 2) * in + c] = static_cast<uint8_t>(q[0] << 4 | q[1]);
+                const unsigned even = group4_code(v[e], scale, mn, L.symmetric), odd = group4_code(v[e + 1], scale, mn, L.symmetric);
+                out[L.codes_at(o) + ((g * G + e) / 2) * in + c] = static_cast<uint8_t>(even << 4 | odd);
             }
         }
     return -1;
@@ -106,8 +94,7 @@ void dequantize_group4_groups(const uint8_t* in_bytes, const Group4Layout& L, in
         for (int64_t c = 0; c < in; ++c) {
             const float scale = half_to_float(pair[c]), mn = half_to_float(pair[in + c]);
             for (int code = 0; code < 16; ++code)
-                table[c * 16 + code] = float_to_half(L.symmetric ? static_cast<float>(code - 8) / scale
-                                                                 : static_cast<float>(code) / scale + mn);
+                table[c * 16 + code] = float_to_half(group4_value(static_cast<unsigned>(code), scale, mn, L.symmetric));
         }
         for (int64_t r = g * G; r < std::min(L.dim, (g + 1) * G); ++r) {
             const uint8_t* row = in_bytes + L.codes_at(o) + (r / 2) * in;

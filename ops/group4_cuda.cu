@@ -1,4 +1,4 @@
-// group4 on the GPU (see group4.hpp): the same fp32 operations as the CPU variant, in the same order.
+// group4 on the GPU (see group4.hpp): the per-group arithmetic is group4.hpp's, the CPU variant's own.
 #include "group4.hpp"
 
 #include "cuda_check.cuh"
@@ -7,8 +7,6 @@
 
 namespace flexrt::ops::cuda {
 namespace {
-
-constexpr float kMaxScale = 65504.0f;
 
 // One thread per group (outer, g, c): consecutive threads take consecutive c, so each element load is coalesced.
 __global__ void quantize_kernel(const __half* x, Group4Layout L, uint8_t* out, int64_t* bad) {
@@ -30,16 +28,9 @@ __global__ void quantize_kernel(const __half* x, Group4Layout L, uint8_t* out, i
         }
         lo = fminf(lo, f), hi = fmaxf(hi, f), amax = fmaxf(amax, fabsf(f));
     }
-    float scale, mn;
-    if (L.symmetric) {
-        scale = amax > 0.0f ? fminf(__fdiv_rn(7.0f, amax), kMaxScale) : kMaxScale;
-        mn = 0.0f;
-    } else {
-        scale = hi > lo ? fminf(__fdiv_rn(15.0f, __fsub_rn(hi, lo)), kMaxScale) : kMaxScale;
-        mn = lo;
-    }
-    const __half scale_h = __float2half_rn(scale);
-    scale = __half2float(scale_h);
+    const float mn = L.symmetric ? 0.0f : lo;
+    const __half scale_h = __float2half_rn(group4_scale(lo, hi, amax, L.symmetric));
+    const float scale = __half2float(scale_h);  // codes are made with the scale that is stored
     auto* pairs = reinterpret_cast<__half*>(out + L.pairs_at(o));
     pairs[(g * 2) * in + c] = scale_h;
     pairs[(g * 2 + 1) * in + c] = __float2half_rn(mn);
@@ -49,19 +40,14 @@ __global__ void quantize_kernel(const __half* x, Group4Layout L, uint8_t* out, i
         unsigned q[2];
         for (int t = 0; t < 2; ++t) {
             const int64_t r = g * G + e + t;
-            const float v = r < L.dim ? __half2float(x[(o * L.dim + r) * in + c]) : 0.0f;
-            const float s = L.symmetric ? __fmul_rn(v, scale) : __fmul_rn(__fsub_rn(v, mn), scale);
-            const float rr = rintf(s);
-            q[t] = static_cast<unsigned>(L.symmetric ? fminf(fmaxf(rr, -7.0f), 7.0f) + 8.0f : fminf(fmaxf(rr, 0.0f), 15.0f));
+            q[t] = group4_code(r < L.dim ? __half2float(x[(o * L.dim + r) * in + c]) : 0.0f, scale, mn, L.symmetric);
         }
         out[L.codes_at(o) + ((g * G + e) / 2) * in + c] = static_cast<uint8_t>(q[0] << 4 | q[1]);
     }
 }
 
 __device__ __forceinline__ __half decode(unsigned code, float scale, float mn, bool symmetric) {
-    const float x = symmetric ? __fdiv_rn(static_cast<float>(static_cast<int>(code) - 8), scale)
-                              : __fadd_rn(__fdiv_rn(static_cast<float>(code), scale), mn);
-    return __float2half_rn(x);
+    return __float2half_rn(group4_value(code, scale, mn, symmetric));
 }
 
 // A block per (128 columns, group, outer): first the 16 values each code takes in each column (one division
