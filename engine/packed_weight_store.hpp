@@ -21,7 +21,7 @@ public:
     explicit PackedWeightStore(std::filesystem::path dir);
 
     // Fills `out` (layout.bytes()) from the tensor's file and returns true when the file holds exactly this
-    // layout made from `source_identity`; false (out untouched) otherwise.
+    // layout made from `source_identity`; false otherwise (then `out` may hold part of a truncated file).
     bool load(const std::string& tensor, const ops::Group4Layout& layout, const std::string& source_identity, std::byte* out);
     // Writes the tensor's file (layout.bytes() of `data`); throws flexrt::Error naming the file on failure,
     // leaving no file of that name behind.

@@ -197,7 +197,8 @@ __global__ void __launch_bounds__(kThreads) linear_group4_kernel(Args a) {
     cluster.sync();  // no block leaves while another still reads its shared memory
 }
 
-int sm_count() {
+// The SM count, once the kernel may use more than 48 KiB of shared memory (both once per process).
+int prepare_launches() {
     static const int n = [] {
         int dev = 0, count = 0;
         FLEXRT_CUDA_CHECK(cudaGetDevice(&dev));
@@ -217,7 +218,7 @@ void linear_group4(const uint16_t* x, int64_t rows, const uint8_t* packed, const
                                                         ", group_size " + std::to_string(L.group_size) + ", in " +
                                                         std::to_string(L.inner) + ")");
     if (rows == 0 || L.dim == 0) return;
-    const int sms = sm_count();
+    const int sms = prepare_launches();
     const int tiles = static_cast<int>(L.inner / kBK);
     const dim3 grid(static_cast<unsigned>((L.dim + kBN - 1) / kBN), static_cast<unsigned>((rows + kBM - 1) / kBM));
     const int blocks = static_cast<int>(grid.x * grid.y), wave = 3 * sms;  // 3 blocks fit an SM
