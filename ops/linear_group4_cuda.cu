@@ -1,48 +1,75 @@
-// Fused group4 GEMM (see linear_group4.hpp). One block of 4 warps computes a 64 x 128 tile of y (64 rows
-// of x, two groups of output features) over a range of `in`. Per 64-column step, cp.async brings x, the 4-bit
-// codes and the (scale, min) pairs into shared memory two steps ahead; then each warp works alone on its 32
-// output features (half a group): one reciprocal per column, its codes widened to fp16 (two per instruction:
-// a byte permute and a mask make fp16 1024 + code, then sub and FMA in half2), and WMMA on tensor cores
-// with fp32 accumulators - one block-wide barrier per step. When the tiles alone do not fill the GPU, `in`
-// is split over a thread-block cluster whose blocks add their fp32 tiles through distributed shared memory,
+// Fused group4 GEMM (see linear_group4.hpp). One block of 4 warps computes a
+// tile of y of up to 64 rows of x (8 NT) and 128 output features (two groups)
+// over a range of `in`, in steps of 64 columns that cp.async brings into shared
+// memory kStages - 1 steps ahead: x, the 4-bit codes and the (scale, min)
+// pairs.
+//
+// The product is computed transposed, y^T = W x^T, on mma.sync m16n8k16: the
+// weights are the A operand (16 output features x 16 columns), x^T the B
+// operand (16 columns x 8 rows of x). Each thread loads 16 code bytes straight
+// into registers and widens them there into its A fragments (two codes per
+// instruction: a byte permute and a mask make fp16 1024 + code, then a sub and
+// an FMA in half2) - the weights never pass through shared memory in fp16, and
+// the fragments are written where the tensor cores read them (no moves). This
+// works because a tensor-core product sums over k in any order: the 16 columns
+// of a 64-column step that a lane holds are the contiguous columns [16 t, 16 t
+// + 16) (t = lane % 4) of x and of the codes alike, so both are read with
+// 16-byte loads and need no reordering, in memory or in the stored format. A
+// code byte holds two output features (rows 2p and 2p + 1 of W): they are rows
+// g and g + 8 of an m16 tile.
+//
+// When the tiles alone do not fill the GPU, `in` is split over a thread-block
+// cluster whose blocks add their fp32 tiles through distributed shared memory,
 // in a fixed order (deterministic, nothing written to global memory but y).
-#include "linear_group4.hpp"
-
-#include "cuda_check.cuh"
-
-#include <cuda_fp16.h>
 #include <cooperative_groups.h>
-#include <mma.h>
+#include <cuda_fp16.h>
 
 #include <algorithm>
 
+#include "cuda_check.cuh"
+#include "linear_group4.hpp"
+
 namespace flexrt::ops::cuda {
 namespace {
-using namespace nvcuda;
 namespace cg = cooperative_groups;
 
-constexpr int kBM = 64, kBN = 128, kBK = 64, kStages = 3, kWarps = 4, kThreads = 32 * kWarps;
-constexpr int kWarpN = kBN / kWarps;                           // 32 output features per warp
-constexpr int kXld = kBK + 8, kWld = kBK + 8, kCld = kBN + 4;  // padded rows: no bank conflicts for WMMA loads
+constexpr int kBN = 128, kBK = 64, kStages = 3, kWarps = 4, kThreads = 32 * kWarps;
+constexpr int kWarpN = kBN / kWarps;  // 32 output features (16 code rows) per warp
+constexpr int kXld = kBK + 8;         // x rows padded to 144 bytes: a quarter warp's
+                                      // 16-byte loads hit distinct banks
+constexpr int kCld = kBN + 4;
 
+template <int NT>  // n8 tiles: the block's rows of x, 8 NT
 struct Tiles {
-    __half x[kStages][kBM][kXld];
+    __half x[kStages][8 * NT][kXld];
     uint8_t codes[kStages][kBN / 2][kBK];  // row pairs: byte = even row's code << 4 | odd row's code
     __half pairs[kStages][2][2][kBK];      // [group of the tile][scale, min][column]
-    __half coef[kWarps][2][kBK];           // per warp: [fp16(1 / scale), min] of its group, this step
-    __half w[kBN][kWld];                   // the widened weights, (out, in) as stored: WMMA's col-major B
+    __half inv[kWarps][kBK];               // per warp: fp16(1 / scale) of its group, this step
 };
-constexpr size_t kSmem = std::max(sizeof(Tiles), sizeof(float) * kBM * kCld);
+template <int NT>
+constexpr size_t smem_bytes() {
+    return std::max(sizeof(Tiles<NT>), sizeof(float) * 8 * NT * kCld);
+}
 
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
-    const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(valid ? 16 : 0));  // 0: zero fill
+__device__ __forceinline__ unsigned smem_address(const void* p) { return static_cast<unsigned>(__cvta_generic_to_shared(p)); }
+// Copies `size` (16, or 0 to zero-fill) bytes of gmem to smem, asynchronously.
+__device__ __forceinline__ void cp_async16(unsigned smem, const void* gmem, unsigned size) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem), "l"(gmem), "r"(size));
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-__device__ __forceinline__ void cp_async_wait_all_but_newest() { asm volatile("cp.async.wait_group %0;\n" ::"n"(kStages - 2)); }
+__device__ __forceinline__ void cp_async_wait_stage() { asm volatile("cp.async.wait_group %0;\n" ::"n"(kStages - 2)); }
 
 __device__ __forceinline__ __half2 as_half2(uint32_t u) { return *reinterpret_cast<__half2*>(&u); }
 __device__ __forceinline__ uint32_t as_u32(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
+
+// d += a * b, fp16 inputs, fp32 accumulators (PTX mma.sync m16n8k16, A
+// row-major, B column-major).
+__device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, "
+        "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
 
 struct Args {
     const __half* x;
@@ -51,61 +78,74 @@ struct Args {
     const __half* pairs;
     int ng;               // groups along `out`
     int tiles_per_split;  // 64-column steps of `in` per block
-    uint32_t code_base;   // 1024 + 8 * symmetric, twice, as half2 bits: fp16 (1024 + code) - base = code (- 8)
+    uint32_t code_base;   // 1024 + 8 * symmetric, twice, as half2 bits: fp16 (1024
+                          // + code) - base = code (- 8)
     const __half* bias;
     __half* y;
     bool relu;
 };
 
-__global__ void __launch_bounds__(kThreads) linear_group4_kernel(Args a) {
+template <int NT>
+__global__ void __launch_bounds__(kThreads, 4) linear_group4_kernel(Args a) {
+    constexpr int kBM = 8 * NT;
     extern __shared__ __align__(128) unsigned char smem_raw[];
-    Tiles& t = *reinterpret_cast<Tiles*>(smem_raw);
-    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    Tiles<NT>& t = *reinterpret_cast<Tiles<NT>*>(smem_raw);
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, lg = lane / 4, lt = lane % 4;
     const int n0 = blockIdx.x * kBN, m0 = blockIdx.y * kBM;
     const int kt0 = blockIdx.z * a.tiles_per_split, kt1 = min(a.K / kBK, kt0 + a.tiles_per_split);
     const int code_rows = a.ng * 32;  // row pairs in the codes, the zero padding of the last group included
 
-    // Each thread's cp.async sources for step 0 of this block, advanced by 64 columns a step (the addresses
-    // are computed once, not per step).
-    constexpr int kXChunks = kBM * kBK / 8 / kThreads, kCodeChunks = kBN / 2 * kBK / 16 / kThreads;
+    // Each thread's cp.async sources for step 0 of this block (advanced by 64
+    // columns a step) and their shared memory destinations in stage 0 (advanced
+    // by a stage's bytes). A source out of the matrix zero-fills its destination
+    // and points at column k0 of the first row (in bounds, never read).
+    constexpr int kXChunks = (kBM * kBK / 8 + kThreads - 1) / kThreads, kCodeChunks = kBN / 2 * kBK / 16 / kThreads;
+    constexpr bool kXAll = kBM * kBK / 8 % kThreads == 0;  // every thread copies kXChunks chunks of x
     const __half* xs[kXChunks];
-    bool x_ok[kXChunks];
+    unsigned x_dst[kXChunks], x_size[kXChunks];
 #pragma unroll
-    for (int i = 0; i < kXChunks; ++i) {  // x: 64 rows of 128 bytes
-        const int c = tid + i * kThreads, r = c / (kBK / 8), col = (c % (kBK / 8)) * 8;
-        x_ok[i] = m0 + r < a.M;
-        xs[i] = a.x + (x_ok[i] ? static_cast<size_t>(m0 + r) * a.K + col : 0);
+    for (int i = 0; i < kXChunks; ++i) {  // x: kBM rows of 128 bytes
+        const int c = (tid + i * kThreads) % (kBM * kBK / 8), r = c / (kBK / 8), col = (c % (kBK / 8)) * 8;
+        const bool ok = m0 + r < a.M;
+        xs[i] = a.x + (ok ? static_cast<size_t>(m0 + r) * a.K + col : 0);
+        x_size[i] = ok ? 16 : 0;
+        x_dst[i] = smem_address(&t.x[0][r][col]);
     }
     const uint8_t* cs[kCodeChunks];
-    bool c_ok[kCodeChunks];
+    unsigned c_dst[kCodeChunks], c_size[kCodeChunks];
 #pragma unroll
     for (int i = 0; i < kCodeChunks; ++i) {  // codes: 64 row pairs of 64 bytes
         const int c = tid + i * kThreads, gp = n0 / 2 + c / 4, col = (c % 4) * 16;
-        c_ok[i] = gp < code_rows;
-        cs[i] = a.codes + (c_ok[i] ? static_cast<size_t>(gp) * a.K + col : 0);
+        const bool ok = gp < code_rows;
+        cs[i] = a.codes + (ok ? static_cast<size_t>(gp) * a.K + col : 0);
+        c_size[i] = ok ? 16 : 0;
+        c_dst[i] = smem_address(&t.codes[0][c / 4][col]);
     }
-    const int p_gi = (tid % 32) / 16, p_which = (tid / 8) % 2, p_col = (tid % 8) * 8;  // pairs: 2 groups x (scale, min)
-    const bool p_ok = tid < 32 && n0 / 64 + p_gi < a.ng;
+    const int p_gi = tid / (kBK / 4) % 2, p_which = tid / (kBK / 8) % 2,
+              p_col = tid % (kBK / 8) * 8;  // pairs: 2 groups x (scale, min)
+    const bool p_ok = n0 / 64 + p_gi < a.ng;
     const __half* ps = a.pairs + (p_ok ? (static_cast<size_t>(n0 / 64 + p_gi) * 2 + p_which) * a.K + p_col : 0);
+    const unsigned p_dst = smem_address(&t.pairs[0][p_gi][p_which][p_col]), p_size = p_ok ? 16 : 0;
 
     auto load = [&](int kt, int s) {
         const int k0 = kt * kBK;
 #pragma unroll
-        for (int i = 0; i < kXChunks; ++i) {
-            const int c = tid + i * kThreads;
-            cp_async16(&t.x[s][c / (kBK / 8)][(c % (kBK / 8)) * 8], xs[i] + (x_ok[i] ? k0 : 0), x_ok[i]);
-        }
+        for (int i = 0; i < kXChunks; ++i)
+            if (kXAll || tid + i * kThreads < kBM * kBK / 8) cp_async16(x_dst[i] + s * sizeof(t.x[0]), xs[i] + k0, x_size[i]);
 #pragma unroll
-        for (int i = 0; i < kCodeChunks; ++i) {
-            const int c = tid + i * kThreads;
-            cp_async16(&t.codes[s][c / 4][(c % 4) * 16], cs[i] + (c_ok[i] ? k0 : 0), c_ok[i]);
-        }
-        if (tid < 32) cp_async16(&t.pairs[s][p_gi][p_which][p_col], ps + (p_ok ? k0 : 0), p_ok);
+        for (int i = 0; i < kCodeChunks; ++i) cp_async16(c_dst[i] + s * sizeof(t.codes[0]), cs[i] + k0, c_size[i]);
+        if (tid < kBK / 2) cp_async16(p_dst + s * sizeof(t.pairs[0]), ps + k0, p_size);
     };
 
-    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[kBM / 16][kWarpN / 16];
-    for (auto& row : acc)
-        for (auto& f : row) wmma::fill_fragment(f, 0.0f);
+    // acc[w][n]: m16 tile w of this warp's features (rows g, g + 8: features warp
+    // * 32 + 16 w + 2 g, + 1) by n8 tile n of the block's rows of x.
+    float acc[2][NT][4];
+#pragma unroll
+    for (int w = 0; w < 2; ++w)
+#pragma unroll
+        for (int n = 0; n < NT; ++n)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[w][n][e] = 0.0f;
     const int gi = warp * kWarpN / 64;  // this warp's group within the tile
 
     int fetch = kt0;
@@ -116,137 +156,196 @@ __global__ void __launch_bounds__(kThreads) linear_group4_kernel(Args a) {
     const __half2 base = as_half2(a.code_base);
     for (int kt = kt0; kt < kt1; ++kt) {
         const int s = (kt - kt0) % kStages;
-        cp_async_wait_all_but_newest();
-        __syncthreads();  // step kt has landed for every thread; every warp is done with step kt - 1
+        cp_async_wait_stage();
+        __syncthreads();  // step kt has landed for every thread; every warp is done
+                          // with step kt - 1
         if (fetch < kt1) load(fetch, (fetch - kt0) % kStages);
         cp_async_commit();
         ++fetch;
 #pragma unroll
-        for (int c = lane; c < kBK; c += 32) {  // one reciprocal per column of the group, not a division per element
-            const float scale = __half2float(t.pairs[s][gi][0][c]);
-            t.coef[warp][0][c] = __float2half_rn(scale > 0.0f ? __frcp_rn(scale) : 0.0f);  // 0: a zero-filled group
-            t.coef[warp][1][c] = t.pairs[s][gi][1][c];
+        for (int c = lane; c < kBK; c += 32) {  // one reciprocal per column of the
+                                                // group, not a division per element
+            // A zero-filled group (scale 0) gets a finite 1e4: its codes are 0 and
+            // min 0, so its weights stay 0. Real scales are >= 15 / 131008 > 1e-4
+            // (the widest fp16 range).
+            t.inv[warp][c] = __float2half_rn(__frcp_rn(fmaxf(__half2float(t.pairs[s][gi][0][c]), 1e-4f)));
         }
         __syncwarp();
+        // The step in two halves of 32 columns (k16 chunks 2 h and 2 h + 1): this
+        // lane's columns of a chunk c are 16 lt + 4 c .. + 3, code bytes 4 c .. 4 c
+        // + 3 of its row pair: fragment registers 0 and 1 the first two columns, 2
+        // and 3 the last two.
+        const uint4 code[2] = {*reinterpret_cast<const uint4*>(&t.codes[s][warp * kWarpN / 2 + lg][16 * lt]),
+                               *reinterpret_cast<const uint4*>(&t.codes[s][warp * kWarpN / 2 + 8 + lg][16 * lt])};
 #pragma unroll
-        for (int c = lane; c < kWarpN / 2 * kBK / 16; c += 32) {  // widen this warp's 16 row pairs, 16 columns a lane
-            const int p = warp * kWarpN / 2 + c / 4, col = (c % 4) * 16;
-            const uint4 raw = *reinterpret_cast<const uint4*>(&t.codes[s][p][col]);
-            const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
-            uint32_t even[8], odd[8];
+        for (int h = 0; h < 2; ++h) {
+            const uint4 iv = *reinterpret_cast<const uint4*>(&t.inv[warp][16 * lt + 8 * h]);
+            const uint4 mv = *reinterpret_cast<const uint4*>(&t.pairs[s][gi][1][16 * lt + 8 * h]);
+            const uint32_t inv[4] = {iv.x, iv.y, iv.z, iv.w}, mn[4] = {mv.x, mv.y, mv.z, mv.w};
+            uint32_t af[2][2][4];  // [chunk of the half][m16 tile]: the A fragment
 #pragma unroll
-            for (int q = 0; q < 4; ++q)
+            for (int w = 0; w < 2; ++w) {
+                const uint32_t words[2] = {h ? code[w].z : code[w].x, h ? code[w].w : code[w].y};
 #pragma unroll
-                for (int h = 0; h < 2; ++h) {  // bytes 2h and 2h + 1 of the word: columns cc and cc + 1
-                    const uint32_t spread = __byte_perm(words[q], 0, h ? 0x4342 : 0x4140);  // [byte, 0, byte, 0]
-                    const uint32_t lo = (spread & 0x000f000fu) | 0x64006400u;
-                    const uint32_t hi = ((spread >> 4) & 0x000f000fu) | 0x64006400u;
-                    const int cc = col + 4 * q + 2 * h;
-                    const __half2 inv = *reinterpret_cast<const __half2*>(&t.coef[warp][0][cc]);
-                    const __half2 mn = *reinterpret_cast<const __half2*>(&t.coef[warp][1][cc]);
-                    even[2 * q + h] = as_u32(__hfma2(__hsub2(as_half2(hi), base), inv, mn));
-                    odd[2 * q + h] = as_u32(__hfma2(__hsub2(as_half2(lo), base), inv, mn));
-                }
-            auto* we = reinterpret_cast<uint4*>(&t.w[2 * p][col]);
-            auto* wo = reinterpret_cast<uint4*>(&t.w[2 * p + 1][col]);
-            we[0] = make_uint4(even[0], even[1], even[2], even[3]);
-            we[1] = make_uint4(even[4], even[5], even[6], even[7]);
-            wo[0] = make_uint4(odd[0], odd[1], odd[2], odd[3]);
-            wo[1] = make_uint4(odd[4], odd[5], odd[6], odd[7]);
-        }
-        __syncwarp();
+                for (int c = 0; c < 2; ++c)
 #pragma unroll
-        for (int kk = 0; kk < kBK; kk += 16) {
-            wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> fb[kWarpN / 16];
-#pragma unroll
-            for (int j = 0; j < kWarpN / 16; ++j) wmma::load_matrix_sync(fb[j], &t.w[warp * kWarpN + j * 16][kk], kWld);
-#pragma unroll
-            for (int i = 0; i < kBM / 16; ++i) {
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> fa;
-                wmma::load_matrix_sync(fa, &t.x[s][i * 16][kk], kXld);
-#pragma unroll
-                for (int j = 0; j < kWarpN / 16; ++j) wmma::mma_sync(acc[i][j], fa, fb[j], acc[i][j]);
+                    for (int j = 0; j < 2; ++j) {                                               // bytes 2j and 2j + 1 of the word
+                        const uint32_t spread = __byte_perm(words[c], 0, j ? 0x4342 : 0x4140);  // [byte, 0, byte, 0]
+                        const uint32_t lo = (spread & 0x000f000fu) | 0x64006400u;
+                        const uint32_t hi = ((spread >> 4) & 0x000f000fu) | 0x64006400u;
+                        const __half2 sc = as_half2(inv[2 * c + j]), m = as_half2(mn[2 * c + j]);
+                        af[c][w][2 * j] = as_u32(__hfma2(__hsub2(as_half2(hi), base), sc,
+                                                         m));                                       // row g: even feature
+                        af[c][w][2 * j + 1] = as_u32(__hfma2(__hsub2(as_half2(lo), base), sc, m));  // row g + 8: odd
+                    }
             }
+            // B fragments of the half: row lg of each n8 tile of x, columns 16 lt + 8
+            // h .. + 7.
+            uint32_t xb[NT][4];
+#pragma unroll
+            for (int n = 0; n < NT; ++n) {
+                const uint4 u = *reinterpret_cast<const uint4*>(&t.x[s][8 * n + lg][16 * lt + 8 * h]);
+                xb[n][0] = u.x, xb[n][1] = u.y, xb[n][2] = u.z, xb[n][3] = u.w;
+            }
+            // Chunk outermost: 2 NT independent products between two into the same
+            // accumulator.
+#pragma unroll
+            for (int c = 0; c < 2; ++c)
+#pragma unroll
+                for (int n = 0; n < NT; ++n)
+#pragma unroll
+                    for (int w = 0; w < 2; ++w) mma16816(acc[w][n], af[c][w], xb[n][2 * c], xb[n][2 * c + 1]);
         }
     }
 
     asm volatile("cp.async.wait_all;\n" ::);
-    __syncthreads();  // the tiles are dead: the shared memory now holds the fp32 result tile
+    __syncthreads();  // the tiles are dead: the shared memory now holds the fp32
+                      // result tile
     auto* C = reinterpret_cast<float*>(smem_raw);
+    // Accumulator e of tile (w, n): feature row g (+ 8 for e >= 2: the odd
+    // feature), row of x 8 n + 2 lt + (e & 1).
 #pragma unroll
-    for (int i = 0; i < kBM / 16; ++i)
+    for (int w = 0; w < 2; ++w)
 #pragma unroll
-        for (int j = 0; j < kWarpN / 16; ++j)
-            wmma::store_matrix_sync(&C[(i * 16) * kCld + warp * kWarpN + j * 16], acc[i][j], kCld, wmma::mem_row_major);
-    // The blocks of one tile (the splits of `in`) form a cluster: each sums a slice of the tile's rows over
-    // every block's shared memory, in block order (deterministic), and writes y. No partial sums in global memory.
+        for (int n = 0; n < NT; ++n)
+#pragma unroll
+            for (int e = 0; e < 2; ++e)
+                *reinterpret_cast<float2*>(&C[(8 * n + 2 * lt + e) * kCld + warp * kWarpN + 16 * w + 2 * lg]) =
+                    make_float2(acc[w][n][e], acc[w][n][e + 2]);
+    // The blocks of one tile (the splits of `in`) form a cluster: each sums a
+    // slice of the tile's rows over every block's shared memory, in block order
+    // (deterministic), and writes y. No partial sums in global memory.
     cg::cluster_group cluster = cg::this_cluster();
     const int splits = static_cast<int>(cluster.num_blocks()), rank = static_cast<int>(cluster.block_rank());
     cluster.sync();
     const float* parts[8];
     for (int r = 0; r < splits; ++r) parts[r] = cluster.map_shared_rank(C, r);
     const int r0 = kBM * rank / splits, r1 = kBM * (rank + 1) / splits;
-    for (int e = r0 * kBN + tid; e < r1 * kBN; e += kThreads) {
-        const int r = e / kBN, c = e % kBN, m = m0 + r, n = n0 + c;
+    for (int e = r0 * (kBN / 4) + tid; e < r1 * (kBN / 4); e += kThreads) {  // 4 features a thread at a time
+        const int r = e / (kBN / 4), c = e % (kBN / 4) * 4, m = m0 + r, n = n0 + c;
         if (m >= a.M || n >= a.N) continue;
-        float v = 0.0f;
-        for (int q = 0; q < splits; ++q) v += parts[q][r * kCld + c];
-        if (a.bias) v += __half2float(a.bias[n]);
-        a.y[static_cast<size_t>(m) * a.N + n] = __float2half_rn(a.relu ? fmaxf(v, 0.0f) : v);
+        float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        for (int q = 0; q < splits; ++q) {
+            const float4 p = *reinterpret_cast<const float4*>(&parts[q][r * kCld + c]);
+            v.x += p.x, v.y += p.y, v.z += p.z, v.w += p.w;
+        }
+        const float out[4] = {v.x, v.y, v.z, v.w};
+        for (int j = 0; j < 4 && n + j < a.N; ++j) {
+            float o = out[j] + (a.bias ? __half2float(a.bias[n + j]) : 0.0f);
+            a.y[static_cast<size_t>(m) * a.N + n + j] = __float2half_rn(a.relu ? fmaxf(o, 0.0f) : o);
+        }
     }
     cluster.sync();  // no block leaves while another still reads its shared memory
 }
 
-// The SM count, once the kernel may use more than 48 KiB of shared memory (both once per process).
+// The SM count, once each kernel may use more than 48 KiB of shared memory
+// (both once per process).
+template <int NT>
+void allow_smem() {
+    FLEXRT_CUDA_CHECK(
+        cudaFuncSetAttribute(linear_group4_kernel<NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem_bytes<NT>())));
+}
 int prepare_launches() {
     static const int n = [] {
         int dev = 0, count = 0;
         FLEXRT_CUDA_CHECK(cudaGetDevice(&dev));
         FLEXRT_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev));
-        FLEXRT_CUDA_CHECK(cudaFuncSetAttribute(linear_group4_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kSmem)));
+        allow_smem<1>(), allow_smem<2>(), allow_smem<4>(), allow_smem<8>();
         return count;
     }();
     return n;
 }
 
-}  // namespace
-
-void linear_group4(const uint16_t* x, int64_t rows, const uint8_t* packed, const Group4Layout& L, const uint16_t* b,
-                   uint16_t* y, bool relu, void* stream) {
-    if (!fusable_group4(L))
-        throw Error(FLEXRT_STATUS_INVALID_ARGUMENT, "linear_group4: layout not fusable (outer " + std::to_string(L.outer) +
-                                                        ", group_size " + std::to_string(L.group_size) + ", in " +
-                                                        std::to_string(L.inner) + ")");
-    if (rows == 0 || L.dim == 0) return;
-    const int sms = prepare_launches();
-    const int tiles = static_cast<int>(L.inner / kBK);
-    const dim3 grid(static_cast<unsigned>((L.dim + kBN - 1) / kBN), static_cast<unsigned>((rows + kBM - 1) / kBM));
-    const int blocks = static_cast<int>(grid.x * grid.y), wave = 3 * sms;  // 3 blocks fit an SM
-    // Split `in` over a cluster of up to 8 blocks when the tiles alone leave SMs idle: the split that
-    // minimises the steps of the busiest block slot (whole waves), the smaller on a tie (less to reduce).
+template <int NT>
+void launch(const Args& a, int64_t rows, int sms, cudaStream_t stream) {
+    constexpr int kBM = 8 * NT;
+    const int tiles = a.K / kBK;
+    const dim3 grid(static_cast<unsigned>((a.N + kBN - 1) / kBN), static_cast<unsigned>((rows + kBM - 1) / kBM));
+    const int blocks = static_cast<int>(grid.x * grid.y);
+    static const int per_sm = [] {  // blocks an SM holds (registers and shared memory), once per process
+        int n = 0;
+        FLEXRT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, linear_group4_kernel<NT>, kThreads, smem_bytes<NT>()));
+        return std::max(n, 1);
+    }();
+    const int wave = per_sm * sms;
+    // Split `in` over a cluster of up to 8 blocks when the tiles alone leave SMs
+    // idle: the split that minimises the steps of the busiest block slot (whole
+    // waves), the smaller on a tie (less to reduce).
     int splits = 1;
     int64_t best = INT64_MAX;
     for (int s = 1; s <= std::min(8, std::max(1, tiles / 4)); ++s) {
         const int64_t per = (tiles + s - 1) / s, cost = (static_cast<int64_t>(blocks) * s + wave - 1) / wave * per;
         if (cost < best) best = cost, splits = s;
     }
-    const int per_split = (tiles + splits - 1) / splits;
-    const int16_t base = static_cast<int16_t>(L.symmetric ? 0x6408 : 0x6400);  // fp16 1032 or 1024
-    Args a{reinterpret_cast<const __half*>(x), static_cast<int>(rows), static_cast<int>(L.inner), static_cast<int>(L.dim), packed,
-           reinterpret_cast<const __half*>(packed + L.code_bytes()), static_cast<int>(L.groups()), per_split,
-           static_cast<uint32_t>(static_cast<uint16_t>(base)) * 0x10001u, reinterpret_cast<const __half*>(b),
-           reinterpret_cast<__half*>(y), relu};
+    Args args = a;
+    args.tiles_per_split = (tiles + splits - 1) / splits;
     cudaLaunchConfig_t cfg{};
     cfg.gridDim = dim3(grid.x, grid.y, static_cast<unsigned>(splits));
     cfg.blockDim = dim3(kThreads);
-    cfg.dynamicSmemBytes = kSmem;
-    cfg.stream = static_cast<cudaStream_t>(stream);
+    cfg.dynamicSmemBytes = smem_bytes<NT>();
+    cfg.stream = stream;
     cudaLaunchAttribute cluster{};
     cluster.id = cudaLaunchAttributeClusterDimension;
     cluster.val.clusterDim.x = 1, cluster.val.clusterDim.y = 1, cluster.val.clusterDim.z = static_cast<unsigned>(splits);
     cfg.attrs = &cluster;
     cfg.numAttrs = 1;
-    FLEXRT_CUDA_CHECK(cudaLaunchKernelEx(&cfg, linear_group4_kernel, a));
+    FLEXRT_CUDA_CHECK(cudaLaunchKernelEx(&cfg, linear_group4_kernel<NT>, args));
+}
+
+}  // namespace
+
+void linear_group4(const uint16_t* x, int64_t rows, const uint8_t* packed, const Group4Layout& L, const uint16_t* b, uint16_t* y, bool relu,
+                   void* stream) {
+    if (!fusable_group4(L))
+        throw Error(FLEXRT_STATUS_INVALID_ARGUMENT, "linear_group4: layout not fusable (outer " + std::to_string(L.outer) +
+                                                        ", group_size " + std::to_string(L.group_size) + ", in " + std::to_string(L.inner) +
+                                                        ")");
+    if (rows == 0 || L.dim == 0) return;
+    const int sms = prepare_launches();
+    const int16_t base = static_cast<int16_t>(L.symmetric ? 0x6408 : 0x6400);  // fp16 1032 or 1024
+    const Args a{reinterpret_cast<const __half*>(x),
+                 static_cast<int>(rows),
+                 static_cast<int>(L.inner),
+                 static_cast<int>(L.dim),
+                 packed,
+                 reinterpret_cast<const __half*>(packed + L.code_bytes()),
+                 static_cast<int>(L.groups()),
+                 0,
+                 static_cast<uint32_t>(static_cast<uint16_t>(base)) * 0x10001u,
+                 reinterpret_cast<const __half*>(b),
+                 reinterpret_cast<__half*>(y),
+                 relu};
+    // As few n8 tiles as the rows need (a decode batch of 8 does not pay for 64
+    // rows of products).
+    auto* s = static_cast<cudaStream_t>(stream);
+    if (rows <= 8)
+        launch<1>(a, rows, sms, s);
+    else if (rows <= 16)
+        launch<2>(a, rows, sms, s);
+    else if (rows <= 32)
+        launch<4>(a, rows, sms, s);
+    else
+        launch<8>(a, rows, sms, s);
 }
 
 }  // namespace flexrt::ops::cuda
