@@ -50,35 +50,76 @@ __device__ __forceinline__ __half decode(unsigned code, float scale, float mn, b
     return __float2half_rn(group4_value(code, scale, mn, symmetric));
 }
 
-// A block per (128 columns, group, outer): first the 16 values each code takes in each column (one division
-// per table entry, not per element: the IEEE division is what bounds this kernel), then 4 packed bytes a
-// thread, looked up, 8 outputs written as two 8-byte stores. inner % 4 == 0.
-constexpr int kTableCols = 128;
-__global__ void dequantize_table_kernel(const uint8_t* in_bytes, Group4Layout L, __half* out) {
-    __shared__ __half table[kTableCols * 16];
-    const int64_t G = L.group_size, in = L.inner;
-    const int64_t c0 = static_cast<int64_t>(blockIdx.x) * kTableCols, g = blockIdx.y, o = blockIdx.z;
+// group4_value without a division per element: with y = RN(1 / scale) (one correctly rounded reciprocal per
+// group and column) and q = RN(a y), the remainder a - q scale is exact in an FMA and q + remainder y, rounded
+// once, is RN(a / scale) - Markstein's theorem; no overflow or underflow here (|a| <= 15, scale in fp16's
+// positive range). So the result is bit for bit the IEEE division's, which Group4Cuda.ExactForEveryScale checks
+// for every positive fp16 scale and code.
+struct Divisor {
+    float scale, y, mn;
+};
+__device__ __forceinline__ Divisor divisor(float scale, float mn) { return {scale, __frcp_rn(scale), mn}; }
+__device__ __forceinline__ __half decode_fast(unsigned code, const Divisor& d, bool symmetric) {
+    const float a = symmetric ? static_cast<float>(static_cast<int>(code) - 8) : static_cast<float>(code);
+    const float q = __fmul_rn(a, d.y);
+    const float r = __fmaf_rn(-q, d.scale, a);
+    const float v = __fmaf_rn(r, d.y, q);
+    return __float2half_rn(symmetric ? v : __fadd_rn(v, d.mn));
+}
+
+// The weights' layout (inner % 8 == 0): a thread per 8 consecutive columns of one group, over the group's
+// rows - 8 reciprocals, then per row pair one 8-byte load and two 16-byte stores (the bytes of the output,
+// ~4x those of the input, are what bound this kernel). Grid: (columns / 8 / 128, groups, outer).
+__global__ void dequantize_columns_kernel(const uint8_t* in_bytes, Group4Layout L, __half* out) {
+    const int64_t G = L.group_size, in = L.inner, g = blockIdx.y, o = blockIdx.z;
+    const int64_t c0 = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * 8;
+    if (c0 >= in) return;
     const auto* pairs = reinterpret_cast<const __half*>(in_bytes + L.pairs_at(o));
-    for (int i = threadIdx.x; i < kTableCols * 16; i += blockDim.x) {
-        const int64_t c = c0 + i / 16;
-        if (c < in)
-            table[i] = decode(i % 16, __half2float(pairs[(g * 2) * in + c]), __half2float(pairs[(g * 2 + 1) * in + c]), L.symmetric);
-    }
-    __syncthreads();
-    const int64_t cols = in - c0 < kTableCols ? in - c0 : kTableCols, quads = cols / 4, rows = G / 2;
-    for (int64_t i = threadIdx.x; i < rows * quads; i += blockDim.x) {
-        const int64_t t = g * rows + i / quads, cc = (i % quads) * 4, r0 = 2 * t;
-        if (r0 >= L.dim) continue;
-        const uchar4 b = *reinterpret_cast<const uchar4*>(in_bytes + L.codes_at(o) + t * in + c0 + cc);
-        const unsigned bytes[4] = {b.x, b.y, b.z, b.w};
-        __align__(8) __half hi[4], lo[4];
-        for (int k = 0; k < 4; ++k) {
-            hi[k] = table[(cc + k) * 16 + (bytes[k] >> 4)];
-            lo[k] = table[(cc + k) * 16 + (bytes[k] & 0xf)];
+    const uint4 sv = *reinterpret_cast<const uint4*>(pairs + (g * 2) * in + c0);
+    const uint4 mv = *reinterpret_cast<const uint4*>(pairs + (g * 2 + 1) * in + c0);
+    const __half* sh = reinterpret_cast<const __half*>(&sv);
+    const __half* mh = reinterpret_cast<const __half*>(&mv);
+    Divisor d[8] = {divisor(__half2float(sh[0]), __half2float(mh[0])), divisor(__half2float(sh[1]), __half2float(mh[1])),
+                    divisor(__half2float(sh[2]), __half2float(mh[2])), divisor(__half2float(sh[3]), __half2float(mh[3])),
+                    divisor(__half2float(sh[4]), __half2float(mh[4])), divisor(__half2float(sh[5]), __half2float(mh[5])),
+                    divisor(__half2float(sh[6]), __half2float(mh[6])), divisor(__half2float(sh[7]), __half2float(mh[7]))};
+    const uint8_t* codes = in_bytes + L.codes_at(o) + (g * G / 2) * in + c0;
+    __half* y = out + (o * L.dim + g * G) * in + c0;
+    const int64_t rows = min(G, L.dim - g * G);
+    for (int64_t r = 0; r < rows; r += 2, codes += in, y += 2 * in) {
+        const uint2 raw = *reinterpret_cast<const uint2*>(codes);
+        const uint8_t* b = reinterpret_cast<const uint8_t*>(&raw);
+        __align__(16) __half even[8], odd[8];
+#pragma unroll
+        for (int k = 0; k < 8; ++k) {
+            even[k] = decode_fast(b[k] >> 4, d[k], L.symmetric);
+            odd[k] = decode_fast(b[k] & 0xf, d[k], L.symmetric);
         }
-        *reinterpret_cast<uint2*>(out + (o * L.dim + r0) * in + c0 + cc) = *reinterpret_cast<const uint2*>(hi);
-        if (r0 + 1 < L.dim) *reinterpret_cast<uint2*>(out + (o * L.dim + r0 + 1) * in + c0 + cc) = *reinterpret_cast<const uint2*>(lo);
+        *reinterpret_cast<uint4*>(y) = *reinterpret_cast<const uint4*>(even);
+        if (r + 1 < rows) *reinterpret_cast<uint4*>(y + in) = *reinterpret_cast<const uint4*>(odd);
     }
+}
+
+// Rows as blocks of their own (inner == 1: the KV cache's layout), 8 | group_size, dim even: a thread per 8
+// consecutive values of a row (4 code bytes, within one group). Grid: (ceil(dim / 8 / 64), outer).
+__global__ void dequantize_rows_kernel(const uint8_t* in_bytes, Group4Layout L, __half* out) {
+    const int64_t o = blockIdx.y, e0 = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * 8;
+    if (e0 >= L.dim) return;
+    const int64_t g = e0 / L.group_size;
+    const auto* pairs = reinterpret_cast<const __half*>(in_bytes + L.pairs_at(o));
+    const Divisor d = divisor(__half2float(pairs[g * 2]), __half2float(pairs[g * 2 + 1]));
+    const uint32_t raw = *reinterpret_cast<const uint32_t*>(in_bytes + L.codes_at(o) + e0 / 2);
+    __align__(16) __half v[8];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+        const unsigned byte = (raw >> (8 * k)) & 0xff;
+        v[2 * k] = decode_fast(byte >> 4, d, L.symmetric);
+        v[2 * k + 1] = decode_fast(byte & 0xf, d, L.symmetric);
+    }
+    __half* y = out + o * L.dim + e0;
+    if (e0 + 8 <= L.dim && L.dim % 8 == 0) *reinterpret_cast<uint4*>(y) = *reinterpret_cast<const uint4*>(v);
+    else
+        for (int k = 0; k < 8 && e0 + k < L.dim; ++k) y[k] = v[k];
 }
 
 // Any shape: one thread per output element.
@@ -108,12 +149,16 @@ void quantize_group4(const uint16_t* x, const Group4Layout& L, uint8_t* out, int
 void dequantize_group4(const uint8_t* in, const Group4Layout& L, uint16_t* out, void* stream) {
     if (L.elements() == 0) return;
     auto s = static_cast<cudaStream_t>(stream);
-    if (L.inner % 4 == 0 && L.groups() <= 65535 && L.outer <= 65535) {
-        const dim3 grid(static_cast<unsigned>((L.inner + kTableCols - 1) / kTableCols), static_cast<unsigned>(L.groups()),
-                        static_cast<unsigned>(L.outer));
-        dequantize_table_kernel<<<grid, 256, 0, s>>>(in, L, reinterpret_cast<__half*>(out));
+    auto* y = reinterpret_cast<__half*>(out);
+    const bool aligned = reinterpret_cast<uintptr_t>(in) % 16 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0;
+    if (aligned && L.inner % 8 == 0 && L.groups() <= 65535 && L.outer <= 65535) {
+        const dim3 grid(blocks(L.inner / 8, 128), static_cast<unsigned>(L.groups()), static_cast<unsigned>(L.outer));
+        dequantize_columns_kernel<<<grid, 128, 0, s>>>(in, L, y);
+    } else if (aligned && L.inner == 1 && L.slab_bytes % 4 == 0 && L.group_size % 8 == 0 && L.dim % 2 == 0 && L.outer <= 65535) {
+        const dim3 grid(blocks((L.dim + 7) / 8, 64), static_cast<unsigned>(L.outer));
+        dequantize_rows_kernel<<<grid, 64, 0, s>>>(in, L, y);
     } else {
-        dequantize1_kernel<<<blocks(L.elements(), 256), 256, 0, s>>>(in, L, reinterpret_cast<__half*>(out));
+        dequantize1_kernel<<<blocks(L.elements(), 256), 256, 0, s>>>(in, L, y);
     }
     FLEXRT_CUDA_LAUNCH_CHECK();
 }

@@ -278,6 +278,46 @@ TEST(Group4Cuda, BitForBitTheCpu) {
     EXPECT_EQ(bad.get()[0], 700);
 }
 
+// The CUDA dequantization divides by a reciprocal and a remainder FMA (Markstein), not an IEEE division per
+// element: exhaustively, for every positive finite fp16 scale, every code, asymmetric and symmetric, in the
+// weights' layout (a column per scale) and the KV cache's (a group per scale), its values are the CPU's bits.
+TEST(Group4Cuda, ExactForEveryScale) {
+    REQUIRE_GPU();
+    constexpr int64_t kScales = 0x7c00;  // fp16 bit patterns 0x0001 .. 0x7bff are the positive finite scales
+    std::mt19937 rng(5);
+    std::uniform_int_distribution<int> code(0, 255);
+    for (const bool sym : {false, true}) {
+        // Weights: one group of 64 rows, a column per scale (column 0: scale 1).
+        const Group4Layout W = Group4Layout::of({64, kScales}, 0, 64, sym);
+        // Rows: 3968 rows of 512 values = 8 groups each, a group per scale.
+        const Group4Layout R = Group4Layout::rows(kScales / 8, 512, 64, sym);
+        for (const Group4Layout& L : {W, R}) {
+            std::vector<uint8_t> packed(L.bytes(), 0);
+            for (int64_t o = 0; o < L.outer; ++o) {
+                for (uint64_t b = 0; b < static_cast<uint64_t>(L.groups() * L.group_size / 2 * L.inner); ++b)
+                    packed[L.codes_at(o) + b] = static_cast<uint8_t>(code(rng));
+                auto* pairs = reinterpret_cast<uint16_t*>(packed.data() + L.pairs_at(o));
+                for (int64_t g = 0; g < L.groups(); ++g)
+                    for (int64_t c = 0; c < L.inner; ++c) {
+                        const int64_t k = (o * L.groups() + g) * L.inner + c;  // the scale's index
+                        pairs[(g * 2) * L.inner + c] = k == 0 ? float_to_half(1.0f) : static_cast<uint16_t>(k);
+                        pairs[(g * 2 + 1) * L.inner + c] = sym ? 0 : float_to_half(std::normal_distribution<float>(0.0f, 2.0f)(rng));
+                    }
+            }
+            std::vector<uint16_t> cpu(static_cast<size_t>(L.elements()));
+            dequantize_group4(packed.data(), L, cpu.data());
+            Dev<uint8_t> dpacked(packed);
+            Dev<uint16_t> dout(cpu.size());
+            cuda::dequantize_group4(dpacked.p, L, dout.p, nullptr);
+            const auto gpu = dout.get();
+            int64_t differ = 0, first = -1;
+            for (size_t i = 0; i < cpu.size(); ++i)
+                if (gpu[i] != cpu[i]) differ += 1, first = first < 0 ? static_cast<int64_t>(i) : first;
+            EXPECT_EQ(differ, 0) << (L.slab_bytes ? "rows" : "weights") << (sym ? ", symmetric" : "") << ": first at " << first;
+        }
+    }
+}
+
 // The fused 4-bit GEMM against float64 sums over dequantize_group4's weights (the format's values): the
 // kernel widens codes with an fp16 FMA (code * fp16(1/scale) + min) instead of an fp32 division, so each
 // weight may differ by a couple of fp16 roundings of the group's magnitude: tolerance
