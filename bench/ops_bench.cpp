@@ -99,6 +99,30 @@ int main() {
         std::snprintf(line, sizeof line, "decode attention 30B b64 ctx512    %9.3f ms %8.1f GB/s = %.2f x copy (target >= 0.70)", ms, gbs,
                       gbs / copy_gbs);
         rows.push_back(line);
+        // The same over a 4-bit cache (policy.compress_cache), read compressed: the same rows quantized.
+        const ops::Group4Layout R = ops::Group4Layout::rows(past * B, h, 64, false);
+        Dev pk(R.bytes(), 16), pv(R.bytes(), 17);
+        int64_t* bad = nullptr;
+        FLEXRT_CUDA_CHECK(cudaMalloc(&bad, sizeof(int64_t)));
+        FLEXRT_CUDA_CHECK(cudaMemset(bad, 0xff, sizeof(int64_t)));
+        ops::cuda::quantize_group4(k.as<uint16_t>(), R, pk.as<uint8_t>(), bad, nullptr);
+        ops::cuda::quantize_group4(v.as<uint16_t>(), R, pv.as<uint8_t>(), bad, nullptr);
+        std::vector<ops::cuda::SeqKvHalf> pkv;
+        for (int64_t b = 0; b < B; ++b)
+            pkv.push_back({reinterpret_cast<const uint16_t*>(pk.as<uint8_t>() + b * R.slab_bytes),
+                           reinterpret_cast<const uint16_t*>(pv.as<uint8_t>() + b * R.slab_bytes), B * R.slab_bytes,
+                           nk.as<uint16_t>() + b * h, nv.as<uint16_t>() + b * h, B * h});
+        FLEXRT_CUDA_CHECK(cudaMemcpy(kv_dev, pkv.data(), pkv.size() * sizeof(pkv[0]), cudaMemcpyHostToDevice));
+        const ops::cuda::PackedRows pr{static_cast<int64_t>(ops::Group4Layout::rows(1, h, 64, false).pairs_at(0)), 64, false};
+        const double packed_ms = time_ms([&] {
+            ops::cuda::attention_decode_packed(q.as<uint16_t>(), static_cast<ops::cuda::SeqKvHalf*>(kv_dev), pr, B, past, H, D,
+                                               static_cast<uint8_t*>(mask), past + 1, out.as<uint16_t>(), nullptr);
+        });
+        const double packed_gbs = 2.0 * past * B * R.slab_bytes / (packed_ms * 1e-3) / 1e9;
+        std::snprintf(line, sizeof line, "decode attention 4-bit cache b64   %9.3f ms vs fp16 %.3f ms = %.2f x (bytes at %.2f x copy)", packed_ms, ms,
+                      ms / packed_ms, packed_gbs / copy_gbs);
+        rows.push_back(line);
+        cudaFree(bad);
         cudaFree(kv_dev);
         cudaFree(mask);
     }

@@ -160,7 +160,6 @@ struct Engine::Impl {
     std::optional<ops::Group4Layout> cache_rows;  // compress_cache: the layout of one row
     ops::Group4Layout packed_rows(int64_t n) const { return ops::Group4Layout::rows(n, h, cache_rows->group_size, cache_rows->symmetric); }
     std::array<std::unique_ptr<Buffer>, 2> kv_packed;  // compress_cache: the new rows compressed, on their way home
-    std::unique_ptr<Buffer> kv_plain;                  // compress_cache: a GPU batch's past rows, dequantized for attention
     struct GroupBuffer {
         SeqGroup group;
         std::unique_ptr<Buffer> buf;
@@ -420,7 +419,6 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
         if (any_cache) m.kv_new[s] = tiers.compute.allocate(2 * m.prompt_len * m.gbs * H * E, "new KV rows");
         if (any_cache && m.cache_rows) m.kv_packed[s] = tiers.compute.allocate(2 * m.prompt_len * m.gbs * m.row_bytes, "new KV rows, compressed");
     }
-    if (any_cache && m.cache_rows) m.kv_plain = tiers.compute.allocate(2 * m.max_len * m.gbs * H * E, "past KV rows, dequantized");
 
     // Hidden states, slots, masks, workspace.
     m.hidden_home.resize(m.ngb);
@@ -684,26 +682,21 @@ flexrt_status Engine::compute_layer(int32_t i, int32_t j, int32_t k) noexcept {
                 }
             }
             ops::Compute& o = m.tiers.ops;
-            const int64_t past = m.past_len(i);
             for (const auto& g : m.cache_home[j][k]) {
                 const int64_t count = g.group.count, c_h = count * static_cast<int64_t>(H);
                 std::byte* base = m.loads_cache(g.group.tier) ? m.cache_slot[s]->data() + g.slot_offset : g.buf->data();
-                if (m.cache_rows) {  // the past rows, K then V, to activations in the (max_len, count, h) layout
-                    std::byte* plain = static_cast<std::byte*>(o.at(m.kv_plain->data(), 2 * m.max_len * g.group.first * static_cast<int64_t>(H)));
-                    if (past > 0) {
-                        const auto rows = m.packed_rows(past * count);
-                        const auto* packed = reinterpret_cast<const uint8_t*>(base);
-                        o.dequantize_rows_group4(packed, rows, plain);
-                        o.dequantize_rows_group4(packed + m.max_len * count * m.row_bytes, rows, o.at(plain, m.max_len * c_h));
-                    }
-                    base = plain;
-                }
                 const bool on_host = g.group.tier == TierKind::host && m.policy.cpu_cache_compute && i > 0;
                 void* fresh = o.at(m.kv_new[s]->data(), 2 * m.prompt_len * g.group.first * static_cast<int64_t>(H));
-                for (int64_t b = 0; b < count; ++b)
-                    kv.push_back({o.at(base, b * H), o.at(base, m.max_len * c_h + b * H), c_h, o.at(fresh, b * H),
-                                  o.at(fresh, m.prompt_len * c_h + b * H), c_h,
-                                  on_host ? m.masks_host[k].data() + (g.group.first + b) * m.max_len : nullptr});
+                for (int64_t b = 0; b < count; ++b) {
+                    const uint8_t* host_mask = on_host ? m.masks_host[k].data() + (g.group.first + b) * m.max_len : nullptr;
+                    if (m.cache_rows)  // compressed past rows, (max_len, count) blocks, K then V: attended as they are
+                        kv.push_back({base + b * m.row_bytes, base + (m.max_len * count + b) * m.row_bytes,
+                                      count * static_cast<int64_t>(m.row_bytes), o.at(fresh, b * H), o.at(fresh, m.prompt_len * c_h + b * H),
+                                      c_h, host_mask, &*m.cache_rows});
+                    else
+                        kv.push_back({o.at(base, b * H), o.at(base, m.max_len * c_h + b * H), c_h, o.at(fresh, b * H),
+                                      o.at(fresh, m.prompt_len * c_h + b * H), c_h, host_mask});
+                }
             }
             io.kv = kv.data();
         }

@@ -1,6 +1,7 @@
 #include "ops_cuda.hpp"
 
 #include "cuda_check.cuh"
+#include "group4_device.cuh"
 
 #include <cuda_fp16.h>
 
@@ -33,8 +34,9 @@ constexpr int kDecodeWarps = 4;
 
 // VEC: contiguous elements per lane (head_dim = 32 * VEC, loaded VEC halves at a time: 8-byte loads for
 // head_dim 128), or 0 for any head_dim (lane l takes l, l + 32, ...; 2-byte loads).
-template <int VEC>
-__global__ void attention_decode_kernel(const __half* q, const SeqKvHalf* kv, int64_t past, int64_t heads, int64_t hd,
+// PACKED: the past rows are group4 blocks (PackedRows): lane values are widened from their codes in registers.
+template <int VEC, bool PACKED>
+__global__ void attention_decode_kernel(const __half* q, const SeqKvHalf* kv, PackedRows pr, int64_t past, int64_t heads, int64_t hd,
                                         const uint8_t* mask, int64_t mask_stride, __half* out) {
     constexpr int kPer = VEC ? VEC : kMaxPerLane;
     __shared__ float part_max[kDecodeWarps], part_sum[kDecodeWarps];
@@ -57,6 +59,33 @@ __global__ void attention_decode_kernel(const __half* q, const SeqKvHalf* kv, in
             for (int e = 0; e < kPer; ++e) dst[e] = elem(e) < hd ? __half2float(row[elem(e)]) : 0.0f;
         }
     };
+    // Row t of the keys or values: a packed past row is widened here, to dequantize_group4's fp16 values.
+    auto load_row = [&](int64_t t, bool value, float* dst) {
+        if (!PACKED || t >= past) return load(kv_row(sk, past, t, value, n, hd), dst);
+        const auto* row = reinterpret_cast<const uint8_t*>(value ? sk.past_v : sk.past_k) + t * sk.past_stride;
+        const auto* pairs = reinterpret_cast<const __half*>(row + pr.pairs_at);
+        if constexpr (VEC == 2 || VEC == 4) {  // the lane's VEC values: VEC / 2 code bytes, one group
+            const int64_t e0 = n * hd + lane * VEC, g = e0 / pr.group_size;
+            const Group4Divisor d = group4_divisor(__half2float(pairs[2 * g]), __half2float(pairs[2 * g + 1]));
+            const uint32_t bytes = VEC == 4 ? *reinterpret_cast<const uint16_t*>(row + e0 / 2) : row[e0 / 2];
+#pragma unroll
+            for (int e = 0; e < VEC; ++e) {
+                const unsigned byte = (bytes >> (8 * (e / 2))) & 0xff;
+                dst[e] = __half2float(group4_decode(e % 2 ? byte & 0xf : byte >> 4, d, pr.symmetric));
+            }
+        } else {
+#pragma unroll
+            for (int e = 0; e < kPer; ++e) {
+                if (elem(e) >= hd) {
+                    dst[e] = 0.0f;
+                    continue;
+                }
+                const int64_t i = n * hd + elem(e), g = i / pr.group_size;
+                const Group4Divisor d = group4_divisor(__half2float(pairs[2 * g]), __half2float(pairs[2 * g + 1]));
+                dst[e] = __half2float(group4_decode(i % 2 ? row[i / 2] & 0xf : row[i / 2] >> 4, d, pr.symmetric));
+            }
+        }
+    };
     float qv[kPer], acc[kPer];
     load(q + b * h + n * hd, qv);
 #pragma unroll
@@ -65,8 +94,8 @@ __global__ void attention_decode_kernel(const __half* q, const SeqKvHalf* kv, in
     for (int64_t t = warp; t < keys; t += kDecodeWarps) {
         if (!m[t]) continue;
         float kk[kPer], vv[kPer];
-        load(kv_row(sk, past, t, false, n, hd), kk);  // both rows' loads issued before the reduction
-        load(kv_row(sk, past, t, true, n, hd), vv);
+        load_row(t, false, kk);  // both rows' loads issued before the reduction
+        load_row(t, true, vv);
         float d = 0.0f;
 #pragma unroll
         for (int e = 0; e < kPer; ++e) d += qv[e] * kk[e];
@@ -96,7 +125,11 @@ __global__ void attention_decode_kernel(const __half* q, const SeqKvHalf* kv, in
             for (int w = 0; w < kDecodeWarps; ++w) o += part_acc[w][i] * f[w];
             o /= total;
         } else {  // nothing visible (a pad query): the uniform average over every key, as the CPU does
-            for (int64_t t = 0; t < keys; ++t) o += __half2float(kv_row(sk, past, t, true, n, hd)[i]);
+            for (int64_t t = 0; t < keys; ++t) {
+                float row[kPer];
+                load_row(t, true, row);
+                o += row[e];
+            }
             o /= static_cast<float>(keys);
         }
         out[b * h + n * hd + i] = __float2half(o);
@@ -338,6 +371,138 @@ __global__ void attention_flash_kernel(const __half* q, const SeqKvHalf* kv, int
     }
 }
 
+// Decode over compressed past rows, head_dim HD = 64 or 128 (a multiple of 16, group_size a multiple of 16):
+// a lane takes 16 consecutive values of a row (8 code bytes, one group), so a warp scores 32 * 16 / HD keys at
+// once - the row blocks are small, and this keeps as many in flight as the fp16 kernel does. Codes become
+// fp32 values with one FMA each (code * RN(1 / scale) + min, within an fp32 rounding or two of the format's
+// division, not rounded to fp16 in between); each group of lanes keeps its own online softmax, merged at the
+// end in a fixed order. The block's 4 warps split the keys as in attention_decode_kernel.
+template <int HD>
+__global__ void attention_decode_packed_kernel(const __half* q, const SeqKvHalf* kv, PackedRows pr, int64_t past, int64_t heads,
+                                               const uint8_t* mask, int64_t mask_stride, __half* out) {
+    constexpr int kLanes = HD / 16, kKeys = 32 / kLanes;  // lanes per key, keys per warp at a time
+    constexpr int kParts = kDecodeWarps * kKeys;           // independent softmax states in the block
+    __shared__ float part_max[kParts], part_sum[kParts];
+    __shared__ float part_acc[kParts][HD];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, sub = lane % kLanes, slot = lane / kLanes;
+    const int part = warp * kKeys + slot;
+    const int64_t n = blockIdx.x % heads, b = blockIdx.x / heads, h = heads * HD, keys = past + 1;
+    const SeqKvHalf sk = kv[b];
+    const uint8_t* m = mask + b * mask_stride;
+    const int64_t e0 = n * HD + sub * 16;  // this lane's 16 values of a row
+    const int64_t code_at = e0 / 2, pair_at = pr.pairs_at + 4 * (e0 / pr.group_size);
+    float qv[16], acc[16];
+    {
+        const uint4* qr = reinterpret_cast<const uint4*>(q + b * h + e0);
+        const uint4 a = qr[0], c = qr[1];
+        const __half2* ha = reinterpret_cast<const __half2*>(&a);
+        const __half2* hc = reinterpret_cast<const __half2*>(&c);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            qv[2 * i] = __low2float(ha[i]), qv[2 * i + 1] = __high2float(ha[i]);
+            qv[8 + 2 * i] = __low2float(hc[i]), qv[8 + 2 * i + 1] = __high2float(hc[i]);
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < 16; ++i) acc[i] = 0.0f;
+    // Row t's 16 values of this lane: widened from the codes (t < past) or this step's fp16 row.
+    auto load = [&](int64_t t, bool value, float* dst) {
+        if (t < past) {
+            const auto* row = reinterpret_cast<const uint8_t*>(value ? sk.past_v : sk.past_k) + t * sk.past_stride;
+            const uint2 codes = *reinterpret_cast<const uint2*>(row + code_at);
+            const __half2 sm = *reinterpret_cast<const __half2*>(row + pair_at);
+            const float inv = __frcp_rn(__low2float(sm)), mn = pr.symmetric ? -8.0f * inv : __high2float(sm);
+            const uint32_t w[2] = {codes.x, codes.y};
+#pragma unroll
+            for (int i = 0; i < 8; ++i) {  // byte i: values 2i (high nibble) and 2i + 1
+                const uint32_t byte = w[i / 4] >> (8 * (i % 4));
+                const float hi = __uint_as_float(0x4B000000u | ((byte >> 4) & 0xf)) - 8388608.0f;
+                const float lo = __uint_as_float(0x4B000000u | (byte & 0xf)) - 8388608.0f;
+                dst[2 * i] = __fmaf_rn(hi, inv, mn), dst[2 * i + 1] = __fmaf_rn(lo, inv, mn);
+            }
+        } else {
+            const uint4* r = reinterpret_cast<const uint4*>((value ? sk.new_v : sk.new_k) + (t - past) * sk.new_stride) + e0 / 8;
+            const uint4 a = r[0], c = r[1];
+            const __half2* ha = reinterpret_cast<const __half2*>(&a);
+            const __half2* hc = reinterpret_cast<const __half2*>(&c);
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                dst[2 * i] = __low2float(ha[i]), dst[2 * i + 1] = __high2float(ha[i]);
+                dst[8 + 2 * i] = __low2float(hc[i]), dst[8 + 2 * i + 1] = __high2float(hc[i]);
+            }
+        }
+    };
+    float mx = -FLT_MAX, sum = 0.0f;
+    for (int64_t t0 = static_cast<int64_t>(warp) * kKeys; t0 < keys; t0 += kDecodeWarps * kKeys) {
+        const int64_t t = t0 + slot;
+        const bool live = t < keys && m[t];
+        float kk[16], vv[16];
+        if (live) {
+            load(t, false, kk);
+            load(t, true, vv);
+        }
+        float d = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 16; ++i) d += qv[i] * (live ? kk[i] : 0.0f);
+#pragma unroll
+        for (int o = kLanes / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);  // within the key's lanes
+        if (!live) continue;
+        const float nm = fmaxf(mx, d), scale = __expf(mx - nm), p = __expf(d - nm);
+        sum = sum * scale + p;
+#pragma unroll
+        for (int i = 0; i < 16; ++i) acc[i] = acc[i] * scale + p * vv[i];
+        mx = nm;
+    }
+    if (sub == 0) part_max[part] = mx, part_sum[part] = sum;
+#pragma unroll
+    for (int i = 0; i < 16; ++i) part_acc[part][sub * 16 + i] = acc[i];
+    __syncthreads();
+    float gm = -FLT_MAX, total = 0.0f;
+    for (int p = 0; p < kParts; ++p)
+        if (part_sum[p] > 0.0f) gm = fmaxf(gm, part_max[p]);
+    for (int p = 0; p < kParts; ++p) total += part_sum[p] > 0.0f ? part_sum[p] * __expf(part_max[p] - gm) : 0.0f;
+    if (total == 0.0f) {  // nothing visible (a pad query; the same for the whole block): the uniform average over every key, as the CPU does
+#pragma unroll
+        for (int i = 0; i < 16; ++i) acc[i] = 0.0f;
+        for (int64_t t = part; t < keys; t += kParts) {
+            float vv[16];
+            load(t, true, vv);
+#pragma unroll
+            for (int i = 0; i < 16; ++i) acc[i] += vv[i];
+        }
+        __syncthreads();  // every thread has read the softmax parts
+#pragma unroll
+        for (int i = 0; i < 16; ++i) part_acc[part][sub * 16 + i] = acc[i];
+        __syncthreads();
+    }
+    if (warp != 0) return;
+    for (int i = lane; i < HD; i += 32) {
+        float o = 0.0f;
+        if (total > 0.0f) {
+            for (int p = 0; p < kParts; ++p)
+                if (part_sum[p] > 0.0f) o += part_acc[p][i] * __expf(part_max[p] - gm);
+            o /= total;
+        } else {
+            for (int p = 0; p < kParts; ++p) o += part_acc[p][i];
+            o /= static_cast<float>(keys);
+        }
+        out[b * h + n * HD + i] = __float2half(o);
+    }
+}
+
+// The decode kernel for this head_dim: wide loads where head_dim allows (rows are 8-byte aligned when
+// head_dim and the row strides are multiples of 4, as the engine's layouts are; a lane's values of a packed
+// row are then within one group, group_size being a multiple of 8).
+template <bool PACKED>
+void decode(const __half* q, const SeqKvHalf* kv, const PackedRows& pr, int64_t batch, int64_t past, int64_t heads, int64_t head_dim,
+            const uint8_t* mask, int64_t mask_stride, __half* out, cudaStream_t s) {
+    const dim3 grid(static_cast<unsigned>(batch * heads)), block(32 * kDecodeWarps);
+    if (head_dim == 128) attention_decode_kernel<4, PACKED><<<grid, block, 0, s>>>(q, kv, pr, past, heads, head_dim, mask, mask_stride, out);
+    else if (head_dim == 64) attention_decode_kernel<2, PACKED><<<grid, block, 0, s>>>(q, kv, pr, past, heads, head_dim, mask, mask_stride, out);
+    else attention_decode_kernel<0, PACKED><<<grid, block, 0, s>>>(q, kv, pr, past, heads, head_dim, mask, mask_stride, out);
+    FLEXRT_CUDA_LAUNCH_CHECK();
+}
+
 }  // namespace
 
 void attention(const uint16_t* q, const SeqKvHalf* kv, int64_t batch, int64_t seq, int64_t past, int64_t heads,
@@ -369,15 +534,32 @@ void attention(const uint16_t* q, const SeqKvHalf* kv, int64_t batch, int64_t se
         FLEXRT_CUDA_LAUNCH_CHECK();
         return;
     }
-    // decode: keys split between the warps of a block; wide loads where head_dim allows (rows are 8-byte aligned
-    // when head_dim and the row strides are multiples of 4, as the engine's layouts are)
-    const dim3 grid(static_cast<unsigned>(batch * heads)), block(32 * kDecodeWarps);
+    // decode: keys split between the warps of a block
     auto s = static_cast<cudaStream_t>(stream);
     const auto* qh = reinterpret_cast<const __half*>(q);
     auto* oh = reinterpret_cast<__half*>(out);
-    if (head_dim == 128) attention_decode_kernel<4><<<grid, block, 0, s>>>(qh, kv, past, heads, head_dim, mask, mask_stride, oh);
-    else if (head_dim == 64) attention_decode_kernel<2><<<grid, block, 0, s>>>(qh, kv, past, heads, head_dim, mask, mask_stride, oh);
-    else attention_decode_kernel<0><<<grid, block, 0, s>>>(qh, kv, past, heads, head_dim, mask, mask_stride, oh);
+    decode<false>(qh, kv, PackedRows{}, batch, past, heads, head_dim, mask, mask_stride, oh, s);
+}
+
+void attention_decode_packed(const uint16_t* q, const SeqKvHalf* kv, const PackedRows& rows, int64_t batch, int64_t past,
+                             int64_t heads, int64_t head_dim, const uint8_t* mask, int64_t mask_stride, uint16_t* out, void* stream) {
+    if (head_dim > 32 * kMaxPerLane)
+        throw Error(FLEXRT_STATUS_UNSUPPORTED, "attention: head_dim " + std::to_string(head_dim) + " > " +
+                                                   std::to_string(32 * kMaxPerLane));
+    if (rows.group_size % 8 != 0)
+        throw Error(FLEXRT_STATUS_UNSUPPORTED, "attention over a compressed cache: group_size " + std::to_string(rows.group_size) +
+                                                   " is not a multiple of 8");
+    if (batch * heads == 0) return;
+    const auto* qh = reinterpret_cast<const __half*>(q);
+    auto* oh = reinterpret_cast<__half*>(out);
+    auto s = static_cast<cudaStream_t>(stream);
+    const dim3 grid(static_cast<unsigned>(batch * heads)), block(32 * kDecodeWarps);
+    if (rows.group_size % 16 == 0 && head_dim == 128)
+        attention_decode_packed_kernel<128><<<grid, block, 0, s>>>(qh, kv, rows, past, heads, mask, mask_stride, oh);
+    else if (rows.group_size % 16 == 0 && head_dim == 64)
+        attention_decode_packed_kernel<64><<<grid, block, 0, s>>>(qh, kv, rows, past, heads, mask, mask_stride, oh);
+    else
+        return decode<true>(qh, kv, rows, batch, past, heads, head_dim, mask, mask_stride, oh, s);  // any head_dim: exact widening
     FLEXRT_CUDA_LAUNCH_CHECK();
 }
 

@@ -24,6 +24,10 @@ struct KvView {
     // policy.cpu_cache_compute: set when this sequence's past rows are in host memory, where a GPU device
     // runs its decode attention (on host threads); then its mask row (past + 1 entries) in host memory.
     const uint8_t* host_mask = nullptr;
+    // policy.compress_cache: the past rows are group4 blocks of this one-row layout (Group4Layout::rows(1, h,
+    // ..)), past_k / past_v point at bytes and past_stride counts bytes. A device attends over them as they are
+    // (CUDA decode reads the codes, see cuda::attention_decode_packed; the CPU dequantizes them first).
+    const Group4Layout* packed = nullptr;
 };
 
 // How the next token is chosen from a row of logits (ops::sample's parameters).

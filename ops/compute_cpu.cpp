@@ -47,6 +47,22 @@ public:
         std::vector<SeqKv> views(static_cast<size_t>(batch));
         for (int64_t b = 0; b < batch; ++b)
             views[b] = {f(kv[b].past_k), f(kv[b].past_v), kv[b].past_stride, f(kv[b].new_k), f(kv[b].new_v), kv[b].new_stride};
+        if (batch > 0 && kv[0].packed && past > 0) {  // compressed past rows: dequantized first, into a scratch of (batch, 2, past, h)
+            const Group4Layout& row = *kv[0].packed;
+            const int64_t h = heads * hd;
+            if (row.outer != 1 || row.dim != h)
+                throw Error(FLEXRT_STATUS_INVALID_ARGUMENT, "attention: a compressed KV row layout of " + std::to_string(row.outer) + " x " +
+                                                                std::to_string(row.dim) + " values, expected 1 x " + std::to_string(h));
+            packed_past_.resize(static_cast<size_t>(batch * 2 * past * h));
+            for (int64_t b = 0; b < batch; ++b) {
+                float* k = packed_past_.data() + b * 2 * past * h;
+                for (int64_t t = 0; t < past; ++t) {
+                    dequantize_rows_group4(static_cast<const uint8_t*>(kv[b].past_k) + t * kv[b].past_stride, row, k + t * h);
+                    dequantize_rows_group4(static_cast<const uint8_t*>(kv[b].past_v) + t * kv[b].past_stride, row, k + (past + t) * h);
+                }
+                views[b].past_k = k, views[b].past_v = k + past * h, views[b].past_stride = h;
+            }
+        }
         ops::attention(f(q), views.data(), batch, seq, past, heads, hd, mask, stride, f(out));
     }
     void add(void* y, const void* x, int64_t n) override {
@@ -101,6 +117,7 @@ public:
 private:
     std::vector<float> scratch_;  // widened weight rows
     std::vector<uint16_t> half_;  // KV cache rows in fp16, the format's input and output
+    std::vector<float> packed_past_;  // compressed past KV rows, dequantized for attention
 };
 
 }  // namespace

@@ -242,6 +242,7 @@ public:
     void attention(const void* q, const KvView* kv, int64_t batch, int64_t seq, int64_t past, int64_t heads, int64_t hd,
                    const uint8_t* mask, int64_t stride, void* out) override {
         const auto on_host = [](const KvView& v) { return v.host_mask != nullptr; };
+        if (batch > 0 && kv[0].packed && past > 0) return attention_packed(q, kv, batch, seq, past, heads, hd, mask, stride, out);
         if (seq == 1 && std::any_of(kv, kv + batch, on_host)) return attention_split(q, kv, batch, past, heads, hd, mask, stride, out);
         const auto* dev = device_views(kv, batch);
         bool done = false;
@@ -252,6 +253,24 @@ public:
         if (done) return;
         prof_.time(seq == 1 ? "attn_decode" : "attn_flash", stream_, [&] {
             cuda::attention(h(q), dev, batch, seq, past, heads, hd, mask, stride, h(out), stream_);
+        });
+    }
+    // Compressed past rows (policy.compress_cache): decode reads them as they are. Nothing else attends over a
+    // cache with more than one query row (prefill has no past), and the cache is never in host memory then
+    // (the config refuses compress_cache with cpu_cache_compute).
+    void attention_packed(const void* q, const KvView* kv, int64_t batch, int64_t seq, int64_t past, int64_t heads, int64_t hd,
+                          const uint8_t* mask, int64_t stride, void* out) {
+        const Group4Layout& row = *kv[0].packed;
+        if (seq != 1 || std::any_of(kv, kv + batch, [](const KvView& v) { return v.host_mask != nullptr; }))
+            throw Error(FLEXRT_STATUS_UNSUPPORTED, "attention over a compressed KV cache: " + std::to_string(seq) +
+                                                       " query rows (decode only) or the cache in host memory");
+        if (row.outer != 1 || row.dim != heads * hd)
+            throw Error(FLEXRT_STATUS_INVALID_ARGUMENT, "attention: a compressed KV row layout of " + std::to_string(row.outer) + " x " +
+                                                            std::to_string(row.dim) + " values, expected 1 x " + std::to_string(heads * hd));
+        const auto* dev = device_views(kv, batch);
+        const cuda::PackedRows rows{static_cast<int64_t>(row.pairs_at(0)), row.group_size, row.symmetric};
+        prof_.time("attn_decode", stream_, [&] {
+            cuda::attention_decode_packed(h(q), dev, rows, batch, past, heads, hd, mask, stride, h(out), stream_);
         });
     }
     // Decode with some caches in host memory (cpu_cache_compute): their queries and new rows go down, the

@@ -2,6 +2,7 @@
 #include "group4.hpp"
 
 #include "cuda_check.cuh"
+#include "group4_device.cuh"
 
 #include <cuda_fp16.h>
 
@@ -50,23 +51,6 @@ __device__ __forceinline__ __half decode(unsigned code, float scale, float mn, b
     return __float2half_rn(group4_value(code, scale, mn, symmetric));
 }
 
-// group4_value without a division per element: with y = RN(1 / scale) (one correctly rounded reciprocal per
-// group and column) and q = RN(a y), the remainder a - q scale is exact in an FMA and q + remainder y, rounded
-// once, is RN(a / scale) - Markstein's theorem; no overflow or underflow here (|a| <= 15, scale in fp16's
-// positive range). So the result is bit for bit the IEEE division's, which Group4Cuda.ExactForEveryScale checks
-// for every positive fp16 scale and code.
-struct Divisor {
-    float scale, y, mn;
-};
-__device__ __forceinline__ Divisor divisor(float scale, float mn) { return {scale, __frcp_rn(scale), mn}; }
-__device__ __forceinline__ __half decode_fast(unsigned code, const Divisor& d, bool symmetric) {
-    const float a = symmetric ? static_cast<float>(static_cast<int>(code) - 8) : static_cast<float>(code);
-    const float q = __fmul_rn(a, d.y);
-    const float r = __fmaf_rn(-q, d.scale, a);
-    const float v = __fmaf_rn(r, d.y, q);
-    return __float2half_rn(symmetric ? v : __fadd_rn(v, d.mn));
-}
-
 // The weights' layout (inner % 8 == 0): a thread per 8 consecutive columns of one group, over the group's
 // rows - 8 reciprocals, then per row pair one 8-byte load and two 16-byte stores (the bytes of the output,
 // ~4x those of the input, are what bound this kernel). Grid: (columns / 8 / 128, groups, outer).
@@ -79,10 +63,10 @@ __global__ void dequantize_columns_kernel(const uint8_t* in_bytes, Group4Layout 
     const uint4 mv = *reinterpret_cast<const uint4*>(pairs + (g * 2 + 1) * in + c0);
     const __half* sh = reinterpret_cast<const __half*>(&sv);
     const __half* mh = reinterpret_cast<const __half*>(&mv);
-    Divisor d[8] = {divisor(__half2float(sh[0]), __half2float(mh[0])), divisor(__half2float(sh[1]), __half2float(mh[1])),
-                    divisor(__half2float(sh[2]), __half2float(mh[2])), divisor(__half2float(sh[3]), __half2float(mh[3])),
-                    divisor(__half2float(sh[4]), __half2float(mh[4])), divisor(__half2float(sh[5]), __half2float(mh[5])),
-                    divisor(__half2float(sh[6]), __half2float(mh[6])), divisor(__half2float(sh[7]), __half2float(mh[7]))};
+    Group4Divisor d[8] = {group4_divisor(__half2float(sh[0]), __half2float(mh[0])), group4_divisor(__half2float(sh[1]), __half2float(mh[1])),
+                    group4_divisor(__half2float(sh[2]), __half2float(mh[2])), group4_divisor(__half2float(sh[3]), __half2float(mh[3])),
+                    group4_divisor(__half2float(sh[4]), __half2float(mh[4])), group4_divisor(__half2float(sh[5]), __half2float(mh[5])),
+                    group4_divisor(__half2float(sh[6]), __half2float(mh[6])), group4_divisor(__half2float(sh[7]), __half2float(mh[7]))};
     const uint8_t* codes = in_bytes + L.codes_at(o) + (g * G / 2) * in + c0;
     __half* y = out + (o * L.dim + g * G) * in + c0;
     const int64_t rows = min(G, L.dim - g * G);
@@ -92,8 +76,8 @@ __global__ void dequantize_columns_kernel(const uint8_t* in_bytes, Group4Layout 
         __align__(16) __half even[8], odd[8];
 #pragma unroll
         for (int k = 0; k < 8; ++k) {
-            even[k] = decode_fast(b[k] >> 4, d[k], L.symmetric);
-            odd[k] = decode_fast(b[k] & 0xf, d[k], L.symmetric);
+            even[k] = group4_decode(b[k] >> 4, d[k], L.symmetric);
+            odd[k] = group4_decode(b[k] & 0xf, d[k], L.symmetric);
         }
         *reinterpret_cast<uint4*>(y) = *reinterpret_cast<const uint4*>(even);
         if (r + 1 < rows) *reinterpret_cast<uint4*>(y + in) = *reinterpret_cast<const uint4*>(odd);
@@ -107,14 +91,14 @@ __global__ void dequantize_rows_kernel(const uint8_t* in_bytes, Group4Layout L, 
     if (e0 >= L.dim) return;
     const int64_t g = e0 / L.group_size;
     const auto* pairs = reinterpret_cast<const __half*>(in_bytes + L.pairs_at(o));
-    const Divisor d = divisor(__half2float(pairs[g * 2]), __half2float(pairs[g * 2 + 1]));
+    const Group4Divisor d = group4_divisor(__half2float(pairs[g * 2]), __half2float(pairs[g * 2 + 1]));
     const uint32_t raw = *reinterpret_cast<const uint32_t*>(in_bytes + L.codes_at(o) + e0 / 2);
     __align__(16) __half v[8];
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
         const unsigned byte = (raw >> (8 * k)) & 0xff;
-        v[2 * k] = decode_fast(byte >> 4, d, L.symmetric);
-        v[2 * k + 1] = decode_fast(byte & 0xf, d, L.symmetric);
+        v[2 * k] = group4_decode(byte >> 4, d, L.symmetric);
+        v[2 * k + 1] = group4_decode(byte & 0xf, d, L.symmetric);
     }
     __half* y = out + o * L.dim + e0;
     if (e0 + 8 <= L.dim && L.dim % 8 == 0) *reinterpret_cast<uint4*>(y) = *reinterpret_cast<const uint4*>(v);

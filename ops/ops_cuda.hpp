@@ -50,6 +50,20 @@ struct SeqKvHalf {
 void attention(const uint16_t* q, const SeqKvHalf* kv, int64_t batch, int64_t seq, int64_t past, int64_t heads,
                int64_t head_dim, const uint8_t* mask, int64_t mask_stride, uint16_t* out, void* stream);
 
+// policy.compress_cache: the past rows of every sequence as group4 blocks, one per row (Group4Layout::rows,
+// h = heads * head_dim values); past_k / past_v of each SeqKvHalf then point at bytes, past_stride counts bytes.
+struct PackedRows {
+    int64_t pairs_at;    // bytes from a row's start to its (scale, min) pairs (the row's code bytes)
+    int64_t group_size;  // a multiple of 8
+    bool symmetric;
+};
+// Decode attention (seq == 1) over such rows, read compressed: the cache is never written out in fp16 and
+// read back. head_dim 64 and 128 (the OPT models' but the smallest): each code becomes fp32 with one FMA,
+// code * RN(1 / scale) + min, within an fp32 rounding or two of the format's value; other head_dims: widened
+// to the fp16 dequantize_group4 gives, bit for bit, so the result is that of dequantize then attention().
+void attention_decode_packed(const uint16_t* q, const SeqKvHalf* kv, const PackedRows& rows, int64_t batch, int64_t past,
+                             int64_t heads, int64_t head_dim, const uint8_t* mask, int64_t mask_stride, uint16_t* out, void* stream);
+
 // Prefill without a cache (past = 0) as cuBLAS GEMMs, a few heads of one sequence at a time: scores in
 // fp32 into a 64 MiB scratch (never the whole (batch * heads, seq, seq) matrix), a masked softmax to fp16,
 // then P V. Several times the flash kernel's rate at OPT shapes. kv_host: the (batch,) views in host

@@ -201,6 +201,68 @@ INSTANTIATE_TEST_SUITE_P(OptShapes, AttentionCuda,
                              return os.str();
                          });
 
+// Decode over a compressed KV cache (policy.compress_cache), read as it is, against the GPU's attention over the
+// rows dequantize_group4 gives: head_dim 64 and 128 widen each code with one fp32 FMA (code * RN(1 / scale) +
+// min, not rounded to fp16), so within 1e-3 relative; other head_dims widen to dequantize's fp16 exactly, so bit
+// for bit. Both within the usual tolerance of the CPU's. The engine's layout: (past, batch) row blocks, K and V apart, a byte stride.
+// head_dim 128 and 64 (wide loads) and 80 (any), asymmetric and symmetric, left padding and a query with
+// nothing visible (the uniform average over every key).
+TEST(AttentionCuda, CompressedCacheEqualsDequantizedCache) {
+    REQUIRE_GPU();
+    struct Case {
+        int64_t batch, past, heads, hd;
+        bool symmetric;
+    };
+    for (const Case& c : {Case{5, 100, 8, 128, false}, Case{4, 511, 56, 128, false}, Case{3, 40, 6, 64, true}, Case{2, 20, 2, 80, false}}) {
+        const int64_t h = c.heads * c.hd, keys = c.past + 1, stride = keys + 3;
+        const Group4Layout rows = Group4Layout::rows(c.past * c.batch, h, 64, c.symmetric);
+        std::mt19937 rng(static_cast<unsigned>(c.past));
+        auto q = rand_half(c.batch * h, rng, 0.3f), k = rand_half(c.past * c.batch * h, rng), v = rand_half(c.past * c.batch * h, rng);
+        auto nk = rand_half(c.batch * h, rng), nv = rand_half(c.batch * h, rng);
+        std::vector<uint8_t> pk(rows.bytes()), pv(rows.bytes());
+        ASSERT_EQ(quantize_group4(k.data(), rows, pk.data()), -1);
+        ASSERT_EQ(quantize_group4(v.data(), rows, pv.data()), -1);
+        std::vector<uint16_t> dk(k.size()), dv(v.size());
+        dequantize_group4(pk.data(), rows, dk.data());
+        dequantize_group4(pv.data(), rows, dv.data());
+        std::vector<uint8_t> mask(c.batch * stride, 1);
+        for (int64_t b = 0; b < c.batch; ++b)
+            for (int64_t t = 0; t < b % 3; ++t) mask[b * stride + t] = 0;
+        for (int64_t t = 0; t < keys; ++t) mask[(c.batch - 1) * stride + t] = 0;  // nothing visible
+        Dev<uint16_t> dq(q), ddk(dk), ddv(dv), dnk(nk), dnv(nv), plain_out(c.batch * h), packed_out(c.batch * h);
+        Dev<uint8_t> dpk(pk), dpv(pv), dm(mask);
+        std::vector<cuda::SeqKvHalf> plain, packed;
+        std::vector<SeqKv> cpu;
+        const auto fk = widen(dk), fv = widen(dv), fnk = widen(nk), fnv = widen(nv);
+        for (int64_t b = 0; b < c.batch; ++b) {
+            plain.push_back({ddk.p + b * h, ddv.p + b * h, c.batch * h, dnk.p + b * h, dnv.p + b * h, h});
+            packed.push_back({reinterpret_cast<const uint16_t*>(dpk.p + b * rows.slab_bytes), reinterpret_cast<const uint16_t*>(dpv.p + b * rows.slab_bytes),
+                              c.batch * rows.slab_bytes, dnk.p + b * h, dnv.p + b * h, h});
+            cpu.push_back({fk.data() + b * h, fv.data() + b * h, c.batch * h, const_cast<float*>(fnk.data()) + b * h,
+                           const_cast<float*>(fnv.data()) + b * h, h});
+        }
+        auto upload_views = [](const std::vector<cuda::SeqKvHalf>& views) {
+            std::vector<uint8_t> raw(views.size() * sizeof(cuda::SeqKvHalf));
+            std::memcpy(raw.data(), views.data(), raw.size());
+            return Dev<uint8_t>(raw);
+        };
+        const Dev<uint8_t> plain_views = upload_views(plain), packed_views = upload_views(packed);
+        cuda::attention(dq.p, reinterpret_cast<const cuda::SeqKvHalf*>(plain_views.p), c.batch, 1, c.past, c.heads, c.hd, dm.p, stride,
+                        plain_out.p, nullptr);
+        const cuda::PackedRows pr{static_cast<int64_t>(Group4Layout::rows(1, h, 64, c.symmetric).pairs_at(0)), 64, c.symmetric};
+        cuda::attention_decode_packed(dq.p, reinterpret_cast<const cuda::SeqKvHalf*>(packed_views.p), pr, c.batch, c.past, c.heads,
+                                      c.hd, dm.p, stride, packed_out.p, nullptr);
+        if (c.hd == 64 || c.hd == 128) {
+            EXPECT_LT(rel_err(packed_out.get(), widen(plain_out.get())), 1e-3) << "past " << c.past << ", head_dim " << c.hd;
+        } else {
+            EXPECT_EQ(packed_out.get(), plain_out.get()) << "past " << c.past << ", head_dim " << c.hd;
+        }
+        std::vector<float> ref(c.batch * h);
+        attention(widen(q).data(), cpu.data(), c.batch, 1, c.past, c.heads, c.hd, mask.data(), stride, ref.data());
+        EXPECT_LT(rel_err(packed_out.get(), ref), kTol);
+    }
+}
+
 TEST(ArgmaxCuda, MatchesCpuIncludingTies) {
     REQUIRE_GPU();
     std::mt19937 rng(9);
