@@ -1,33 +1,26 @@
-// Fused group4 GEMM (see linear_group4.hpp). One block of 4 warps computes a
-// tile of y of up to 64 rows of x (8 NT) and 128 output features (two groups)
-// over a range of `in`, in steps of 64 columns that cp.async brings into shared
-// memory kStages - 1 steps ahead: x, the 4-bit codes and the (scale, min)
-// pairs.
+// Fused group4 GEMM (see linear_group4.hpp). One block of 4 warps computes a tile of y of up to 64 rows of x (8 NT) and 128
+// output features (two groups) over a range of `in`, in steps of 64 columns that cp.async brings into shared memory kStages - 1
+// steps ahead: x, the 4-bit codes and the (scale, min) pairs.
 //
-// The product is computed transposed, y^T = W x^T, on mma.sync m16n8k16: the
-// weights are the A operand (16 output features x 16 columns), x^T the B
-// operand (16 columns x 8 rows of x). Each thread loads 16 code bytes straight
-// into registers and widens them there into its A fragments (two codes per
-// instruction: a byte permute and a mask make fp16 1024 + code, then a sub and
-// an FMA in half2) - the weights never pass through shared memory in fp16, and
-// the fragments are written where the tensor cores read them (no moves). This
-// works because a tensor-core product sums over k in any order: the 16 columns
-// of a 64-column step that a lane holds are the contiguous columns [16 t, 16 t
-// + 16) (t = lane % 4) of x and of the codes alike, so both are read with
-// 16-byte loads and need no reordering, in memory or in the stored format. A
-// code byte holds two output features (rows 2p and 2p + 1 of W): they are rows
-// g and g + 8 of an m16 tile.
+// The product is computed transposed, y^T = W x^T, on mma.sync m16n8k16: the weights are the A operand (16 output features x 16
+// columns), x^T the B operand (16 columns x 8 rows of x). Each thread loads 16 code bytes straight into registers and widens them
+// there into its A fragments (two codes per instruction: a byte permute and a mask make fp16 1024 + code, then a sub and an FMA
+// in half2) - the weights never pass through shared memory in fp16, and the fragments are written where the tensor cores read
+// them (no moves). This works because a tensor-core product sums over k in any order: the 16 columns of a 64-column step that a
+// lane holds are the contiguous columns [16 t, 16 t + 16) (t = lane % 4) of x and of the codes alike, so both are read with
+// 16-byte loads and need no reordering, in memory or in the stored format. A code byte holds two output features (rows 2p and 2p
+// + 1 of W): they are rows g and g + 8 of an m16 tile.
 //
-// When the tiles alone do not fill the GPU, `in` is split over a thread-block
-// cluster whose blocks add their fp32 tiles through distributed shared memory,
-// in a fixed order (deterministic, nothing written to global memory but y).
+// When the tiles alone do not fill the GPU, `in` is split over a thread-block cluster whose blocks add their fp32 tiles through
+// distributed shared memory, in a fixed order (deterministic, nothing written to global memory but y).
+#include "linear_group4.hpp"
+
+#include "cuda_check.cuh"
+
 #include <cooperative_groups.h>
 #include <cuda_fp16.h>
 
 #include <algorithm>
-
-#include "cuda_check.cuh"
-#include "linear_group4.hpp"
 
 namespace flexrt::ops::cuda {
 namespace {
@@ -35,8 +28,7 @@ namespace cg = cooperative_groups;
 
 constexpr int kBN = 128, kBK = 64, kStages = 3, kWarps = 4, kThreads = 32 * kWarps;
 constexpr int kWarpN = kBN / kWarps;  // 32 output features (16 code rows) per warp
-constexpr int kXld = kBK + 8;         // x rows padded to 144 bytes: a quarter warp's
-                                      // 16-byte loads hit distinct banks
+constexpr int kXld = kBK + 8;         // x rows padded to 144 bytes: a quarter warp's 16-byte loads hit distinct banks
 constexpr int kCld = kBN + 4;
 
 template <int NT>  // n8 tiles: the block's rows of x, 8 NT
@@ -62,8 +54,7 @@ __device__ __forceinline__ void cp_async_wait_stage() { asm volatile("cp.async.w
 __device__ __forceinline__ __half2 as_half2(uint32_t u) { return *reinterpret_cast<__half2*>(&u); }
 __device__ __forceinline__ uint32_t as_u32(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
 
-// d += a * b, fp16 inputs, fp32 accumulators (PTX mma.sync m16n8k16, A
-// row-major, B column-major).
+// d += a * b, fp16 inputs, fp32 accumulators (PTX mma.sync m16n8k16, A row-major, B column-major).
 __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
     asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, "
         "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
@@ -78,8 +69,7 @@ struct Args {
     const __half* pairs;
     int ng;               // groups along `out`
     int tiles_per_split;  // 64-column steps of `in` per block
-    uint32_t code_base;   // 1024 + 8 * symmetric, twice, as half2 bits: fp16 (1024
-                          // + code) - base = code (- 8)
+    uint32_t code_base;   // 1024 + 8 * symmetric, twice, as half2 bits: fp16 (1024 + code) - base = code (- 8)
     const __half* bias;
     __half* y;
     bool relu;
@@ -95,10 +85,9 @@ __global__ void __launch_bounds__(kThreads, 4) linear_group4_kernel(Args a) {
     const int kt0 = blockIdx.z * a.tiles_per_split, kt1 = min(a.K / kBK, kt0 + a.tiles_per_split);
     const int code_rows = a.ng * 32;  // row pairs in the codes, the zero padding of the last group included
 
-    // Each thread's cp.async sources for step 0 of this block (advanced by 64
-    // columns a step) and their shared memory destinations in stage 0 (advanced
-    // by a stage's bytes). A source out of the matrix zero-fills its destination
-    // and points at column k0 of the first row (in bounds, never read).
+    // Each thread's cp.async sources for step 0 of this block (advanced by 64 columns a step) and their shared memory
+    // destinations in stage 0 (advanced by a stage's bytes). A source out of the matrix zero-fills its destination and points at
+    // column k0 of the first row (in bounds, never read).
     constexpr int kXChunks = (kBM * kBK / 8 + kThreads - 1) / kThreads, kCodeChunks = kBN / 2 * kBK / 16 / kThreads;
     constexpr bool kXAll = kBM * kBK / 8 % kThreads == 0;  // every thread copies kXChunks chunks of x
     const __half* xs[kXChunks];
@@ -137,8 +126,8 @@ __global__ void __launch_bounds__(kThreads, 4) linear_group4_kernel(Args a) {
         if (tid < kBK / 2) cp_async16(p_dst + s * sizeof(t.pairs[0]), ps + k0, p_size);
     };
 
-    // acc[w][n]: m16 tile w of this warp's features (rows g, g + 8: features warp
-    // * 32 + 16 w + 2 g, + 1) by n8 tile n of the block's rows of x.
+    // acc[w][n]: m16 tile w of this warp's features (rows g, g + 8: features warp * 32 + 16 w + 2 g, + 1) by n8 tile n of the
+    // block's rows of x.
     float acc[2][NT][4];
 #pragma unroll
     for (int w = 0; w < 2; ++w)
@@ -157,24 +146,19 @@ __global__ void __launch_bounds__(kThreads, 4) linear_group4_kernel(Args a) {
     for (int kt = kt0; kt < kt1; ++kt) {
         const int s = (kt - kt0) % kStages;
         cp_async_wait_stage();
-        __syncthreads();  // step kt has landed for every thread; every warp is done
-                          // with step kt - 1
+        __syncthreads();  // step kt has landed for every thread; every warp is done with step kt - 1
         if (fetch < kt1) load(fetch, (fetch - kt0) % kStages);
         cp_async_commit();
         ++fetch;
 #pragma unroll
-        for (int c = lane; c < kBK; c += 32) {  // one reciprocal per column of the
-                                                // group, not a division per element
-            // A zero-filled group (scale 0) gets a finite 1e4: its codes are 0 and
-            // min 0, so its weights stay 0. Real scales are >= 15 / 131008 > 1e-4
-            // (the widest fp16 range).
+        for (int c = lane; c < kBK; c += 32) {  // one reciprocal per column of the group, not a division per element
+            // A zero-filled group (scale 0) gets a finite 1e4: its codes are 0 and min 0, so its weights stay 0. Real scales are
+            // >= 15 / 131008 > 1e-4 (the widest fp16 range).
             t.inv[warp][c] = __float2half_rn(__frcp_rn(fmaxf(__half2float(t.pairs[s][gi][0][c]), 1e-4f)));
         }
         __syncwarp();
-        // The step in two halves of 32 columns (k16 chunks 2 h and 2 h + 1): this
-        // lane's columns of a chunk c are 16 lt + 4 c .. + 3, code bytes 4 c .. 4 c
-        // + 3 of its row pair: fragment registers 0 and 1 the first two columns, 2
-        // and 3 the last two.
+        // The step in two halves of 32 columns (k16 chunks 2 h and 2 h + 1): this lane's columns of a chunk c are 16 lt + 4 c ..
+        // + 3, code bytes 4 c .. 4 c + 3 of its row pair: fragment registers 0 and 1 the first two columns, 2 and 3 the last two.
         const uint4 code[2] = {*reinterpret_cast<const uint4*>(&t.codes[s][warp * kWarpN / 2 + lg][16 * lt]),
                                *reinterpret_cast<const uint4*>(&t.codes[s][warp * kWarpN / 2 + 8 + lg][16 * lt])};
 #pragma unroll
@@ -199,16 +183,14 @@ __global__ void __launch_bounds__(kThreads, 4) linear_group4_kernel(Args a) {
                         af[c][w][2 * j + 1] = as_u32(__hfma2(__hsub2(as_half2(lo), base), sc, m));  // row g + 8: odd
                     }
             }
-            // B fragments of the half: row lg of each n8 tile of x, columns 16 lt + 8
-            // h .. + 7.
+            // B fragments of the half: row lg of each n8 tile of x, columns 16 lt + 8 h .. + 7.
             uint32_t xb[NT][4];
 #pragma unroll
             for (int n = 0; n < NT; ++n) {
                 const uint4 u = *reinterpret_cast<const uint4*>(&t.x[s][8 * n + lg][16 * lt + 8 * h]);
                 xb[n][0] = u.x, xb[n][1] = u.y, xb[n][2] = u.z, xb[n][3] = u.w;
             }
-            // Chunk outermost: 2 NT independent products between two into the same
-            // accumulator.
+            // Chunk outermost: 2 NT independent products between two into the same accumulator.
 #pragma unroll
             for (int c = 0; c < 2; ++c)
 #pragma unroll
@@ -219,11 +201,9 @@ __global__ void __launch_bounds__(kThreads, 4) linear_group4_kernel(Args a) {
     }
 
     asm volatile("cp.async.wait_all;\n" ::);
-    __syncthreads();  // the tiles are dead: the shared memory now holds the fp32
-                      // result tile
+    __syncthreads();  // the tiles are dead: the shared memory now holds the fp32 result tile
     auto* C = reinterpret_cast<float*>(smem_raw);
-    // Accumulator e of tile (w, n): feature row g (+ 8 for e >= 2: the odd
-    // feature), row of x 8 n + 2 lt + (e & 1).
+    // Accumulator e of tile (w, n): feature row g (+ 8 for e >= 2: the odd feature), row of x 8 n + 2 lt + (e & 1).
 #pragma unroll
     for (int w = 0; w < 2; ++w)
 #pragma unroll
@@ -232,9 +212,8 @@ __global__ void __launch_bounds__(kThreads, 4) linear_group4_kernel(Args a) {
             for (int e = 0; e < 2; ++e)
                 *reinterpret_cast<float2*>(&C[(8 * n + 2 * lt + e) * kCld + warp * kWarpN + 16 * w + 2 * lg]) =
                     make_float2(acc[w][n][e], acc[w][n][e + 2]);
-    // The blocks of one tile (the splits of `in`) form a cluster: each sums a
-    // slice of the tile's rows over every block's shared memory, in block order
-    // (deterministic), and writes y. No partial sums in global memory.
+    // The blocks of one tile (the splits of `in`) form a cluster: each sums a slice of the tile's rows over every block's shared
+    // memory, in block order (deterministic), and writes y. No partial sums in global memory.
     cg::cluster_group cluster = cg::this_cluster();
     const int splits = static_cast<int>(cluster.num_blocks()), rank = static_cast<int>(cluster.block_rank());
     cluster.sync();
@@ -258,8 +237,7 @@ __global__ void __launch_bounds__(kThreads, 4) linear_group4_kernel(Args a) {
     cluster.sync();  // no block leaves while another still reads its shared memory
 }
 
-// The SM count, once each kernel may use more than 48 KiB of shared memory
-// (both once per process).
+// The SM count, once each kernel may use more than 48 KiB of shared memory (both once per process).
 template <int NT>
 void allow_smem() {
     FLEXRT_CUDA_CHECK(
@@ -288,9 +266,8 @@ void launch(const Args& a, int64_t rows, int sms, cudaStream_t stream) {
         return std::max(n, 1);
     }();
     const int wave = per_sm * sms;
-    // Split `in` over a cluster of up to 8 blocks when the tiles alone leave SMs
-    // idle: the split that minimises the steps of the busiest block slot (whole
-    // waves), the smaller on a tie (less to reduce).
+    // Split `in` over a cluster of up to 8 blocks when the tiles alone leave SMs idle: the split that minimises the steps of the
+    // busiest block slot (whole waves), the smaller on a tie (less to reduce).
     int splits = 1;
     int64_t best = INT64_MAX;
     for (int s = 1; s <= std::min(8, std::max(1, tiles / 4)); ++s) {
@@ -335,8 +312,7 @@ void linear_group4(const uint16_t* x, int64_t rows, const uint8_t* packed, const
                  reinterpret_cast<const __half*>(b),
                  reinterpret_cast<__half*>(y),
                  relu};
-    // As few n8 tiles as the rows need (a decode batch of 8 does not pay for 64
-    // rows of products).
+    // As few n8 tiles as the rows need (a decode batch of 8 does not pay for 64 rows of products).
     auto* s = static_cast<cudaStream_t>(stream);
     if (rows <= 8)
         launch<1>(a, rows, sms, s);

@@ -393,7 +393,8 @@ TEST(Group4LinearCuda, MatchesDequantizedWeightsInFloat64) {
         bool symmetric, relu, bias;
     };
     for (const Case& c : {Case{1, 128, 256, false, false, true}, Case{8, 192, 200, false, true, true}, Case{64, 1024, 384, false, false, false},
-                          Case{100, 4096, 1152, false, true, true}, Case{64, 7168, 1024, true, false, true}, Case{3, 64, 66, false, false, true}}) {
+                          Case{100, 4096, 1152, false, true, true}, Case{64, 7168, 1024, true, false, true}, Case{3, 64, 66, false, false, true},
+                          Case{20, 512, 128, false, false, true}, Case{130, 256, 130, false, false, true}}) {
         const Group4Layout L = Group4Layout::of({c.out, c.in}, 0, 64, c.symmetric);
         ASSERT_TRUE(fusable_group4(L));
         std::mt19937 rng(static_cast<unsigned>(c.rows * 7 + c.in + c.out));
