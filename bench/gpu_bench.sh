@@ -6,20 +6,23 @@
 #
 # Stage first on the build machine: bench/stage_gpu.sh (binaries, libraries, the peer's wheels into .carry/).
 # Then: run(carry=[".carry", "build/tests", "build/bench", "build/plugins", "build/test_plugins"]) with
-# `bash bench/gpu_bench.sh [--no-peer] [--no-tests] [--no-w1] [--no-ccc]` (all of it takes ~9 minutes).
+# `bash bench/gpu_bench.sh [--no-peer] [--no-tests] [--no-w1] [--no-ccc] [--no-w3] [--w3c]` (all of it takes ~9
+# minutes; --w3c adds W3 with the KV cache compressed too, under both, ~5 minutes more).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/bench-out}
 mkdir -p "$OUT"
 export LD_LIBRARY_PATH="$PWD/.carry/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 export FLEXRT_PLUGIN_PATH="$PWD/.carry/plugins"
-peer=1 tests=1 w1=1 ccc=1
+peer=1 tests=1 w1=1 ccc=1 w3=1 w3c=0
 for a in "$@"; do
   case $a in
     --no-peer) peer=0 ;;
     --no-tests) tests=0 ;;
     --no-w1) w1=0 ;;
     --no-ccc) ccc=0 ;;
+    --no-w3) w3=0 ;;
+    --w3c) w3c=1 ;;
     *) echo "gpu_bench: unknown argument $a" >&2; exit 2 ;;
   esac
 done
@@ -64,8 +67,9 @@ if [ $ccc = 1 ]; then
   done
 fi
 
-# W3: OPT-30B, 4-bit weights, all on the GPU.
-run_flexrt w3 420 --config configs/opt30b_4bit_gpu.toml
+# W3: OPT-30B, 4-bit weights, all on the GPU; W3c: the KV cache in 4 bits too.
+if [ $w3 = 1 ]; then run_flexrt w3 420 --config configs/opt30b_4bit_gpu.toml; fi
+if [ $w3c = 1 ]; then run_flexrt w3c 420 --config configs/opt30b_4bit_gpu.toml --set policy.compress_cache=true; fi
 
 if [ $peer = 1 ]; then
   if [ ! -d /tmp/site/flexgen ]; then
@@ -74,7 +78,13 @@ if [ $peer = 1 ]; then
   if [ $w1 = 1 ]; then
     run_peer w1 --model facebook/opt-6.7b --percent 100 0 100 0 100 0 --gpu-batch-size 128 --num-gpu-batches 1
   fi
-  run_peer w3 --model facebook/opt-30b --percent 100 0 100 0 100 0 --gpu-batch-size 64 --num-gpu-batches 1 --compress-weight
+  if [ $w3 = 1 ]; then
+    run_peer w3 --model facebook/opt-30b --percent 100 0 100 0 100 0 --gpu-batch-size 64 --num-gpu-batches 1 --compress-weight
+  fi
+  if [ $w3c = 1 ]; then
+    run_peer w3c --model facebook/opt-30b --percent 100 0 100 0 100 0 --gpu-batch-size 64 --num-gpu-batches 1 --compress-weight \
+      --compress-cache
+  fi
 fi
 
 # The table.
@@ -94,19 +104,21 @@ if ob.exists():
     for line in ob.read_text().splitlines():
         if line.startswith(("CEIL", "OP", "|", "ratio", "copy", "gemm", "decode", "prefill", "layer", "dequantize", "4-bit", "30B")): print(line)
 rows = [("prefill latency (s)", "prefill latency"), ("decode throughput (tok/s)", "decode throughput"),
-        ("total throughput (tok/s)", "total throughput")]
+        ("total throughput (tok/s)", "total throughput"), ("peak GPU memory (GB)", "peak gpu mem")]
 def workload(title, name):
     print(f"-- {title} --")
     print(f"{'figure':28s} {'flexrt':>10s} {'FlexLLMGen':>11s} {'flexrt/peer':>12s}")
     for label, key in rows:
         a, b = grab(f"{name}_flexrt.txt", key), grab(f"{name}_peer.txt", key)
-        r = "" if a is None or b is None else (f"{b / a:.2f}x" if "latency" in key else f"{a / b:.2f}x")
+        lower_is_better = "latency" in key or "mem" in key
+        r = "" if a is None or b is None else (f"{b / a:.2f}x" if lower_is_better else f"{a / b:.2f}x")
         fa = "-" if a is None else f"{a:.3f}"
         fb = "-" if b is None else f"{b:.3f}"
         print(f"{label:28s} {fa:>10s} {fb:>11s} {r:>12s}")
 workload("W1: OPT-6.7B all on GPU, 128 x (512 + 32)", "w1")
 workload("W3: OPT-30B, 4-bit weights, all on GPU, 64 x (512 + 32)", "w3")
-print("(latency ratio: peer / flexrt, so above 1 means flexrt is faster)")
+workload("W3c: OPT-30B, 4-bit weights and KV cache, all on GPU, 64 x (512 + 32)", "w3c")
+print("(latency and memory ratios: peer / flexrt, so above 1 means flexrt is faster or smaller)")
 a, b = grab("ccc_true_flexrt.txt", "decode throughput"), grab("ccc_false_flexrt.txt", "decode throughput")
 if a and b:
     print(f"-- cache on host, OPT-6.7B 32 x (512 + 8): decode {a:.1f} tok/s attended on the CPU vs {b:.1f} copied up: {a / b:.2f}x")
