@@ -75,6 +75,24 @@ TEST_F(Cli, TinyModelWithCompressedWeights) {
     EXPECT_HAS(expect_error("--set policy.compress_weights=true --set compress.plugin=zip9", 3), "plugin compress.zip9 not found");
 }
 
+// Every config shipped in configs/ is valid (keys, plugins and their options) and its policy - tiers,
+// compression, cpu_cache_compute, GPU batches - runs end to end, scaled down to run here: OPT-125m's shape,
+// 16 + 3 tokens, 4 sequences a GPU batch, on the CPU.
+TEST_F(Cli, EveryShippedConfigRunsScaledDown) {
+    int seen = 0;
+    for (const auto& e : fs::directory_iterator(fs::path(FLEXRT_SOURCE_DIR) / "configs")) {
+        if (e.path().extension() != ".toml") continue;
+        ++seen;
+        CliResult r = run("--config " + e.path().string() +
+                          " --set model.name=opt-125m --set run.prompt_len=16 --set run.gen_len=3 --set policy.gpu_batch_size=4"
+                          " --set runtime.compute=cpu");
+        EXPECT_EQ(r.code, 0) << e.path() << ": " << r.err;
+        EXPECT_HAS(r.out, "total throughput: ");
+        EXPECT_EQ(count_files(offload()), 0u) << e.path();
+    }
+    EXPECT_GE(seen, 7) << "configs/ holds the configs users run";
+}
+
 TEST_F(Cli, UnknownKey) {
     const std::string e = expect_error("--config " + config("[run]\ngen_lenn = 4\n").string(), 2);
     EXPECT_HAS(e, ".toml:2: run.gen_lenn: unknown key");
