@@ -241,9 +241,6 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
         FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT,
                      "run.prompt_len + run.gen_len - 1 = " + std::to_string(prompt_len + gen_len - 1) +
                          " exceeds the model's " + std::to_string(model.max_seq_len) + " positions");
-    if (policy.compress_cache && policy.cpu_cache_compute)
-        FLEXRT_THROW(FLEXRT_STATUS_UNSUPPORTED, "policy.compress_cache with policy.cpu_cache_compute: attention on host threads reads "
-                                                "an fp16 cache; turn one of them off");
     if (policy.compress_weights || policy.compress_cache) {
         if (!compressor)
             FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, std::string("policy.") + (policy.compress_weights ? "compress_weights" : "compress_cache") +

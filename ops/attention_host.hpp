@@ -1,14 +1,19 @@
-// Decode attention on host threads over a KV cache kept in host memory in fp16: the GPU path's
-// cpu_cache_compute (FlexLLMGen's), where moving the cache to the GPU every step would cost more than
-// reading it where it is. The cache is read in place, never widened or copied.
+// Decode attention on host threads over a KV cache kept in host memory: the GPU path's cpu_cache_compute
+// (FlexLLMGen's), where moving the cache to the GPU every step would cost more than reading it where it is.
+// An fp16 cache is read in place, never widened or copied; a compressed one (policy.compress_cache) is
+// widened a head's slice of a row at a time, to the values dequantize_group4 gives.
 #pragma once
 
 #include <cstdint>
 
 namespace flexrt::ops {
 
+struct Group4Layout;
+
 // One sequence: its past rows (row r at past_k + r * past_stride; head n at n * head_dim), this step's new
-// key and value rows, and its mask row (past + 1 entries, 0 = padding). All fp16 in host memory.
+// key and value rows, and its mask row (past + 1 entries, 0 = padding). All fp16 in host memory - or, when
+// `packed` is set, the past rows are group4 blocks of that one-row layout (Group4Layout::rows(1, h, ..)),
+// past_k / past_v point at bytes and past_stride counts bytes.
 struct SeqKvHost {
     const uint16_t* past_k;
     const uint16_t* past_v;
@@ -16,6 +21,7 @@ struct SeqKvHost {
     const uint16_t* new_k;
     const uint16_t* new_v;
     const uint8_t* mask;
+    const Group4Layout* packed = nullptr;
 };
 
 // attention() (attention.hpp) for one new token per sequence, in fp32 with the fp16 inputs widened on the

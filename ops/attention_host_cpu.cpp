@@ -1,6 +1,7 @@
 #include "attention_host.hpp"
 
 #include "f16.hpp"
+#include "group4.hpp"
 
 #include <algorithm>
 #include <array>
@@ -119,6 +120,36 @@ bool have_avx2() {
 bool have_avx2() { return false; }
 #endif
 
+// Head n's slice of each compressed past row (K, then V) widened to fp16 into `slice` (2 past rows of
+// head_dim), group4's values exactly: a table of the 16 values per group of a row, then a lookup per value.
+// Returns the sequence as one_head reads it: past rows of this head only, new rows from head n onwards.
+SeqKvHost widen_head(const SeqKvHost& kv, int64_t past, int64_t n, int64_t hd, std::vector<uint16_t>& slice) {
+    const Group4Layout& L = *kv.packed;
+    const int64_t G = L.group_size, pairs_at = static_cast<int64_t>(L.pairs_at(0));
+    slice.resize(static_cast<size_t>(2 * past * hd));
+    std::array<uint16_t, 16> table{};
+    for (int side = 0; side < 2; ++side) {
+        const auto* rows = reinterpret_cast<const uint8_t*>(side ? kv.past_v : kv.past_k);
+        for (int64_t t = 0; t < past; ++t) {
+            const uint8_t* row = rows + t * kv.past_stride;
+            const auto* pr = reinterpret_cast<const uint16_t*>(row + pairs_at);
+            uint16_t* dst = slice.data() + (side * past + t) * hd;
+            int64_t group = -1;
+            for (int64_t e = 0; e < hd; ++e) {
+                const int64_t i = n * hd + e;
+                if (i / G != group) {
+                    group = i / G;
+                    const float scale = half_to_float(pr[2 * group]), mn = half_to_float(pr[2 * group + 1]);
+                    for (unsigned c = 0; c < 16; ++c) table[c] = float_to_half(group4_value(c, scale, mn, L.symmetric));
+                }
+                const uint8_t byte = row[i / 2];
+                dst[e] = table[i % 2 ? byte & 0xf : byte >> 4];
+            }
+        }
+    }
+    return {slice.data(), slice.data() + past * hd, hd, kv.new_k + n * hd, kv.new_v + n * hd, kv.mask, nullptr};
+}
+
 }  // namespace
 
 void attention_decode_host(const uint16_t* q, const SeqKvHost* kv, int64_t batch, int64_t past, int64_t heads,
@@ -134,15 +165,25 @@ void attention_decode_host(const uint16_t* q, const SeqKvHost* kv, int64_t batch
         std::vector<double> acc(static_cast<size_t>(head_dim));
         std::vector<float> acc_f(static_cast<size_t>(head_dim));
         const bool wide = have_avx2() && head_dim % 8 == 0;
+        std::vector<uint16_t> slice;  // a compressed cache: this head's past keys then values, widened to fp16
         for (int64_t p; (p = next.fetch_add(1)) < pairs;) {
             const int64_t b = p / heads, n = p % heads;
+            const SeqKvHost* seq = &kv[b];
+            SeqKvHost widened;
+            int64_t head = n;  // the head's index in the rows one_head reads
+            if (kv[b].packed && past > 0) {
+                widened = widen_head(kv[b], past, n, head_dim, slice);
+                seq = &widened, head = 0;
+            }
+            const uint16_t* qb = q + b * h + (n - head) * head_dim;
+            uint16_t* ob = out + b * h + (n - head) * head_dim;
 #if defined(__x86_64__)
             if (wide) {
-                one_head_avx2(q + b * h, kv[b], past, n, head_dim, out + b * h, score, qf, acc_f);
+                one_head_avx2(qb, *seq, past, head, head_dim, ob, score, qf, acc_f);
                 continue;
             }
 #endif
-            one_head_table(q + b * h, kv[b], past, n, head_dim, out + b * h, score, qf, acc);
+            one_head_table(qb, *seq, past, head, head_dim, ob, score, qf, acc);
         }
     };
     std::vector<std::jthread> pool;

@@ -242,8 +242,8 @@ public:
     void attention(const void* q, const KvView* kv, int64_t batch, int64_t seq, int64_t past, int64_t heads, int64_t hd,
                    const uint8_t* mask, int64_t stride, void* out) override {
         const auto on_host = [](const KvView& v) { return v.host_mask != nullptr; };
-        if (batch > 0 && kv[0].packed && past > 0) return attention_packed(q, kv, batch, seq, past, heads, hd, mask, stride, out);
         if (seq == 1 && std::any_of(kv, kv + batch, on_host)) return attention_split(q, kv, batch, past, heads, hd, mask, stride, out);
+        if (batch > 0 && kv[0].packed && past > 0) return attention_packed(q, kv, batch, seq, past, heads, hd, mask, stride, out);
         const auto* dev = device_views(kv, batch);
         bool done = false;
         if (past == 0)
@@ -255,23 +255,24 @@ public:
             cuda::attention(h(q), dev, batch, seq, past, heads, hd, mask, stride, h(out), stream_);
         });
     }
-    // Compressed past rows (policy.compress_cache): decode reads them as they are. Nothing else attends over a
-    // cache with more than one query row (prefill has no past), and the cache is never in host memory then
-    // (the config refuses compress_cache with cpu_cache_compute).
+    // Compressed past rows (policy.compress_cache) on the device: decode reads them as they are. Nothing else
+    // attends over a cache with more than one query row (prefill has no past).
     void attention_packed(const void* q, const KvView* kv, int64_t batch, int64_t seq, int64_t past, int64_t heads, int64_t hd,
                           const uint8_t* mask, int64_t stride, void* out) {
-        const Group4Layout& row = *kv[0].packed;
-        if (seq != 1 || std::any_of(kv, kv + batch, [](const KvView& v) { return v.host_mask != nullptr; }))
-            throw Error(FLEXRT_STATUS_UNSUPPORTED, "attention over a compressed KV cache: " + std::to_string(seq) +
-                                                       " query rows (decode only) or the cache in host memory");
-        if (row.outer != 1 || row.dim != heads * hd)
-            throw Error(FLEXRT_STATUS_INVALID_ARGUMENT, "attention: a compressed KV row layout of " + std::to_string(row.outer) + " x " +
-                                                            std::to_string(row.dim) + " values, expected 1 x " + std::to_string(heads * hd));
+        if (seq != 1)
+            throw Error(FLEXRT_STATUS_UNSUPPORTED, "attention over a compressed KV cache with " + std::to_string(seq) +
+                                                       " query rows: decode only (one a sequence)");
         const auto* dev = device_views(kv, batch);
-        const cuda::PackedRows rows{static_cast<int64_t>(row.pairs_at(0)), row.group_size, row.symmetric};
+        const cuda::PackedRows rows = packed_rows(*kv[0].packed, heads * hd);
         prof_.time("attn_decode", stream_, [&] {
             cuda::attention_decode_packed(h(q), dev, rows, batch, past, heads, hd, mask, stride, h(out), stream_);
         });
+    }
+    static cuda::PackedRows packed_rows(const Group4Layout& row, int64_t h) {
+        if (row.outer != 1 || row.dim != h)
+            throw Error(FLEXRT_STATUS_INVALID_ARGUMENT, "attention: a compressed KV row layout of " + std::to_string(row.outer) + " x " +
+                                                            std::to_string(row.dim) + " values, expected 1 x " + std::to_string(h));
+        return {static_cast<int64_t>(row.pairs_at(0)), row.group_size, row.symmetric};
     }
     // Decode with some caches in host memory (cpu_cache_compute): their queries and new rows go down, the
     // host threads attend over the cache where it is while the GPU attends for the other sequences, and the
@@ -298,7 +299,12 @@ public:
             if (e > b) {
                 const auto* dev = device_views(kv + b, e - b);
                 prof_.time("attn_decode", stream_, [&] {
-                    cuda::attention(h(q) + b * width, dev, e - b, 1, past, heads, hd, mask + b * stride, stride, h(out) + b * width, stream_);
+                    if (kv[b].packed && past > 0)  // compressed rows on the device, read as they are
+                        cuda::attention_decode_packed(h(q) + b * width, dev, packed_rows(*kv[b].packed, width), e - b, past, heads, hd,
+                                                      mask + b * stride, stride, h(out) + b * width, stream_);
+                    else
+                        cuda::attention(h(q) + b * width, dev, e - b, 1, past, heads, hd, mask + b * stride, stride, h(out) + b * width,
+                                        stream_);
                 });
             }
             while (e < batch && kv[e].host_mask) ++e;
@@ -310,7 +316,7 @@ public:
         for (int64_t b = 0; b < batch; ++b)
             if (kv[b].host_mask) {
                 seqs.push_back({static_cast<const uint16_t*>(kv[b].past_k), static_cast<const uint16_t*>(kv[b].past_v),
-                                kv[b].past_stride, kh + b * width, vh + b * width, kv[b].host_mask});
+                                kv[b].past_stride, kh + b * width, vh + b * width, kv[b].host_mask, kv[b].packed});
                 which.push_back(b);
             }
         // Gather the host sequences' queries, attend, and scatter the outputs back to their rows.

@@ -426,10 +426,6 @@ void fill(Config& cfg, const toml::table& root) {
                 FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT,
                              cfg.source + ": model.name = \"custom\" needs model." + k + " > 0");
     }
-    if (p.compress_cache && p.cpu_cache_compute)
-        Validator(cfg).fail("policy.compress_cache", *r.node("policy.compress_cache"),
-                            "a compressed KV cache with policy.cpu_cache_compute = true: attention on host threads reads an fp16 cache; "
-                            "turn one of them off");
 
     // The effective configuration: every key, defaults included.
     toml::table eff;

@@ -333,6 +333,18 @@ void check_compressed_cache(bool gpu) {
     EXPECT_GT(worst, 0.0) << "the cache was not compressed";
     EXPECT_LT(worst, 1.0);
     EXPECT_GE(agree * 4, static_cast<int64_t>(plain.tokens.size()));
+    // The compressed cache in host memory attended there (cpu_cache_compute: host threads widen the rows), two
+    // GPU batches, half of each on the compute device: the same tokens, logits within 5e-2 (host and device
+    // attention sum in different orders; on the CPU compute device they are the same code, so equal).
+    PolicyCase ccc{"compressed_cache_attended_on_host", 2, 2, kAllGpu, {50, 50}, kAllGpu, true, true};
+    ccc.compress_weights = false;
+    ccc.compress_cache = true;
+    const GenerationResult host = run_case(ccc, nullptr, {}, "tiny_opt", "mmap", gpu, group4.get());
+    EXPECT_EQ(host.tokens, first->tokens);
+    ASSERT_EQ(host.logits.size(), first->logits.size());
+    double host_worst = 0;
+    for (size_t v = 0; v < host.logits.size(); ++v) host_worst = std::max(host_worst, double(std::abs(host.logits[v] - first->logits[v])));
+    EXPECT_LT(host_worst, 5e-2) << "compressed cache attended on the host";
     // Weights and cache both compressed, two GPU batches, the cache on disk: runs, and the same tokens as
     // weights and cache compressed with one batch of the same size on the compute device.
     PolicyCase both{"both_compressed_two_batches", 2, 2, {20, 30}, kAllDisk, kAllGpu};

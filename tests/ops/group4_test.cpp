@@ -3,6 +3,7 @@
 // symmetric and padded groups.
 #include "core/src/npy.hpp"
 #include "ops/attention.hpp"
+#include "ops/attention_host.hpp"
 #include "ops/compute.hpp"
 #include "ops/f16.hpp"
 #include "ops/group4.hpp"
@@ -236,6 +237,49 @@ TEST(Group4, AttentionOverCompressedRowsEqualsDequantizedRows) {
         attention(q.data(), plain.data(), batch, seq, past, heads, hd, mask.data(), keys, want.data());
         ops->attention(q.data(), packed.data(), batch, seq, past, heads, hd, mask.data(), keys, got.data());
         for (size_t i = 0; i < want.size(); ++i) ASSERT_EQ(got[i], want[i]) << "seq " << seq << ", element " << i;
+    }
+}
+
+// cpu_cache_compute over a compressed cache: the host threads widen each head's slice of the compressed rows
+// and get, bit for bit, what they get over the rows dequantize_group4 gives (the same fp16 values, the same
+// arithmetic). Head_dim 64 (two heads a group) and 128 (two groups a head), asymmetric and symmetric, padding.
+TEST(Group4, HostAttentionOverCompressedRowsEqualsDequantizedRows) {
+    struct Case {
+        int64_t heads, hd;
+        bool symmetric;
+    };
+    for (const Case& c : {Case{4, 64, false}, Case{2, 128, true}, Case{3, 128, false}}) {
+        const int64_t batch = 3, past = 11, h = c.heads * c.hd;
+        const Group4Layout rows = Group4Layout::rows(past * batch, h, 64, c.symmetric), one = Group4Layout::rows(1, h, 64, c.symmetric);
+        std::mt19937 rng(static_cast<unsigned>(c.hd + c.heads));
+        std::normal_distribution<float> d(0.0f, 1.0f);
+        auto halves = [&](int64_t n, float scale) {
+            std::vector<uint16_t> v(static_cast<size_t>(n));
+            for (auto& x : v) x = float_to_half(d(rng) * scale);
+            return v;
+        };
+        const auto k = halves(past * batch * h, 1.0f), v = halves(past * batch * h, 1.0f);
+        const auto q = halves(batch * h, 0.3f), nk = halves(batch * h, 1.0f), nv = halves(batch * h, 1.0f);
+        std::vector<uint8_t> pk(rows.bytes()), pv(rows.bytes());
+        ASSERT_EQ(quantize_group4(k.data(), rows, pk.data()), -1);
+        ASSERT_EQ(quantize_group4(v.data(), rows, pv.data()), -1);
+        std::vector<uint16_t> dk(k.size()), dv(v.size());
+        dequantize_group4(pk.data(), rows, dk.data());
+        dequantize_group4(pv.data(), rows, dv.data());
+        std::vector<uint8_t> mask(batch * (past + 1), 1);
+        mask[past + 1] = 0, mask[2 * (past + 1)] = mask[2 * (past + 1) + 1] = 0;
+        std::vector<SeqKvHost> plain, packed;
+        for (int64_t b = 0; b < batch; ++b) {
+            const uint8_t* m = mask.data() + b * (past + 1);
+            plain.push_back({dk.data() + b * h, dv.data() + b * h, batch * h, nk.data() + b * h, nv.data() + b * h, m});
+            packed.push_back({reinterpret_cast<const uint16_t*>(pk.data() + b * rows.slab_bytes),
+                              reinterpret_cast<const uint16_t*>(pv.data() + b * rows.slab_bytes), batch * rows.slab_bytes, nk.data() + b * h,
+                              nv.data() + b * h, m, &one});
+        }
+        std::vector<uint16_t> want(batch * h), got(batch * h, 0xffff);
+        attention_decode_host(q.data(), plain.data(), batch, past, c.heads, c.hd, want.data(), 2);
+        attention_decode_host(q.data(), packed.data(), batch, past, c.heads, c.hd, got.data(), 2);
+        EXPECT_EQ(got, want) << "head_dim " << c.hd << (c.symmetric ? ", symmetric" : "");
     }
 }
 
