@@ -1,4 +1,6 @@
 #include "engine.hpp"
+
+#include "core/src/host_log.hpp"
 #include "packed_weight_store.hpp"
 
 #include "core/src/interrupt.hpp"
@@ -494,11 +496,14 @@ GenerationResult Engine::generate(const std::vector<std::vector<int32_t>>& promp
     m.result = &result;
 
     flexrt_status s = scheduler.run(this);
+    const std::string plugin_said = s == FLEXRT_STATUS_OK ? std::string() : take_last_plugin_error();  // its own reason, if it gave one
     if (flexrt_status d = sync(); s == FLEXRT_STATUS_OK) s = d;  // the device and the transfers, drained
     Status drained = m.tiers.transfers.wait_all();
     m.result = nullptr;
     if (s != FLEXRT_STATUS_OK)
-        FLEXRT_THROW(s, m.error.empty() ? std::string("the schedule plugin failed: ") + flexrt_status_name(s) : m.error);
+        FLEXRT_THROW(s, !m.error.empty()      ? m.error
+                        : !plugin_said.empty() ? "the schedule plugin failed: " + plugin_said
+                                               : std::string("the schedule plugin failed: ") + flexrt_status_name(s));
     drained.throw_if_error();
     const bool all_stopped = std::all_of(m.stopped.begin(), m.stopped.end(), [](uint8_t x) { return x; });
     if (m.steps_ended < m.gen_len && !(options.stop_token >= 0 && all_stopped))

@@ -93,6 +93,15 @@ TEST_F(Cli, EveryShippedConfigRunsScaledDown) {
     EXPECT_GE(seen, 7) << "configs/ holds the configs users run";
 }
 
+// The overlapped schedules run from the config like any plugin; one that does not fit the policy says which does.
+TEST_F(Cli, OverlappedSchedules) {
+    CliResult r = run("--set schedule.plugin=overlap_multi --set run.gen_len=4");
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_HAS(r.out, "total throughput: ");
+    EXPECT_HAS(expect_error("--set schedule.plugin=overlap_single", 2), "use schedule overlap_multi");
+    EXPECT_HAS(expect_error("--set schedule.plugin=overlap_multi --set policy.num_gpu_batches=1", 2), "use schedule overlap_single");
+}
+
 TEST_F(Cli, UnknownKey) {
     const std::string e = expect_error("--config " + config("[run]\ngen_lenn = 4\n").string(), 2);
     EXPECT_HAS(e, ".toml:2: run.gen_lenn: unknown key");

@@ -66,6 +66,7 @@ struct PolicyCase {
     bool cpu_cache_compute = false;
     bool compress_weights = true;  // with a compressor: what run_case compresses
     bool compress_cache = false;
+    std::string schedule = "normal";
 };
 
 std::ostream& operator<<(std::ostream& os, const PolicyCase& c) { return os << c.name; }
@@ -101,7 +102,7 @@ GenerationResult run_case(const PolicyCase& c, opt::WeightSource* source = nullp
                             : EngineTiers{*t.ops, t.compute, t.host, t.disk, t.transfers};
     Engine engine(tiny_config(name), p, f.prompt_len, f.gen_len, tiers, source ? *source : numpy, {}, compressor, store);
     go.record_logits = true;
-    auto schedule = make_schedule("normal");
+    auto schedule = make_schedule(c.schedule);
     return engine.generate(f.prompts, go, *schedule);
 }
 
@@ -421,6 +422,42 @@ TEST(GoldenRealShape, CpuAndGpuMatchTransformers) {
 
 // Dummy weights take the offload-file path for disk-homed weights (no files to read from): the tokens and
 // the logits must be identical to the all-on-compute run, byte for byte, since placement changes no math.
+// The overlapped schedules only reorder the primitives: the same tokens and logits as `normal`, bit for bit,
+// one GPU batch (overlap_single) or several (overlap_multi), over tiers, with an odd layer count (the last
+// layer and the next step's first share a weight buffer), with compressed weights and cache.
+void check_schedules(bool gpu) {
+    auto group4 = make_compressor("group4");
+    struct Case {
+        PolicyCase policy;
+        const char* schedule;
+        bool compress;
+    };
+    for (const Case& c : {Case{{"all_on_compute", 4, 1, kAllGpu, kAllGpu, kAllGpu}, "overlap_single", false},
+                          Case{{"split_everything", 4, 1, {30, 40}, {50, 25}, {25, 50}}, "overlap_single", false},
+                          Case{{"all_on_disk_fused_layers", 4, 1, kAllDisk, kAllDisk, kAllDisk, false}, "overlap_single", false},
+                          Case{{"compressed_split", 4, 1, {30, 40}, {50, 25}, kAllGpu}, "overlap_single", true},
+                          Case{{"two_batches", 2, 2, kAllGpu, kAllGpu, kAllGpu}, "overlap_multi", false},
+                          Case{{"four_batches_on_disk", 1, 4, kAllDisk, kAllDisk, kAllDisk}, "overlap_multi", false},
+                          Case{{"two_batches_split_fused_layers", 2, 2, {20, 30}, {25, 50}, {50, 0}, false}, "overlap_multi", false},
+                          Case{{"two_batches_compressed", 2, 2, {50, 0}, {0, 100}, kAllGpu}, "overlap_multi", true}}) {
+        PolicyCase p = c.policy;
+        p.compress_cache = c.compress;
+        ICompressor* compressor = c.compress ? group4.get() : nullptr;
+        const GenerationResult normal = run_case(p, nullptr, {}, "tiny_opt", "aio", gpu, compressor);
+        p.schedule = c.schedule;
+        const GenerationResult overlapped = run_case(p, nullptr, {}, "tiny_opt", "aio", gpu, compressor);
+        EXPECT_EQ(overlapped.tokens, normal.tokens) << p.name << " under " << c.schedule;
+        EXPECT_EQ(overlapped.logits, normal.logits) << p.name << " under " << c.schedule;
+    }
+}
+
+TEST(GoldenSchedules, OverlappedSchedulesGiveTheSameTokens) { check_schedules(false); }
+
+TEST(GoldenSchedules, OverlappedSchedulesGiveTheSameTokensGpu) {
+    if (!gpu_available()) GTEST_SKIP() << "no GPU here: the CUDA end-to-end tests run on the device machine";
+    check_schedules(true);
+}
+
 TEST(GoldenDummy, PlacementDoesNotChangeAnything) {
     opt::DummyWeights dummy(7);
     GenerateOptions go;
