@@ -8,6 +8,7 @@
 #include "core/src/interrupt.hpp"
 #include "core/src/memory_stats.hpp"
 #include "core/src/plugin_loader.hpp"
+#include "core/src/trace.hpp"
 #include "core/src/transfer.hpp"
 #include "engine/engine.hpp"
 #include "engine/packed_weight_store.hpp"
@@ -25,9 +26,12 @@
 #include <boost/program_options.hpp>
 
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <numeric>
 #include <optional>
+
+#include <unistd.h>  // access()
 
 namespace po = boost::program_options;
 using namespace flexrt;
@@ -100,6 +104,9 @@ int run(int argc, char** argv) {
         "override a config key: --set policy.gpu_batch_size=8 (repeatable; values in TOML syntax)")(
         "print-config", "print the effective config (defaults and plugin options included) and exit")(
         "list-plugins", "list the plugins on the search path with their options and exit")(
+        "trace", po::value<std::string>(),
+        "write the generation's timeline to this file as a Chrome trace (open it in Perfetto or chrome://tracing): a track "
+        "for the thread that runs the schedule and the host's compute, one per transfer worker")(
         "quiet,q", "no progress lines on stderr");
     po::variables_map vm;
     try {
@@ -113,6 +120,12 @@ int run(int argc, char** argv) {
                      "       flexrt iobench [options]   the disk tier's throughput (flexrt iobench --help)\n\n"
                   << desc << "\nConfig keys (key, default, meaning):\n" << config_reference();
         return 0;
+    }
+    const std::filesystem::path trace_file = vm.count("trace") ? std::filesystem::path(vm["trace"].as<std::string>()) : std::filesystem::path();
+    if (!trace_file.empty()) {  // checked before the run, not after it
+        const auto dir = std::filesystem::absolute(trace_file).parent_path();
+        if (!std::filesystem::is_directory(dir) || ::access(dir.c_str(), W_OK) != 0)
+            FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, "--trace " + trace_file.string() + ": " + dir.string() + " is not a writable directory");
     }
     const auto overrides = vm.count("set") ? vm["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
     Config cfg = vm.count("config") ? load_config_file(vm["config"].as<std::string>(), overrides)
@@ -201,7 +214,15 @@ int run(int argc, char** argv) {
     go.stop_token = cfg.run.stop_token;
     say("generating: " + std::to_string(N) + " prompts x " + std::to_string(cfg.run.prompt_len) + " tokens, " +
         std::to_string(cfg.run.gen_len) + " new tokens, schedule " + schedule_ref.desc->name);
+    if (!trace_file.empty()) {
+        trace::start();
+        trace::name_thread("schedule and compute (host)");
+    }
     GenerationResult r = engine.generate(prompts, go, *scheduler);
+    if (!trace_file.empty()) {
+        trace::write(trace_file);
+        say("timeline written to " + trace_file.string());
+    }
 
     // FlexLLMGen's figures (flex_opt.py's formulas; GB = 2^30).
     const double s = static_cast<double>(cfg.run.prompt_len), n = static_cast<double>(cfg.run.gen_len);

@@ -1,6 +1,7 @@
 #include "engine.hpp"
 
 #include "core/src/host_log.hpp"
+#include "core/src/trace.hpp"
 #include "packed_weight_store.hpp"
 
 #include "core/src/interrupt.hpp"
@@ -534,6 +535,7 @@ flexrt_status Engine::begin_step(int32_t i) noexcept {
 
 flexrt_status Engine::load_weight(int32_t i, int32_t j, int32_t k) noexcept {
     Impl& m = *impl_;
+    trace::Span span("engine", "load_weight", i, j, k);
     return m.guard([&] {
         if (!m.wrap_load(i, j, k) || k != 0) return Status::ok();
         Impl::WeightHome& w = m.weights[j];
@@ -556,6 +558,7 @@ flexrt_status Engine::load_weight(int32_t i, int32_t j, int32_t k) noexcept {
 
 flexrt_status Engine::load_cache(int32_t i, int32_t j, int32_t k) noexcept {
     Impl& m = *impl_;
+    trace::Span span("engine", "load_cache", i, j, k);
     return m.guard([&] {
         if (i == 0 || !m.wrap_load(i, j, k) || !layers_[j]->has_cache() || !m.cache_slot_bytes) return Status::ok();
         const int s = m.slot(j, k);
@@ -576,6 +579,7 @@ flexrt_status Engine::load_cache(int32_t i, int32_t j, int32_t k) noexcept {
 
 flexrt_status Engine::load_hidden(int32_t i, int32_t j, int32_t k) noexcept {
     Impl& m = *impl_;
+    trace::Span span("engine", "load_hidden", i, j, k);
     return m.guard([&] {
         if (!m.wrap_load(i, j, k)) return Status::ok();
         const int s = m.slot(j, k);
@@ -608,6 +612,7 @@ flexrt_status Engine::load_hidden(int32_t i, int32_t j, int32_t k) noexcept {
 
 flexrt_status Engine::compute_layer(int32_t i, int32_t j, int32_t k) noexcept {
     Impl& m = *impl_;
+    trace::Span span("engine", "compute_layer", i, j, k);
     return m.guard([&]() -> Status {
         const opt::Layer& layer = *layers_[j];
         const int s = m.slot(j, k);
@@ -727,6 +732,7 @@ flexrt_status Engine::compute_layer(int32_t i, int32_t j, int32_t k) noexcept {
 
 flexrt_status Engine::store_hidden(int32_t i, int32_t j, int32_t k) noexcept {
     Impl& m = *impl_;
+    trace::Span span("engine", "store_hidden", i, j, k);
     return m.guard([&]() -> Status {
         if (!m.wrap_store(i, j, k)) return Status::ok();
         const int s = m.slot(j, k);
@@ -760,6 +766,7 @@ flexrt_status Engine::store_hidden(int32_t i, int32_t j, int32_t k) noexcept {
 
 flexrt_status Engine::store_cache(int32_t i, int32_t j, int32_t k) noexcept {
     Impl& m = *impl_;
+    trace::Span span("engine", "store_cache", i, j, k);
     return m.guard([&]() -> Status {
         if (!m.wrap_store(i, j, k) || !layers_[j]->has_cache()) return Status::ok();
         const int s = m.slot(j, k);
@@ -811,7 +818,9 @@ flexrt_status Engine::end_step(int32_t i, int32_t* all_stopped) noexcept {
         m.tiers.ops.synchronize();
         Status s = m.tiers.transfers.wait_all();
         if (!s.is_ok()) return s;
-        const double secs = std::chrono::duration<double>(Clock::now() - m.step_start).count();
+        const auto step_end = Clock::now();
+        const double secs = std::chrono::duration<double>(step_end - m.step_start).count();
+        if (trace::on()) trace::complete("step", i == 0 ? "prefill" : "decode step " + std::to_string(i), m.step_start, step_end);
         m.result->step_seconds.push_back(secs);
         m.steps_ended = i + 1;
         if (m.progress) {

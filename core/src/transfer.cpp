@@ -1,5 +1,9 @@
 #include "transfer.hpp"
 
+#include "trace.hpp"
+
+#include <cstdio>
+
 #include "gpu_upload.hpp"
 #include "host_log.hpp"
 #include "pinned_memory.hpp"
@@ -217,10 +221,32 @@ TransferEngine::~TransferEngine() {
 }
 
 Event TransferEngine::copy(View dst, View src, std::vector<Event> after) {
+    if (trace::on()) {  // a span on the worker's track: "host -> compute 1.5 MB"
+        char what[96];
+        std::snprintf(what, sizeof what, "%s -> %s %.1f MB", tier_name(src.buffer->device().kind()), tier_name(dst.buffer->device().kind()),
+                      static_cast<double>(src.bytes) / 1e6);
+        return start(
+            [this, dst, src, name = std::string(what)] {
+                trace::name_thread_once("transfer worker");
+                trace::Span span("transfer", name);
+                return copy_now(dst, src, &staging_);
+            },
+            std::move(after));
+    }
     return start([this, dst, src] { return copy_now(dst, src, &staging_); }, std::move(after));
 }
 
-Event TransferEngine::run(std::function<Status()> fn, std::vector<Event> after) { return start(std::move(fn), std::move(after)); }
+Event TransferEngine::run(std::function<Status()> fn, std::vector<Event> after) {
+    if (trace::on())
+        return start(
+            [fn = std::move(fn)] {
+                trace::name_thread_once("transfer worker");
+                trace::Span span("transfer", "task");
+                return fn();
+            },
+            std::move(after));
+    return start(std::move(fn), std::move(after));
+}
 
 Event TransferEngine::start(std::function<Status()> fn, std::vector<Event> after) {
     Event done = Event::pending();

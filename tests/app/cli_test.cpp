@@ -102,6 +102,43 @@ TEST_F(Cli, OverlappedSchedules) {
     EXPECT_HAS(expect_error("--set schedule.plugin=overlap_multi --set policy.num_gpu_batches=1", 2), "use schedule overlap_single");
 }
 
+// JSON structure without a JSON library: brackets balance outside strings, escapes respected.
+bool balanced_json(const std::string& s) {
+    int depth = 0;
+    bool in_string = false;
+    for (size_t i = 0; i < s.size(); ++i) {
+        const char c = s[i];
+        if (in_string) {
+            if (c == '\\') ++i;
+            else if (c == '"') in_string = false;
+        } else if (c == '"') in_string = true;
+        else if (c == '{' || c == '[') ++depth;
+        else if ((c == '}' || c == ']') && --depth < 0) return false;
+    }
+    return depth == 0 && !in_string;
+}
+
+// --trace: a Chrome trace of the generation, a track per thread (the schedule's, each transfer worker's), the
+// primitives by grid point, the transfers with their tiers and sizes, the steps; written whole (no partial
+// file); a directory that cannot take it is refused before the run.
+TEST_F(Cli, TraceIsAChromeTraceOfTheRun) {
+    const fs::path file = dir_ / "timeline.json";
+    CliResult r = run("--set schedule.plugin=overlap_multi --set run.gen_len=3 --trace " + file.string());
+    ASSERT_EQ(r.code, 0) << r.err;
+    const std::string t = read_file(file);
+    EXPECT_TRUE(balanced_json(t)) << t.substr(0, 200);
+    EXPECT_HAS(t, "\"traceEvents\"");
+    EXPECT_HAS(t, "\"name\": \"schedule and compute (host)\"");
+    EXPECT_HAS(t, "transfer worker");
+    EXPECT_HAS(t, "\"name\": \"compute_layer (0, 0, 0)\"");
+    EXPECT_HAS(t, "\"name\": \"load_weight (");
+    EXPECT_HAS(t, "\"cat\": \"transfer\"");
+    EXPECT_HAS(t, "disk -> gpu ");  // tier_name()s: the compute tier is "gpu" as in FlexLLMGen
+    EXPECT_HAS(t, "\"name\": \"decode step 2\"");
+    EXPECT_FALSE(fs::exists(file.string() + ".partial"));
+    EXPECT_HAS(expect_error("--trace " + (dir_ / "no-such-dir" / "t.json").string(), 2), "is not a writable directory");
+}
+
 TEST_F(Cli, UnknownKey) {
     const std::string e = expect_error("--config " + config("[run]\ngen_lenn = 4\n").string(), 2);
     EXPECT_HAS(e, ".toml:2: run.gen_lenn: unknown key");

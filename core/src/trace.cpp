@@ -1,0 +1,122 @@
+#include "trace.hpp"
+
+#include <flexrt/status.hpp>
+
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <vector>
+
+namespace flexrt::trace {
+namespace {
+
+struct Record {
+    const char* category;
+    std::string name;
+    int track;
+    double begin_us, duration_us;
+};
+
+struct State {
+    std::atomic<bool> on{false};
+    std::mutex m;
+    Clock::time_point origin;
+    std::vector<Record> records;
+    std::map<int, std::string> track_names;
+    std::atomic<int> next_track{1};
+};
+State& state() {
+    static State s;
+    return s;
+}
+int track() {
+    thread_local const int id = state().next_track.fetch_add(1);
+    return id;
+}
+
+std::string json_string(const std::string& s) {
+    std::string out = "\"";
+    for (const char c : s) {
+        if (c == '"' || c == '\\') out += '\\', out += c;
+        else if (static_cast<unsigned char>(c) < 0x20) {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\u%04x", c);
+            out += buf;
+        } else out += c;
+    }
+    return out + "\"";
+}
+
+}  // namespace
+
+void start() {
+    State& s = state();
+    std::lock_guard lock(s.m);
+    s.records.clear();
+    s.origin = Clock::now();
+    s.on.store(true, std::memory_order_relaxed);
+}
+
+bool on() noexcept { return state().on.load(std::memory_order_relaxed); }
+
+void name_thread(const std::string& name) {
+    State& s = state();
+    std::lock_guard lock(s.m);
+    s.track_names[track()] = name;
+}
+
+void name_thread_once(const char* kind) {
+    State& s = state();
+    const int t = track();
+    std::lock_guard lock(s.m);
+    if (!s.track_names.count(t)) s.track_names[t] = std::string(kind) + " " + std::to_string(t);
+}
+
+std::string point_name(const char* what, int i, int j, int k) {
+    return std::string(what) + " (" + std::to_string(i) + ", " + std::to_string(j) + ", " + std::to_string(k) + ")";
+}
+
+void complete(const char* category, std::string name, Clock::time_point begin, Clock::time_point end) {
+    State& s = state();
+    const int t = track();
+    std::lock_guard lock(s.m);
+    const auto us = [&](Clock::time_point p) { return std::chrono::duration<double, std::micro>(p - s.origin).count(); };
+    s.records.push_back({category, std::move(name), t, us(begin), us(end) - us(begin)});
+}
+
+void write(const std::filesystem::path& file) {
+    State& s = state();
+    std::lock_guard lock(s.m);
+    const std::filesystem::path partial = file.string() + ".partial";
+    {
+        std::ofstream out(partial);
+        if (!out) throw Error(FLEXRT_STATUS_IO_ERROR, "--trace: cannot write " + partial.string());
+        out << "{\"displayTimeUnit\": \"ms\", \"traceEvents\": [\n";
+        bool first = true;
+        auto sep = [&] {
+            if (!first) out << ",\n";
+            first = false;
+        };
+        for (const auto& [t, name] : s.track_names) {
+            sep();
+            out << "{\"ph\": \"M\", \"name\": \"thread_name\", \"pid\": 1, \"tid\": " << t << ", \"args\": {\"name\": " << json_string(name)
+                << "}}";
+        }
+        for (const Record& r : s.records) {
+            sep();
+            char times[96];
+            std::snprintf(times, sizeof times, "\"ts\": %.3f, \"dur\": %.3f", r.begin_us, r.duration_us);
+            out << "{\"ph\": \"X\", \"pid\": 1, \"tid\": " << r.track << ", \"cat\": " << json_string(r.category)
+                << ", \"name\": " << json_string(r.name) << ", " << times << "}";
+        }
+        out << "\n]}\n";
+        if (!out.flush()) throw Error(FLEXRT_STATUS_IO_ERROR, "--trace: writing " + partial.string() + " failed");
+    }
+    std::error_code ec;
+    std::filesystem::rename(partial, file, ec);
+    if (ec) throw Error(FLEXRT_STATUS_IO_ERROR, "--trace: cannot rename " + partial.string() + " to " + file.string() + ": " + ec.message());
+}
+
+}  // namespace flexrt::trace
