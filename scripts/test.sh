@@ -6,9 +6,10 @@ scripts/setup.sh
 scripts/build.sh
 (cd build && ctest --output-on-failure -j"$(nproc)")
 
-# The threaded parts (transfer engine, storage plugins and their engine) again under ThreadSanitizer.
+# The threaded parts (transfer engine, storage plugins and their engine, the engine under the overlapped
+# schedules) again under ThreadSanitizer.
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLEXRT_WITH_CUDA=OFF -DFLEXRT_SANITIZE=thread
-cmake --build build-tsan -j"$(nproc)" --target core_tests conformance_tests aio_engine_tests
+cmake --build build-tsan -j"$(nproc)" --target core_tests conformance_tests aio_engine_tests models_tests
 cd build-tsan
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-  ctest --output-on-failure -j"$(nproc)" -R "Transfer|DiskDevice|StorageConformance|AioFaults|AioPlugin|PluginLoader"
+  ctest --output-on-failure -j"$(nproc)" -R "Transfer|DiskDevice|StorageConformance|AioFaults|AioPlugin|PluginLoader|GoldenSchedules"
