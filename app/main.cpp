@@ -11,6 +11,7 @@
 #include "core/src/trace.hpp"
 #include "core/src/transfer.hpp"
 #include "engine/engine.hpp"
+#include "engine/memory_plan.hpp"
 #include "engine/packed_weight_store.hpp"
 #include "models/opt/opt_config.hpp"
 #include "models/opt/opt_weights.hpp"
@@ -18,6 +19,7 @@
 
 #include "default_config.hpp"  // generated from configs/default.toml
 #include "iobench.hpp"
+#include "memory_report.hpp"
 
 #include <flexrt/compressor.hpp>
 #include <flexrt/scheduler.hpp>
@@ -104,6 +106,8 @@ int run(int argc, char** argv) {
         "override a config key: --set policy.gpu_batch_size=8 (repeatable; values in TOML syntax)")(
         "print-config", "print the effective config (defaults and plugin options included) and exit")(
         "list-plugins", "list the plugins on the search path with their options and exit")(
+        "dry-run", "print the memory plan - the bytes each tier needs, against what it has - and exit; when a tier does not "
+                   "fit, by how much and what each remedy would free")(
         "trace", po::value<std::string>(),
         "write the generation's timeline to this file as a Chrome trace (open it in Perfetto or chrome://tracing): a track "
         "for the thread that runs the schedule and the host's compute, one per transfer worker")(
@@ -166,29 +170,60 @@ int run(int argc, char** argv) {
     auto storage = create_plugin<IStorage>(storage_ref, storage_opts.fields);
     auto scheduler = create_plugin<IScheduler>(schedule_ref, schedule_opts.fields);
     auto compressor = compressing ? create_plugin<ICompressor>(*compress_ref, compress_opts->fields) : nullptr;
-    std::unique_ptr<ops::Compute> compute_ops = use_gpu ? ops::make_cuda_compute() : ops::make_cpu_compute();
-    std::unique_ptr<IDevice> compute_dev;
-    if (use_gpu) {
-        const double gib = cfg.runtime.gpu_memory_gib;
-        const uint64_t pool = gib > 0 ? static_cast<uint64_t>(gib * (1ull << 30)) : gpu_free_memory() / 10 * 9;
-        compute_dev = std::make_unique<CudaDevice>(pool);
-    } else {
-        compute_dev = std::make_unique<MemoryDevice>(TierKind::compute, "cpu (compute device)");
-    }
-    IDevice& compute = *compute_dev;
+    DiskDevice disk(*storage, cfg.offload_dir);
+    for (const auto& d : disk.removed_stale()) say("removed " + d.string() + ", left by a run that no longer exists");
+    std::unique_ptr<opt::WeightSource> weights;
+    if (cfg.model.weights == "dummy") weights = std::make_unique<opt::DummyWeights>(cfg.run.seed);
+    else weights = std::make_unique<opt::NumpyDirWeights>(cfg.model.weights, disk);
+
+    // The memory plan, before anything is allocated: --dry-run prints it; a run that does not fit stops here.
     // Host memory is pinned when a GPU reads it (policy.pin_weights): its copies then run at full speed.
     const bool pin = use_gpu && p.pin_weights;
+    const double pool_gib = cfg.runtime.gpu_memory_gib;
+    const uint64_t pool = !use_gpu ? 0 : pool_gib > 0 ? static_cast<uint64_t>(pool_gib * (1ull << 30)) : gpu_free_memory() / 10 * 9;
+    {
+        const Group4Format default_format{sizeof(Group4Format), 4, 64, 0, 0};  // for the remedies' figures
+        const auto* format = compressor ? static_cast<const Group4Format*>(compressor->get_extension(kGroup4Extension, 1)) : nullptr;
+        auto plan_for = [&](const Policy& q) {
+            const bool packs = q.compress_weights || q.compress_cache;
+            return plan_memory(model, q, cfg.run.prompt_len, cfg.run.gen_len, use_gpu ? 2 : 4, packs ? (format ? format : &default_format) : nullptr,
+                               *weights);
+        };
+        TierCapacity cap;
+        if (use_gpu && (pool_gib > 0 || gpu_available())) {
+            cap.compute = pool;
+            cap.compute_from = pool_gib > 0 ? "runtime.gpu_memory_gib" : "90% of the GPU's free memory";
+        } else if (use_gpu) {
+            cap.compute_from = "no GPU here: set runtime.gpu_memory_gib to check against it";
+        }
+        cap.compute_is_host = !use_gpu;
+        cap.host = host_available_bytes();
+        cap.host_from = "MemAvailable";
+        if (pin && cfg.runtime.pinned_gib > 0) {
+            cap.host = std::min(*cap.host, static_cast<uint64_t>(cfg.runtime.pinned_gib * (1ull << 30)));
+            cap.host_from = "runtime.pinned_gib (pinned weights)", cap.host_pinned_cap = true;
+        }
+        cap.disk = disk_free_bytes(cfg.offload_dir);
+        cap.disk_from = "free space at " + cfg.offload_dir;
+        const MemoryReport report = report_memory(plan_for(p), cap, p, plan_for);
+        const flexrt_status short_status = report.memory_short ? FLEXRT_STATUS_OUT_OF_MEMORY : FLEXRT_STATUS_NO_SPACE;
+        if (vm.count("dry-run")) {
+            std::cout << report.text;
+            return report.fits ? 0 : exit_code(short_status);
+        }
+        if (!report.fits) FLEXRT_THROW(short_status, "the memory plan does not fit: " + report.shortfall + " (flexrt --dry-run lists the remedies)");
+    }
+
+    std::unique_ptr<ops::Compute> compute_ops = use_gpu ? ops::make_cuda_compute() : ops::make_cpu_compute();
+    std::unique_ptr<IDevice> compute_dev;
+    if (use_gpu) compute_dev = std::make_unique<CudaDevice>(pool);
+    else compute_dev = std::make_unique<MemoryDevice>(TierKind::compute, "cpu (compute device)");
+    IDevice& compute = *compute_dev;
     MemoryDevice host(TierKind::host, pin ? "pinned host" : "host", pin,
                       pin ? static_cast<uint64_t>(cfg.runtime.pinned_gib * (1ull << 30)) : 0);
     say("model " + model.name + " (" + std::to_string(model.num_layers) + " layers, hidden " +
         std::to_string(model.hidden_size) + "), compute device: " + compute.name() + ", weights: " + cfg.model.weights);
-    DiskDevice disk(*storage, cfg.offload_dir);
-    for (const auto& d : disk.removed_stale()) say("removed " + d.string() + ", left by a run that no longer exists");
     TransferEngine transfers(static_cast<unsigned>(cfg.runtime.io_threads), static_cast<uint64_t>(cfg.runtime.staging_mib) << 20);
-
-    std::unique_ptr<opt::WeightSource> weights;
-    if (cfg.model.weights == "dummy") weights = std::make_unique<opt::DummyWeights>(cfg.run.seed);
-    else weights = std::make_unique<opt::NumpyDirWeights>(cfg.model.weights, disk);
 
     std::optional<PackedWeightStore> store;
     if (p.compress_weights && !cfg.compress_store_dir.empty()) store.emplace(cfg.compress_store_dir);

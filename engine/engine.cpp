@@ -1,5 +1,7 @@
 #include "engine.hpp"
 
+#include "placement.hpp"
+
 #include "core/src/host_log.hpp"
 #include "core/src/trace.hpp"
 #include "packed_weight_store.hpp"
@@ -21,12 +23,6 @@ namespace flexrt {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr uint64_t kSplitAlign = 4096;  // tier boundaries inside a layer's weights: O_DIRECT-friendly
-constexpr uint64_t kTensorAlign = 64;   // each tensor inside a layer's weight blob
-
-// `bytes` rounded up to the next tensor's start.
-uint64_t tensor_span(uint64_t bytes) { return (bytes + kTensorAlign - 1) / kTensorAlign * kTensorAlign; }
-
 // The (i, j, k) a slot was last filled or computed for; reading a slot with another tag is a schedule bug.
 struct Tag {
     int32_t i = -1, j = -1, k = -1;
@@ -37,30 +33,6 @@ std::string tag_text(int32_t i, int32_t j, int32_t k) {
     char text[48];
     std::snprintf(text, sizeof text, "(%d, %d, %d)", i, j, k);
     return text;
-}
-
-// Sequences [first, first + count) of a GPU batch that live on one tier.
-struct SeqGroup {
-    TierKind tier;
-    int64_t first, count;
-};
-
-// Splits n sequences over gpu / cpu / disk by the share (whole sequences; cumulative rounding down).
-std::vector<SeqGroup> split_sequences(int64_t n, const TierShare& share) {
-    const auto gpu = static_cast<int64_t>(std::floor(n * share.gpu / 100.0 + 1e-9));
-    const auto gpu_cpu = std::min(n, static_cast<int64_t>(std::floor(n * (share.gpu + share.cpu) / 100.0 + 1e-9)));
-    std::vector<SeqGroup> out;
-    if (gpu > 0) out.push_back({TierKind::compute, 0, gpu});
-    if (gpu_cpu > gpu) out.push_back({TierKind::host, gpu, gpu_cpu - gpu});
-    if (n > gpu_cpu) out.push_back({TierKind::disk, gpu_cpu, n - gpu_cpu});
-    return out;
-}
-
-// Byte offset where a tier's share of `total` ends: exact at 100 percent, else rounded down to kSplitAlign.
-uint64_t split_point(uint64_t total, double percent) {
-    if (percent >= 100.0 - 1e-9) return total;
-    const auto p = static_cast<uint64_t>(static_cast<double>(total) * percent / 100.0);
-    return std::min(total, p / kSplitAlign * kSplitAlign);
 }
 
 }  // namespace
@@ -111,9 +83,7 @@ struct Engine::Impl {
     }
     // Whether a cache group on this tier is copied to the compute device for attention (else it is read
     // where it is: on the compute device, or in host memory under policy.cpu_cache_compute).
-    bool loads_cache(TierKind t) const {
-        return t == TierKind::disk || (t == TierKind::host && !policy.cpu_cache_compute);
-    }
+    bool loads_cache(TierKind t) const { return flexrt::loads_cache(t, policy); }
     int slot(int32_t j, int32_t k) const { return static_cast<int>((j * ngb + k) % 2); }
     int64_t seq_len(int32_t i) const { return i == 0 ? prompt_len : 1; }
     int64_t past_len(int32_t i) const { return i == 0 ? 0 : prompt_len + i - 1; }

@@ -139,6 +139,28 @@ TEST_F(Cli, TraceIsAChromeTraceOfTheRun) {
     EXPECT_HAS(expect_error("--trace " + (dir_ / "no-such-dir" / "t.json").string(), 2), "is not a writable directory");
 }
 
+// --dry-run: the memory plan without running (nothing allocated, nothing left on disk); a plan that does not
+// fit says by how much and what each remedy frees, and a run with it stops before allocating.
+TEST_F(Cli, DryRunPrintsTheMemoryPlan) {
+    CliResult r = run("--dry-run");
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_HAS(r.out, "memory plan");
+    EXPECT_HAS(r.out, "GiB  weights");
+    EXPECT_HAS(r.out, "GiB  KV cache");
+    EXPECT_HAS(r.out, "GiB  workspace");
+    EXPECT_HAS(r.out, ": fits");
+    EXPECT_EQ(r.out.find("total throughput"), std::string::npos) << "a dry run does not run";
+    EXPECT_EQ(count_files(offload()), 0u);
+    const std::string tight = "--set runtime.compute=cuda --set runtime.gpu_memory_gib=0.01";
+    CliResult over = run("--dry-run " + tight);
+    EXPECT_EQ(over.code, 6) << over.err;
+    EXPECT_HAS(over.out, "compute device: needs ");
+    EXPECT_HAS(over.out, "does not fit, ");
+    EXPECT_HAS(over.out, "1. policy.compress_weights = true (4-bit group-wise weights): frees ");
+    EXPECT_HAS(over.out, "policy.weights.gpu = 0 (those weights on disk): frees ");
+    EXPECT_HAS(expect_error(tight, 6), "the memory plan does not fit: compute device needs ");
+}
+
 TEST_F(Cli, UnknownKey) {
     const std::string e = expect_error("--config " + config("[run]\ngen_lenn = 4\n").string(), 2);
     EXPECT_HAS(e, ".toml:2: run.gen_lenn: unknown key");
@@ -226,10 +248,10 @@ TEST_F(Cli, ListPlugins) {
 }
 
 TEST_F(Cli, DiskFootprintBeyondFreeSpace) {
-    // OPT-175B with every weight on disk needs ~325 GiB: refused before anything is written.
+    // OPT-175B with every weight on disk needs ~325 GiB: refused by the memory plan before anything is written.
     const std::string e = expect_error("--set model.name=opt-175b --set policy.percent=[0,0,100,0,100,0]", 5);
-    EXPECT_HAS(e, "the run needs");
-    EXPECT_HAS(e, "free");
+    EXPECT_HAS(e, "the memory plan does not fit: disk needs");
+    EXPECT_HAS(e, "free space at");
 }
 
 TEST_F(Cli, BadCommandLine) { EXPECT_HAS(expect_error("--no-such-flag", 2), "see --help"); }
