@@ -27,6 +27,7 @@
 
 #include <boost/program_options.hpp>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -99,6 +100,7 @@ opt::OptConfig model_config(const Config& cfg) {
 }
 
 int run(int argc, char** argv) {
+    const auto run_start = std::chrono::steady_clock::now();
     po::options_description desc("flexrt: high-throughput OPT inference with GPU / host / disk offloading\n\nOptions");
     desc.add_options()("help,h", "print this help and the config reference")(
         "config,c", po::value<std::string>(), "TOML config file (default: the embedded configs/default.toml)")(
@@ -181,6 +183,7 @@ int run(int argc, char** argv) {
     const bool pin = use_gpu && p.pin_weights;
     const double pool_gib = cfg.runtime.gpu_memory_gib;
     const uint64_t pool = !use_gpu ? 0 : pool_gib > 0 ? static_cast<uint64_t>(pool_gib * (1ull << 30)) : gpu_free_memory() / 10 * 9;
+    MemoryPlan plan;
     {
         const Group4Format default_format{sizeof(Group4Format), 4, 64, 0, 0};  // for the remedies' figures
         const auto* format = compressor ? static_cast<const Group4Format*>(compressor->get_extension(kGroup4Extension, 1)) : nullptr;
@@ -205,7 +208,8 @@ int run(int argc, char** argv) {
         }
         cap.disk = disk_free_bytes(cfg.offload_dir);
         cap.disk_from = "free space at " + cfg.offload_dir;
-        const MemoryReport report = report_memory(plan_for(p), cap, p, plan_for);
+        plan = plan_for(p);
+        const MemoryReport report = report_memory(plan, cap, p, plan_for);
         const flexrt_status short_status = report.memory_short ? FLEXRT_STATUS_OUT_OF_MEMORY : FLEXRT_STATUS_NO_SPACE;
         if (vm.count("dry-run")) {
             std::cout << report.text;
@@ -229,6 +233,7 @@ int run(int argc, char** argv) {
     if (p.compress_weights && !cfg.compress_store_dir.empty()) store.emplace(cfg.compress_store_dir);
     Engine engine(model, p, cfg.run.prompt_len, cfg.run.gen_len, {*compute_ops, compute, host, disk, transfers}, *weights, say,
                   compressor.get(), store ? &*store : nullptr);
+    const double startup_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
     if (store)
         say("compressed weights: " + std::to_string(store->loaded()) + " tensors read from " + store->dir().string() + ", " +
             std::to_string(store->saved()) + " compressed and written there");
@@ -274,6 +279,8 @@ int run(int argc, char** argv) {
     std::printf("total latency: %.3f s\ttotal throughput: %.3f token/s\n", total, N * n / total);
     std::printf("peak host memory: %.3f GB (process)\ttier peaks: gpu %.3f GB, cpu %.3f GB, disk %.3f GB\n",
                 peak_host_memory_bytes() / kGB, compute.peak_bytes() / kGB, host.peak_bytes() / kGB, disk.peak_bytes() / kGB);
+    std::printf("memory plan: gpu %.3f GB, cpu %.3f GB, disk %.3f GB\tstart-up: %.3f s (devices, placement of the weights, buffers)\n",
+                plan.total(TierKind::compute) / kGB, plan.total(TierKind::host) / kGB, plan.total(TierKind::disk) / kGB, startup_seconds);
     std::printf("first sequence's tokens:");
     for (int64_t t = 0; t < std::min<int64_t>(r.gen_len, 16); ++t) std::printf(" %d", r.tokens[t]);
     std::printf("\n");

@@ -104,13 +104,14 @@ if ob.exists():
     for line in ob.read_text().splitlines():
         if line.startswith(("CEIL", "OP", "|", "ratio", "copy", "gemm", "decode", "prefill", "layer", "dequantize", "4-bit", "30B")): print(line)
 rows = [("prefill latency (s)", "prefill latency"), ("decode throughput (tok/s)", "decode throughput"),
-        ("total throughput (tok/s)", "total throughput"), ("peak GPU memory (GB)", "peak gpu mem")]
+        ("total throughput (tok/s)", "total throughput"), ("peak GPU memory (GB)", "peak gpu mem"),
+        ("start-up (s)", "start-up")]
 def workload(title, name):
     print(f"-- {title} --")
     print(f"{'figure':28s} {'flexrt':>10s} {'FlexLLMGen':>11s} {'flexrt/peer':>12s}")
     for label, key in rows:
         a, b = grab(f"{name}_flexrt.txt", key), grab(f"{name}_peer.txt", key)
-        lower_is_better = "latency" in key or "mem" in key
+        lower_is_better = "latency" in key or "mem" in key or "start-up" in key
         r = "" if a is None or b is None else (f"{b / a:.2f}x" if lower_is_better else f"{a / b:.2f}x")
         fa = "-" if a is None else f"{a:.3f}"
         fb = "-" if b is None else f"{b:.3f}"

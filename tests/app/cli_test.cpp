@@ -62,6 +62,8 @@ TEST_F(Cli, TinyModelRunsAndPrintsFigures) {
     EXPECT_HAS(r.out, "decode throughput: ");
     EXPECT_HAS(r.out, "total throughput: ");
     EXPECT_HAS(r.out, "peak host memory: ");
+    EXPECT_HAS(r.out, "memory plan: gpu ");
+    EXPECT_HAS(r.out, "start-up: ");
     EXPECT_EQ(count_files(offload()), 0u);
 }
 
