@@ -6,15 +6,19 @@
 #
 # Stage first on the build machine: bench/stage_gpu.sh (binaries, libraries, the peer's wheels into .carry/).
 # Then: run(carry=[".carry", "build/tests", "build/bench", "build/plugins", "build/test_plugins"]) with
-# `bash bench/gpu_bench.sh [--no-peer] [--no-tests] [--no-w1] [--no-ccc] [--no-w3] [--w3c]` (all of it takes ~9
-# minutes; --w3c adds W3 with the KV cache compressed too, under both, ~5 minutes more).
+# `bash bench/gpu_bench.sh [--no-peer] [--no-tests] [--no-w1] [--no-ccc] [--no-w3] [--w3c] [--w2] [--w4]
+# [--ceilings] [--schedule NAME]` (the default set takes ~9 minutes; --w3c adds W3 with the KV cache compressed
+# too, ~5 minutes; --w2, OPT-30B with its weights on the host, ~5; --w4, OPT-6.7B with its weights on disk with
+# a cold page cache, ~4; --ceilings measures PCIe and the disk first (../shared/peer's scripts, ~2), from
+# which W2's and W4's bounds follow). Every figure also goes to $OUT/bench.json. The per-call limit is 10
+# minutes: split the workloads over calls.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/bench-out}
 mkdir -p "$OUT"
 export LD_LIBRARY_PATH="$PWD/.carry/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 export FLEXRT_PLUGIN_PATH="$PWD/.carry/plugins"
-peer=1 tests=1 w1=1 ccc=1 w3=1 w3c=0
+peer=1 tests=1 w1=1 ccc=1 w3=1 w3c=0 w2=0 w4=0 ceilings=0 schedule=""
 for a in "$@"; do
   case $a in
     --no-peer) peer=0 ;;
@@ -23,9 +27,19 @@ for a in "$@"; do
     --no-ccc) ccc=0 ;;
     --no-w3) w3=0 ;;
     --w3c) w3c=1 ;;
+    --w2) w2=1 ;;
+    --w4) w4=1 ;;
+    --ceilings) ceilings=1 ;;
+    --schedule=*) schedule=${a#--schedule=} ;;
     *) echo "gpu_bench: unknown argument $a" >&2; exit 2 ;;
   esac
 done
+# --schedule=overlap: overlap_single for the one-batch workloads, overlap_multi for W2's two batches.
+SCHED=() SCHED_MULTI=()
+if [ "$schedule" = overlap ]; then SCHED=(--set schedule.plugin=overlap_single) SCHED_MULTI=(--set schedule.plugin=overlap_multi)
+elif [ -n "$schedule" ]; then SCHED=(--set "schedule.plugin=$schedule") SCHED_MULTI=("${SCHED[@]}"); fi
+# A cold page cache for the disk workloads (root only; said in the table when it could not be done).
+drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null && echo cold || echo warm; }
 FLEXRT=.carry/flexrt
 BUILD=${BUILD:-build}
 
@@ -57,7 +71,7 @@ run_peer() {
 }
 
 # W1: OPT-6.7B all on the GPU.
-if [ $w1 = 1 ]; then run_flexrt w1 400 --config configs/opt6.7b_gpu.toml; fi
+if [ $w1 = 1 ]; then run_flexrt w1 400 --config configs/opt6.7b_gpu.toml "${SCHED[@]}"; fi
 
 # cpu_cache_compute, A/B: OPT-6.7B with the KV cache in (pinned) host memory, attended there or copied up.
 if [ $ccc = 1 ]; then
@@ -67,9 +81,20 @@ if [ $ccc = 1 ]; then
   done
 fi
 
+if [ $ceilings = 1 ]; then
+  timeout 200 python3 .carry/peer/ceilings.py >"$OUT/ceilings.txt" 2>&1 || echo "ceilings.py failed: see ceilings.txt"
+  mkdir -p /var/tmp/flexrt-disk-bench
+  timeout 200 python3 .carry/peer/disk_bench.py /var/tmp/flexrt-disk-bench 8 >"$OUT/disk_bench.txt" 2>&1 || echo "disk_bench.py failed"
+  rm -rf /var/tmp/flexrt-disk-bench
+fi
+
+# W2: OPT-30B with its weights pinned in host memory; W4: OPT-6.7B with its weights on disk, cold page cache.
+if [ $w2 = 1 ]; then run_flexrt w2 500 --config configs/opt30b_host.toml "${SCHED_MULTI[@]}"; fi
+if [ $w4 = 1 ]; then drop_caches >"$OUT/w4_cache.txt"; run_flexrt w4 400 --config configs/opt6.7b_disk.toml "${SCHED[@]}"; fi
+
 # W3: OPT-30B, 4-bit weights, all on the GPU; W3c: the KV cache in 4 bits too.
-if [ $w3 = 1 ]; then run_flexrt w3 420 --config configs/opt30b_4bit_gpu.toml; fi
-if [ $w3c = 1 ]; then run_flexrt w3c 420 --config configs/opt30b_4bit_gpu.toml --set policy.compress_cache=true; fi
+if [ $w3 = 1 ]; then run_flexrt w3 420 --config configs/opt30b_4bit_gpu.toml "${SCHED[@]}"; fi
+if [ $w3c = 1 ]; then run_flexrt w3c 420 --config configs/opt30b_4bit_gpu.toml --set policy.compress_cache=true "${SCHED[@]}"; fi
 
 if [ $peer = 1 ]; then
   if [ ! -d /tmp/site/flexgen ]; then
@@ -84,6 +109,13 @@ if [ $peer = 1 ]; then
   if [ $w3c = 1 ]; then
     run_peer w3c --model facebook/opt-30b --percent 100 0 100 0 100 0 --gpu-batch-size 64 --num-gpu-batches 1 --compress-weight \
       --compress-cache
+  fi
+  if [ $w2 = 1 ]; then
+    run_peer w2 --model facebook/opt-30b --percent 0 100 100 0 100 0 --gpu-batch-size 32 --num-gpu-batches 2
+  fi
+  if [ $w4 = 1 ]; then
+    drop_caches >"$OUT/w4_peer_cache.txt"
+    run_peer w4 --model facebook/opt-6.7b --percent 0 0 100 0 100 0 --gpu-batch-size 16 --num-gpu-batches 1
   fi
 fi
 
@@ -119,6 +151,47 @@ def workload(title, name):
 workload("W1: OPT-6.7B all on GPU, 128 x (512 + 32)", "w1")
 workload("W3: OPT-30B, 4-bit weights, all on GPU, 64 x (512 + 32)", "w3")
 workload("W3c: OPT-30B, 4-bit weights and KV cache, all on GPU, 64 x (512 + 32)", "w3c")
+workload("W2: OPT-30B, weights on the host, 2 x 32 x (512 + 32)", "w2")
+workload("W4: OPT-6.7B, weights on disk, 16 x (512 + 32)", "w4")
+
+# The bounds of W2 and W4 from the ceilings: every step moves the whole model's weights over PCIe (W2) or off
+# the disk (W4), so at most N sequences x the link's rate / the weight bytes tokens a second.
+def ceiling(name, prefix):
+    p = out / name
+    if not p.exists(): return None
+    vals = [float(l.split()[2]) for l in p.read_text().splitlines() if l.startswith("CEIL " + prefix)]
+    return max(vals) if vals else None
+bounds = {}
+for name, n, link, what in (("w2", 64, ceiling("ceilings.txt", "h2d_pinned"), "pinned H2D"),
+                            ("w4", 16, ceiling("disk_bench.txt", "disk_read_odirect"), "disk O_DIRECT read")):
+    model_gib, tput = grab(f"{name}_flexrt.txt", "model size"), grab(f"{name}_flexrt.txt", "total throughput")
+    if link and model_gib and tput:
+        bound = n * link * 1e9 / (model_gib * 2**30)
+        bounds[name] = {"bound_tok_s": bound, "link_GBps": link, "link": what, "fraction": tput / bound}
+        print(f"-- {name}: bound {bound:.1f} tok/s ({what} {link:.1f} GB/s); flexrt at {tput / bound:.2f} of it")
+for name in ("w4",):
+    for who in ("", "_peer"):
+        c = out / f"{name}{who}_cache.txt"
+        if c.exists(): print(f"-- {name}{' peer' if who else ''}: page cache {c.read_text().strip()}")
+
+# Everything above, machine-readable.
+import json
+keys = {"prefill_latency_s": "prefill latency", "decode_tok_s": "decode throughput", "total_tok_s": "total throughput",
+        "peak_gpu_gib": "peak gpu mem", "startup_s": "start-up"}
+result = {"gpu": (out / "gpu.txt").read_text().strip() if (out / "gpu.txt").exists() else None, "tests": sys.argv[2],
+          "kernels": [l for l in ob.read_text().splitlines() if l.startswith(("ceiling", "decode", "prefill", "dequantize", "30B", "4-bit"))]
+                     if ob.exists() else [],
+          "workloads": {}}
+for name in ("w1", "w2", "w3", "w3c", "w4", "ccc_true", "ccc_false"):
+    f = {k: grab(f"{name}_flexrt.txt", v) for k, v in keys.items()}
+    p = {k: grab(f"{name}_peer.txt", v) for k, v in keys.items()}
+    if all(v is None for v in f.values()): continue
+    w = {"flexrt": f, "peer": p}
+    if f["total_tok_s"] and p["total_tok_s"]: w["total_ratio"] = f["total_tok_s"] / p["total_tok_s"]
+    if name in bounds: w["bound"] = bounds[name]
+    result["workloads"][name] = w
+(out / "bench.json").write_text(json.dumps(result, indent=1))
+print(f"(all figures in {out / 'bench.json'})")
 print("(latency and memory ratios: peer / flexrt, so above 1 means flexrt is faster or smaller)")
 a, b = grab("ccc_true_flexrt.txt", "decode throughput"), grab("ccc_false_flexrt.txt", "decode throughput")
 if a and b:
