@@ -424,7 +424,8 @@ TEST(GoldenRealShape, CpuAndGpuMatchTransformers) {
 // the logits must be identical to the all-on-compute run, byte for byte, since placement changes no math.
 // The overlapped schedules only reorder the primitives: the same tokens and logits as `normal`, bit for bit,
 // one GPU batch (overlap_single) or several (overlap_multi), over tiers, with an odd layer count (the last
-// layer and the next step's first share a weight buffer), with compressed weights and cache.
+// layer and the next step's first share a weight buffer), with compressed weights and cache, with the cache
+// attended on the host (cpu_cache_compute: on a GPU, host threads beside the device).
 void check_schedules(bool gpu) {
     auto group4 = make_compressor("group4");
     struct Case {
@@ -436,6 +437,8 @@ void check_schedules(bool gpu) {
                           Case{{"split_everything", 4, 1, {30, 40}, {50, 25}, {25, 50}}, "overlap_single", false},
                           Case{{"all_on_disk_fused_layers", 4, 1, kAllDisk, kAllDisk, kAllDisk, false}, "overlap_single", false},
                           Case{{"compressed_split", 4, 1, {30, 40}, {50, 25}, kAllGpu}, "overlap_single", true},
+                          Case{{"cache_on_host_attended_there", 4, 1, kAllGpu, kAllCpu, kAllGpu, true, true}, "overlap_single", false},
+                          Case{{"cache_split_attended_there", 2, 2, {50, 50}, {25, 50}, kAllGpu, true, true}, "overlap_multi", false},
                           Case{{"two_batches", 2, 2, kAllGpu, kAllGpu, kAllGpu}, "overlap_multi", false},
                           Case{{"four_batches_on_disk", 1, 4, kAllDisk, kAllDisk, kAllDisk}, "overlap_multi", false},
                           Case{{"two_batches_split_fused_layers", 2, 2, {20, 30}, {25, 50}, {50, 0}, false}, "overlap_multi", false},
