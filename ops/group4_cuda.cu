@@ -47,9 +47,6 @@ __global__ void quantize_kernel(const __half* x, Group4Layout L, uint8_t* out, i
     }
 }
 
-__device__ __forceinline__ __half decode(unsigned code, float scale, float mn, bool symmetric) {
-    return __float2half_rn(group4_value(code, scale, mn, symmetric));
-}
 
 // The weights' layout (inner % 8 == 0): a thread per 8 consecutive columns of one group, over the group's
 // rows - 8 reciprocals, then per row pair one 8-byte load and two 16-byte stores (the bytes of the output,
@@ -114,8 +111,8 @@ __global__ void dequantize1_kernel(const uint8_t* in_bytes, Group4Layout L, __ha
     const int64_t c = id % in, r = (id / in) % L.dim, o = id / (in * L.dim), g = r / G;
     const uint8_t byte = in_bytes[L.codes_at(o) + (r / 2) * in + c];
     const auto* pairs = reinterpret_cast<const __half*>(in_bytes + L.pairs_at(o));
-    const float scale = __half2float(pairs[(g * 2) * in + c]), mn = __half2float(pairs[(g * 2 + 1) * in + c]);
-    out[id] = decode(r % 2 == 0 ? byte >> 4 : byte & 0xf, scale, mn, L.symmetric);
+    const Group4Divisor d = group4_divisor(__half2float(pairs[(g * 2) * in + c]), __half2float(pairs[(g * 2 + 1) * in + c]));
+    out[id] = group4_decode(r % 2 == 0 ? byte >> 4 : byte & 0xf, d, L.symmetric);
 }
 
 unsigned blocks(int64_t n, int threads) { return static_cast<unsigned>((n + threads - 1) / threads); }
