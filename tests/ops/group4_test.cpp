@@ -7,6 +7,7 @@
 #include "ops/compute.hpp"
 #include "ops/f16.hpp"
 #include "ops/group4.hpp"
+#include "ops/group4_rows_util.hpp"
 #include "ops/linear.hpp"
 #include "ops/linear_group4.hpp"
 
@@ -213,12 +214,10 @@ TEST(Group4, AttentionOverCompressedRowsEqualsDequantizedRows) {
         std::vector<uint16_t> k(past * batch * h), v(k.size());
         for (auto& x : k) x = float_to_half(d(rng));
         for (auto& x : v) x = float_to_half(d(rng));
-        std::vector<uint8_t> pk(rows.bytes()), pv(rows.bytes());
-        ASSERT_EQ(quantize_group4(k.data(), rows, pk.data()), -1);
-        ASSERT_EQ(quantize_group4(v.data(), rows, pv.data()), -1);
-        std::vector<uint16_t> dk(k.size()), dv(v.size());
-        dequantize_group4(pk.data(), rows, dk.data());
-        dequantize_group4(pv.data(), rows, dv.data());
+        std::vector<uint8_t> pk, pv;
+        std::vector<uint16_t> dk, dv;
+        ASSERT_NO_FATAL_FAILURE(compress_rows(k, rows, pk, dk));
+        ASSERT_NO_FATAL_FAILURE(compress_rows(v, rows, pv, dv));
         std::vector<float> fk(dk.size()), fv(dv.size()), q(batch * seq * h), nk(seq * batch * h), nv(nk.size());
         for (size_t i = 0; i < dk.size(); ++i) fk[i] = half_to_float(dk[i]), fv[i] = half_to_float(dv[i]);
         for (auto& x : q) x = d(rng);
@@ -260,12 +259,10 @@ TEST(Group4, HostAttentionOverCompressedRowsEqualsDequantizedRows) {
         };
         const auto k = halves(past * batch * h, 1.0f), v = halves(past * batch * h, 1.0f);
         const auto q = halves(batch * h, 0.3f), nk = halves(batch * h, 1.0f), nv = halves(batch * h, 1.0f);
-        std::vector<uint8_t> pk(rows.bytes()), pv(rows.bytes());
-        ASSERT_EQ(quantize_group4(k.data(), rows, pk.data()), -1);
-        ASSERT_EQ(quantize_group4(v.data(), rows, pv.data()), -1);
-        std::vector<uint16_t> dk(k.size()), dv(v.size());
-        dequantize_group4(pk.data(), rows, dk.data());
-        dequantize_group4(pv.data(), rows, dv.data());
+        std::vector<uint8_t> pk, pv;
+        std::vector<uint16_t> dk, dv;
+        ASSERT_NO_FATAL_FAILURE(compress_rows(k, rows, pk, dk));
+        ASSERT_NO_FATAL_FAILURE(compress_rows(v, rows, pv, dv));
         std::vector<uint8_t> mask(batch * (past + 1), 1);
         mask[past + 1] = 0, mask[2 * (past + 1)] = mask[2 * (past + 1) + 1] = 0;
         std::vector<SeqKvHost> plain, packed;

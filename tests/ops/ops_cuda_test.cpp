@@ -8,6 +8,7 @@
 #include "ops/embedding.hpp"
 #include "ops/f16.hpp"
 #include "ops/group4.hpp"
+#include "ops/group4_rows_util.hpp"
 #include "ops/layer_norm.hpp"
 #include "ops/linear.hpp"
 #include "ops/linear_group4.hpp"
@@ -219,12 +220,10 @@ TEST(AttentionCuda, CompressedCacheEqualsDequantizedCache) {
         std::mt19937 rng(static_cast<unsigned>(c.past));
         auto q = rand_half(c.batch * h, rng, 0.3f), k = rand_half(c.past * c.batch * h, rng), v = rand_half(c.past * c.batch * h, rng);
         auto nk = rand_half(c.batch * h, rng), nv = rand_half(c.batch * h, rng);
-        std::vector<uint8_t> pk(rows.bytes()), pv(rows.bytes());
-        ASSERT_EQ(quantize_group4(k.data(), rows, pk.data()), -1);
-        ASSERT_EQ(quantize_group4(v.data(), rows, pv.data()), -1);
-        std::vector<uint16_t> dk(k.size()), dv(v.size());
-        dequantize_group4(pk.data(), rows, dk.data());
-        dequantize_group4(pv.data(), rows, dv.data());
+        std::vector<uint8_t> pk, pv;
+        std::vector<uint16_t> dk, dv;
+        ASSERT_NO_FATAL_FAILURE(compress_rows(k, rows, pk, dk));
+        ASSERT_NO_FATAL_FAILURE(compress_rows(v, rows, pv, dv));
         std::vector<uint8_t> mask(c.batch * stride, 1);
         for (int64_t b = 0; b < c.batch; ++b)
             for (int64_t t = 0; t < b % 3; ++t) mask[b * stride + t] = 0;
