@@ -6,7 +6,7 @@
 #
 # Stage first on the build machine: bench/stage_gpu.sh (binaries, libraries, the peer's wheels into .carry/).
 # Then: run(carry=[".carry", "build/tests", "build/bench", "build/plugins", "build/test_plugins"]) with
-# `bash bench/gpu_bench.sh [--no-peer] [--no-tests] [--no-w1] [--no-ccc] [--no-w3] [--w3c] [--w2] [--w4]
+# `bash bench/gpu_bench.sh [--no-peer] [--no-tests] [--no-kernels] [--no-w1] [--no-ccc] [--no-w3] [--w3c] [--w2] [--w4]
 # [--ceilings] [--schedule NAME]` (the default set takes ~9 minutes; --w3c adds W3 with the KV cache compressed
 # too, ~5 minutes; --w2, OPT-30B with its weights on the host, ~5; --w4, OPT-6.7B with its weights on disk with
 # a cold page cache, ~4; --ceilings measures PCIe and the disk first (../shared/peer's scripts, ~2), from
@@ -18,11 +18,12 @@ OUT=${OUT:-$PWD/bench-out}
 mkdir -p "$OUT"
 export LD_LIBRARY_PATH="$PWD/.carry/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 export FLEXRT_PLUGIN_PATH="$PWD/.carry/plugins"
-peer=1 tests=1 w1=1 ccc=1 w3=1 w3c=0 w2=0 w4=0 ceilings=0 schedule=""
+peer=1 tests=1 kernels=1 w1=1 ccc=1 w3=1 w3c=0 w2=0 w4=0 ceilings=0 schedule=""
 for a in "$@"; do
   case $a in
     --no-peer) peer=0 ;;
     --no-tests) tests=0 ;;
+    --no-kernels) kernels=0 ;;
     --no-w1) w1=0 ;;
     --no-ccc) ccc=0 ;;
     --no-w3) w3=0 ;;
@@ -54,7 +55,9 @@ if [ $tests = 1 ]; then
   for f in ops_cuda_tests models_cuda_tests core_gpu_tests; do tail -n 3 "$OUT/$f.log"; done
 fi
 
-timeout 300 "$BUILD"/bench/flexrt_ops_bench >"$OUT/ops_bench.txt" 2>&1 || echo "ops_bench failed: see ops_bench.txt"
+if [ $kernels = 1 ]; then
+  timeout 300 "$BUILD"/bench/flexrt_ops_bench >"$OUT/ops_bench.txt" 2>&1 || echo "ops_bench failed: see ops_bench.txt"
+fi
 
 # One workload under flexrt: name, time limit, flexrt arguments. Output in $OUT/<name>_flexrt.txt.
 run_flexrt() {

@@ -512,14 +512,31 @@ flexrt_status Engine::load_weight(int32_t i, int32_t j, int32_t k) noexcept {
         if (w.fully_resident()) return Status::ok();
         const int s = j % 2;
         Buffer* slot = m.weight_slot[s].get();
-        std::vector<Event> ev;
         const std::vector<Event> after = {m.weight_ready[s], m.weights_read[s]};  // its last fill and its last reader
+        // One copy per run of segments laid out alike in their buffer and in the slot (padding between tensors
+        // included): a layer on the host or the disk moves as one large transfer, which keeps PCIe and the
+        // disk's queue busy where one copy per tensor left gaps between them.
+        struct Run {
+            Buffer* buffer;
+            uint64_t src, dst, bytes;
+        };
+        std::vector<Run> runs;
         for (size_t n = 0; n < w.tensors.size(); ++n) {
             if (w.offsets[n] < w.copy_from) continue;  // wholly resident: used in place
-            for (const Segment& seg : w.tensors[n].segments)
-                ev.push_back(m.tiers.transfers.copy({slot, w.offsets[n] + seg.at - w.copy_from, seg.bytes},
-                                                    {seg.buffer, seg.offset, seg.bytes}, after));
+            for (const Segment& seg : w.tensors[n].segments) {
+                const uint64_t dst = w.offsets[n] + seg.at - w.copy_from;
+                if (!runs.empty()) {
+                    Run& r = runs.back();
+                    if (r.buffer == seg.buffer && seg.offset >= r.src + r.bytes && dst >= r.dst + r.bytes && seg.offset - r.src == dst - r.dst) {
+                        r.bytes = seg.offset + seg.bytes - r.src;
+                        continue;
+                    }
+                }
+                runs.push_back({seg.buffer, seg.offset, dst, seg.bytes});
+            }
         }
+        std::vector<Event> ev;
+        for (const Run& r : runs) ev.push_back(m.tiers.transfers.copy({slot, r.dst, r.bytes}, {r.buffer, r.src, r.bytes}, after));
         m.weight_ready[s] = m.join(std::move(ev));
         m.weight_tag[s] = {i, j, 0};
         return Status::ok();

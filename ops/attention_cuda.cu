@@ -507,7 +507,8 @@ void attention(const uint16_t* q, const SeqKvHalf* kv, int64_t batch, int64_t se
                                                    std::to_string(32 * kMaxPerLane));
     const int64_t rows = batch * heads * seq;
     if (rows == 0) return;
-    if (seq > 1 && head_dim % 16 == 0 && head_dim <= 128) {  // prefill on the tensor cores
+    if (seq > 1 && attention_prefill_mma(q, kv, batch, seq, past, heads, head_dim, mask, mask_stride, out, stream)) return;
+    if (seq > 1 && head_dim % 16 == 0 && head_dim <= 128) {  // prefill on the tensor cores, other head sizes
         const FlashLayout L = flash_layout(head_dim);
         FLEXRT_CUDA_CHECK(cudaFuncSetAttribute(attention_flash_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                static_cast<int>(L.bytes)));

@@ -245,13 +245,7 @@ public:
         if (seq == 1 && std::any_of(kv, kv + batch, on_host)) return attention_split(q, kv, batch, past, heads, hd, mask, stride, out);
         if (batch > 0 && kv[0].packed && past > 0) return attention_packed(q, kv, batch, seq, past, heads, hd, mask, stride, out);
         const auto* dev = device_views(kv, batch);
-        bool done = false;
-        if (past == 0)
-            prof_.time("attn_prefill", stream_, [&] {
-                done = cuda::attention_prefill_gemm(h(q), views_.data(), batch, seq, heads, hd, mask, stride, h(out), stream_);
-            });
-        if (done) return;
-        prof_.time(seq == 1 ? "attn_decode" : "attn_flash", stream_, [&] {
+        prof_.time(seq == 1 ? "attn_decode" : "attn_prefill", stream_, [&] {
             cuda::attention(h(q), dev, batch, seq, past, heads, hd, mask, stride, h(out), stream_);
         });
     }

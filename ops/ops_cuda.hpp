@@ -43,12 +43,19 @@ struct SeqKvHalf {
 };
 
 // Causal attention with an online softmax: the (seq, keys) score matrix is never stored. Prefill runs on
-// the tensor cores (flash-style WMMA) when head_dim is a multiple of 16 up to 128, else on CUDA-core tiles;
+// the tensor cores (attention_prefill_mma; flash-style WMMA for other multiples of 16 up to 128), else on
+// CUDA-core tiles;
 // decode splits each (sequence, head)'s keys over 4 warps. q: (batch, seq, heads * head_dim) fp16,
 // pre-scaled; kv: (batch,) SeqKvHalf in device memory, rows 8-byte aligned; mask as in attention.hpp;
 // out: (batch, seq, heads * head_dim) fp16. head_dim <= 256.
 void attention(const uint16_t* q, const SeqKvHalf* kv, int64_t batch, int64_t seq, int64_t past, int64_t heads,
                int64_t head_dim, const uint8_t* mask, int64_t mask_stride, uint16_t* out, void* stream);
+
+// The prefill part of attention() (seq > 1) for head_dim 64, 80, 96 and 128 - every OPT model's: mma.sync
+// flash attention, scores and probabilities in registers (attention_prefill_cuda.cu). Returns false, doing
+// nothing, for other head sizes. Rows 16-byte aligned.
+bool attention_prefill_mma(const uint16_t* q, const SeqKvHalf* kv, int64_t batch, int64_t seq, int64_t past, int64_t heads,
+                           int64_t head_dim, const uint8_t* mask, int64_t mask_stride, uint16_t* out, void* stream);
 
 // policy.compress_cache: the past rows of every sequence as group4 blocks, one per row (Group4Layout::rows,
 // h = heads * head_dim values); past_k / past_v of each SeqKvHalf then point at bytes, past_stride counts bytes.

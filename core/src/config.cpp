@@ -102,8 +102,9 @@ const std::vector<KeySpec>& schema() {
         {"runtime.gpu_memory_gib", Kind::number, 0.0, "the GPU pool, GiB (0: 90% of the GPU's free memory)", 0, 1 << 20},
         {"runtime.pinned_gib", Kind::number, 0.0, "cap of the pinned host tier, GiB (0: no cap)", 0, 1 << 20},
         {"runtime.io_threads", Kind::integer, int64_t{2}, "transfer worker threads", 1, 256},
-        {"runtime.staging_mib", Kind::integer, int64_t{64},
-         "staging pool for bounced and disk -> GPU transfers, MiB, allocated (pinned) once at start", 8, 1 << 20},
+        {"runtime.staging_mib", Kind::integer, int64_t{128},
+         "staging pool for bounced and disk -> GPU transfers, MiB, allocated (pinned) once at start: 16 MiB chunks, one "
+         "disk request each", 32, 1 << 20},
         {"runtime.progress", Kind::boolean, true, "progress lines on stderr"},
     };
     return specs;

@@ -69,7 +69,7 @@ struct RuntimeSection {
     double gpu_memory_gib = 0;     // 0: 90% of the GPU's free memory
     double pinned_gib = 0;         // cap of the pinned host tier; 0: none
     int64_t io_threads = 2;
-    int64_t staging_mib = 64;
+    int64_t staging_mib = 128;
     bool progress = true;
 };
 

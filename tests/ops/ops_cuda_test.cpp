@@ -192,6 +192,9 @@ INSTANTIATE_TEST_SUITE_P(OptShapes, AttentionCuda,
                                            AttnCase{2, 33, 0, 12, 64},
                                            AttnCase{2, 130, 0, 12, 64},  // GEMM prefill, odd length
                                            AttnCase{2, 200, 0, 4, 80},   // GEMM prefill, opt-2.7b's head_dim
+                                           AttnCase{2, 512, 0, 4, 128},  // a W1 prompt: 8 key tiles, the causal diagonal
+                                           AttnCase{3, 100, 0, 5, 96},   // opt-175b's head_dim, a ragged last tile
+                                           AttnCase{2, 70, 40, 3, 64},   // a prompt chunk after a cache, on the tensor cores
                                            AttnCase{2, 9, 5, 3, 72},   // not a multiple of 16: the CUDA-core tiles
                                            AttnCase{3, 1, 40, 6, 64},  // decode, 2 halves per lane
                                            AttnCase{2, 1, 20, 2, 80}), // decode, any head_dim
