@@ -7,9 +7,9 @@
 # Stage first on the build machine: bench/stage_gpu.sh (binaries, libraries, the peer's wheels into .carry/).
 # Then: run(carry=[".carry", "build/tests", "build/bench", "build/plugins", "build/test_plugins"]) with
 # `bash bench/gpu_bench.sh [--no-peer] [--no-tests] [--no-kernels] [--no-w1] [--no-ccc] [--no-w3] [--w3c] [--w2] [--w4]
-# [--ceilings] [--schedule NAME]` (the default set takes ~9 minutes; --w3c adds W3 with the KV cache compressed
+# [--ceilings] [--schedule NAME] [--w4-gen=N]` (the default set takes ~9 minutes; --w3c adds W3 with the KV cache compressed
 # too, ~5 minutes; --w2, OPT-30B with its weights on the host, ~5; --w4, OPT-6.7B with its weights on disk with
-# a cold page cache, ~4; --ceilings measures PCIe and the disk first (../shared/peer's scripts, ~2), from
+# a cold page cache, ~4 each for flexrt and the peer (--w4-gen=16 halves that: both generate 16 tokens); --ceilings measures PCIe and the disk first (../shared/peer's scripts, ~2), from
 # which W2's and W4's bounds follow). Every figure also goes to $OUT/bench.json. The per-call limit is 10
 # minutes: split the workloads over calls.
 set -uo pipefail
@@ -18,7 +18,7 @@ OUT=${OUT:-$PWD/bench-out}
 mkdir -p "$OUT"
 export LD_LIBRARY_PATH="$PWD/.carry/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 export FLEXRT_PLUGIN_PATH="$PWD/.carry/plugins"
-peer=1 tests=1 kernels=1 w1=1 ccc=1 w3=1 w3c=0 w2=0 w4=0 ceilings=0 schedule=""
+peer=1 tests=1 kernels=1 w1=1 ccc=1 w3=1 w3c=0 w2=0 w4=0 ceilings=0 schedule="" w4_gen=32
 for a in "$@"; do
   case $a in
     --no-peer) peer=0 ;;
@@ -32,6 +32,7 @@ for a in "$@"; do
     --w4) w4=1 ;;
     --ceilings) ceilings=1 ;;
     --schedule=*) schedule=${a#--schedule=} ;;
+    --w4-gen=*) w4_gen=${a#--w4-gen=} ;;
     *) echo "gpu_bench: unknown argument $a" >&2; exit 2 ;;
   esac
 done
@@ -93,7 +94,7 @@ fi
 
 # W2: OPT-30B with its weights pinned in host memory; W4: OPT-6.7B with its weights on disk, cold page cache.
 if [ $w2 = 1 ]; then run_flexrt w2 500 --config configs/opt30b_host.toml "${SCHED_MULTI[@]}"; fi
-if [ $w4 = 1 ]; then drop_caches >"$OUT/w4_cache.txt"; run_flexrt w4 400 --config configs/opt6.7b_disk.toml "${SCHED[@]}"; fi
+if [ $w4 = 1 ]; then drop_caches >"$OUT/w4_cache.txt"; run_flexrt w4 400 --config configs/opt6.7b_disk.toml --set run.gen_len=$w4_gen "${SCHED[@]}"; fi
 
 # W3: OPT-30B, 4-bit weights, all on the GPU; W3c: the KV cache in 4 bits too.
 if [ $w3 = 1 ]; then run_flexrt w3 420 --config configs/opt30b_4bit_gpu.toml "${SCHED[@]}"; fi
@@ -118,7 +119,7 @@ if [ $peer = 1 ]; then
   fi
   if [ $w4 = 1 ]; then
     drop_caches >"$OUT/w4_peer_cache.txt"
-    run_peer w4 --model facebook/opt-6.7b --percent 0 0 100 0 100 0 --gpu-batch-size 16 --num-gpu-batches 1
+    run_peer w4 --model facebook/opt-6.7b --percent 0 0 100 0 100 0 --gpu-batch-size 16 --num-gpu-batches 1 --gen-len $w4_gen
   fi
 fi
 
@@ -146,6 +147,9 @@ def workload(title, name):
     print(f"{'figure':28s} {'flexrt':>10s} {'FlexLLMGen':>11s} {'flexrt/peer':>12s}")
     for label, key in rows:
         a, b = grab(f"{name}_flexrt.txt", key), grab(f"{name}_peer.txt", key)
+        if key == "start-up" and b is None:  # the peer's: its whole call less the benchmark (init, pinning, warm-up)
+            wall, total = grab(f"{name}_peer.txt", "benchmark\\)"), grab(f"{name}_peer.txt", "total latency")
+            b = wall - total if wall and total else None
         lower_is_better = "latency" in key or "mem" in key or "start-up" in key
         r = "" if a is None or b is None else (f"{b / a:.2f}x" if lower_is_better else f"{a / b:.2f}x")
         fa = "-" if a is None else f"{a:.3f}"

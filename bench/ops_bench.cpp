@@ -149,14 +149,6 @@ int main() {
         std::snprintf(line, sizeof line, "prefill attention 30B b8 s512      %9.3f ms %8.1f TFLOP/s = %.3f x GEMM rate", ms,
                       flops / (ms * 1e-3) / 1e12, flops / (ms * 1e-3) / 1e12 / gemm_tflops);
         rows.push_back(line);
-        // The engine's prefill (no cache) takes the GEMM path: the same attention, counted with the same FLOPs.
-        const double gemm_ms = time_ms([&] {
-            ops::cuda::attention_prefill_gemm(q.as<uint16_t>(), kv.data(), B, S, H, D, static_cast<uint8_t*>(mask), S,
-                                              out.as<uint16_t>(), nullptr);
-        }, 5);
-        std::snprintf(line, sizeof line, "prefill attention GEMM path b8 s512 %8.3f ms %8.1f TFLOP/s = %.3f x GEMM rate", gemm_ms,
-                      flops / (gemm_ms * 1e-3) / 1e12, flops / (gemm_ms * 1e-3) / 1e12 / gemm_tflops);
-        rows.push_back(line);
         cudaFree(kv_dev);
         cudaFree(mask);
     }

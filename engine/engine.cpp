@@ -327,6 +327,11 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
             // Fill every segment that is not the weight file itself.
             if (a >= cpu_end && direct) continue;
             const auto& pk = m.packed[j][n];
+            if (!pk && t.segments.size() == 1 && t.segments[0].buffer->data() && t.segments[0].buffer->memory() != MemoryKind::device) {
+                const Segment& seg = t.segments[0];  // wholly in host memory: read where it lives, no staging copy
+                source.read(specs[n], seg.buffer->data() + seg.offset);
+                continue;
+            }
             if (!pk) {
                 staging.resize(static_cast<size_t>(numel(specs[n].shape)) * 2);
                 source.read(specs[n], staging.data());

@@ -56,5 +56,7 @@ inline uint16_t float_to_half(float f) noexcept {
 
 // Widens n values; vectorised with F16C where the CPU has it.
 void half_to_float(const uint16_t* src, float* dst, int64_t n) noexcept;
+// Narrows n values, bit for bit float_to_half(float); vectorised with F16C where the CPU has it.
+void float_to_half(const float* src, uint16_t* dst, int64_t n) noexcept;
 
 }  // namespace flexrt::ops

@@ -71,14 +71,6 @@ struct PackedRows {
 void attention_decode_packed(const uint16_t* q, const SeqKvHalf* kv, const PackedRows& rows, int64_t batch, int64_t past,
                              int64_t heads, int64_t head_dim, const uint8_t* mask, int64_t mask_stride, uint16_t* out, void* stream);
 
-// Prefill without a cache (past = 0) as cuBLAS GEMMs, a few heads of one sequence at a time: scores in
-// fp32 into a 64 MiB scratch (never the whole (batch * heads, seq, seq) matrix), a masked softmax to fp16,
-// then P V. Several times the flash kernel's rate at OPT shapes. kv_host: the (batch,) views in host
-// memory (pointers into device memory). Returns false, doing nothing, when seq < 64 or one head's scores
-// do not fit the scratch: the caller then runs attention().
-bool attention_prefill_gemm(const uint16_t* q, const SeqKvHalf* kv_host, int64_t batch, int64_t seq, int64_t heads,
-                            int64_t head_dim, const uint8_t* mask, int64_t mask_stride, uint16_t* out, void* stream);
-
 // ids[r] = argmax of row r (first index on ties). logits: (rows, vocab) fp16.
 void argmax(const uint16_t* logits, int64_t rows, int64_t vocab, int32_t* ids, void* stream);
 

@@ -26,13 +26,18 @@ void DummyWeights::read(const WeightSpec& spec, std::byte* dst) {
     const float base = ln_weight ? 1.0f : 0.0f;
     auto* out = reinterpret_cast<uint16_t*>(dst);
     auto fill = [&](int64_t lo, int64_t hi) {
-        for (int64_t i = lo; i < hi; ++i) {
-            uint64_t z = key + static_cast<uint64_t>(i + 1) * 0x9e3779b97f4a7c15ull;  // splitmix64
-            z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-            z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-            z ^= z >> 31;
-            const float u = static_cast<float>(z >> 40) * (2.0f / 16777216.0f) - 1.0f;  // [-1, 1)
-            out[i] = ops::float_to_half(base + scale * u);
+        float block[256];  // hashed in a loop the compiler vectorises, narrowed 8 at a time (F16C)
+        for (int64_t at = lo; at < hi; at += 256) {
+            const int64_t len = std::min<int64_t>(256, hi - at);
+            for (int64_t e = 0; e < len; ++e) {
+                uint64_t z = key + static_cast<uint64_t>(at + e + 1) * 0x9e3779b97f4a7c15ull;  // splitmix64
+                z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+                z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+                z ^= z >> 31;
+                const float u = static_cast<float>(z >> 40) * (2.0f / 16777216.0f) - 1.0f;  // [-1, 1)
+                block[e] = base + scale * u;
+            }
+            ops::float_to_half(block, out + at, len);
         }
     };
     const int64_t n = numel(spec.shape);
