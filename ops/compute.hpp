@@ -45,8 +45,10 @@ public:
     virtual size_t act_bytes() const = 0;  // bytes of one activation element (4 or 2)
 
     virtual void layer_norm(const void* x, int64_t rows, int64_t h, const uint16_t* w, const uint16_t* b, double eps, void* y) = 0;
+    // y = x W^T + b (+ residual, (rows, out), when not null: the layer's skip connection, added before the
+    // rounding to the activation type - one pass over y fewer than a separate add()), or ReLU(x W^T + b).
     virtual void linear(const void* x, int64_t rows, int64_t in, const uint16_t* w, const uint16_t* b, int64_t out, void* y,
-                        bool relu) = 0;
+                        bool relu, const void* residual) = 0;
     virtual void embed_tokens(const int32_t* ids, int64_t rows, const uint16_t* w_tok, int64_t vocab, int64_t dim, void* out) = 0;
     virtual void add_positions(void* x, int64_t batch, int64_t seq, const uint8_t* mask, int64_t mask_stride, int64_t mask_len,
                                const uint16_t* w_pos, int64_t n_pos, int64_t h) = 0;

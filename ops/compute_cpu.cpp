@@ -31,9 +31,11 @@ public:
         ops::layer_norm(f(x), rows, h, w, b, eps, f(y));
     }
     void linear(const void* x, int64_t rows, int64_t in, const uint16_t* w, const uint16_t* b, int64_t out, void* y,
-                bool relu) override {
+                bool relu, const void* residual) override {
         scratch_.resize(static_cast<size_t>(linear_scratch_floats(in)));
         ops::linear(f(x), rows, in, w, b, out, f(y), scratch_.data(), relu);
+        FLEXRT_ASSERT(!residual || !relu);
+        if (residual) add(y, residual, rows * out);  // fp32 activations: the same sums as a fused add
     }
     void embed_tokens(const int32_t* ids, int64_t rows, const uint16_t* w, int64_t vocab, int64_t dim, void* out) override {
         ops::embed_tokens(ids, rows, w, vocab, dim, f(out));

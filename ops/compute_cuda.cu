@@ -10,10 +10,12 @@
 #include "sampling.hpp"
 
 #include "core/src/pinned_memory.hpp"
+#include "core/src/trace.hpp"
 
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <chrono>
 #include <array>
 #include <cstdio>
 #include <cstdlib>
@@ -24,14 +26,39 @@
 namespace flexrt::ops {
 namespace {
 
-__global__ void add_kernel(__half* y, const __half* x, int64_t n) {
+// Elementwise kernels, 8 halves (16 bytes) a thread where both pointers are 16-byte aligned - the scalar forms
+// left the prefill's adds and scalings at half the device's bandwidth - with the same arithmetic per element.
+struct AddOp {
+    __device__ __half operator()(__half y, __half x, float) const { return __float2half(__half2float(y) + __half2float(x)); }
+};
+struct ScaleOp {
+    __device__ __half operator()(__half y, __half, float s) const { return __float2half(__half2float(y) * s); }
+};
+struct CopyOp {
+    __device__ __half operator()(__half, __half x, float) const { return x; }
+};
+template <typename Op>
+__global__ void elementwise_kernel(__half* y, const __half* x, int64_t n, float s, bool wide) {
     const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (i < n) y[i] = __float2half(__half2float(y[i]) + __half2float(x[i]));
+    const Op op;
+    if (!wide) {
+        if (i < n) y[i] = op(y[i], x ? x[i] : __half(), s);
+        return;
+    }
+    if (i * 8 >= n) return;
+    uint4 a = reinterpret_cast<const uint4*>(y)[i], b = x ? reinterpret_cast<const uint4*>(x)[i] : a;
+    __half* ha = reinterpret_cast<__half*>(&a);
+    const __half* hb = reinterpret_cast<const __half*>(&b);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) ha[e] = op(ha[e], hb[e], s);
+    reinterpret_cast<uint4*>(y)[i] = a;
 }
-
-__global__ void scale_kernel(__half* x, int64_t n, float s) {
-    const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (i < n) x[i] = __float2half(__half2float(x[i]) * s);
+template <typename Op>
+void elementwise(__half* y, const __half* x, int64_t n, float s, cudaStream_t stream) {
+    const bool wide = n % 8 == 0 && ((reinterpret_cast<uintptr_t>(y) | reinterpret_cast<uintptr_t>(x)) & 15) == 0;
+    const int64_t threads = wide ? n / 8 : n;
+    elementwise_kernel<Op><<<static_cast<unsigned>((threads + 255) / 256), 256, 0, stream>>>(y, x, n, s, wide);
+    FLEXRT_CUDA_LAUNCH_CHECK();
 }
 
 // One block per (sequence, row): its key row then its value row, 16 bytes a thread where aligned.
@@ -52,7 +79,6 @@ __global__ void write_new_kv_kernel(const cuda::SeqKvHalf* kv, int64_t seq, int6
     }
 }
 
-unsigned blocks(int64_t n) { return static_cast<unsigned>((n + 255) / 256); }
 const uint16_t* h(const void* p) { return static_cast<const uint16_t*>(p); }
 uint16_t* h(void* p) { return static_cast<uint16_t*>(p); }
 
@@ -137,39 +163,55 @@ private:
     size_t cap_ = 0;
 };
 
-// FLEXRT_PROFILE_OPS=1: GPU time per kind of op (CUDA events around each), summed at every
-// synchronisation and printed to stderr when the device goes. For finding where a step's time goes.
+// GPU time per op, from CUDA events around each. FLEXRT_PROFILE_OPS=1: summed per kind of op at every
+// synchronisation and printed to stderr when the device goes, for finding where a step's time goes. --trace:
+// each op a span on the track of the compute stream, placed on the host's clock through an anchor event
+// recorded while the stream is idle (at construction and after every synchronisation), so the timeline
+// shows when the GPU computed next to when the transfers ran.
 class OpProfile {
 public:
-    OpProfile() : on_(std::getenv("FLEXRT_PROFILE_OPS") != nullptr) {}
+    OpProfile() : totals_on_(std::getenv("FLEXRT_PROFILE_OPS") != nullptr) {}
     ~OpProfile() {
-        if (!on_) return;
-        double total = 0;
-        for (const auto& [name, ms] : totals_) total += ms;
-        for (const auto& [name, ms] : totals_)
-            std::fprintf(stderr, "[ops] %-14s %10.3f ms  %5.1f%%  (%lld calls)\n", name, ms, 100.0 * ms / total,
-                         static_cast<long long>(calls_[name]));
+        if (totals_on_) {
+            double total = 0;
+            for (const auto& [name, ms] : totals_) total += ms;
+            for (const auto& [name, ms] : totals_)
+                std::fprintf(stderr, "[ops] %-14s %10.3f ms  %5.1f%%  (%lld calls)\n", name, ms, 100.0 * ms / total,
+                             static_cast<long long>(calls_[name]));
+        }
         for (auto& m : marks_) cudaEventDestroy(m.begin), cudaEventDestroy(m.end);
         for (auto e : free_) cudaEventDestroy(e);
+        if (anchor_) cudaEventDestroy(anchor_);
     }
     template <typename F>
     void time(const char* name, cudaStream_t s, F&& f) {
-        if (!on_) return f();
+        if (!totals_on_ && !trace::on()) return f();
+        if (!anchor_) {  // the first op of the run: the stream idle first, once
+            FLEXRT_CUDA_CHECK(cudaStreamSynchronize(s));
+            anchor(s);
+        }
         Mark m{name, event(), event()};
         cudaEventRecord(m.begin, s);
         f();
         cudaEventRecord(m.end, s);
         marks_.push_back(m);
     }
-    void collect() {  // after a stream synchronisation: every mark has completed
+    void collect(cudaStream_t s) {  // after a stream synchronisation: every mark has completed, the stream is idle
         for (auto& m : marks_) {
-            float ms = 0;
+            float ms = 0, from = 0;
             cudaEventElapsedTime(&ms, m.begin, m.end);
             totals_[m.name] += ms;
             ++calls_[m.name];
+            if (trace::on() && anchor_ && cudaEventElapsedTime(&from, anchor_, m.begin) == cudaSuccess) {
+                if (track_ < 0) track_ = trace::new_track("GPU: compute stream");
+                const auto begin = anchor_host_ + std::chrono::duration_cast<trace::Clock::duration>(std::chrono::duration<double, std::milli>(from));
+                const auto end = begin + std::chrono::duration_cast<trace::Clock::duration>(std::chrono::duration<double, std::milli>(ms));
+                trace::complete_on(track_, "gpu", m.name, begin, end);
+            }
             free_.push_back(m.begin), free_.push_back(m.end);
         }
         marks_.clear();
+        if (totals_on_ || trace::on()) anchor(s);
     }
 
 private:
@@ -177,6 +219,12 @@ private:
         const char* name;
         cudaEvent_t begin, end;
     };
+    // Only while the stream is idle: the event then completes as it is recorded, at the host time taken with it.
+    void anchor(cudaStream_t s) {
+        if (!anchor_) FLEXRT_CUDA_CHECK(cudaEventCreate(&anchor_));
+        FLEXRT_CUDA_CHECK(cudaEventRecord(anchor_, s));
+        anchor_host_ = trace::Clock::now();
+    }
     cudaEvent_t event() {
         if (!free_.empty()) {
             cudaEvent_t e = free_.back();
@@ -187,11 +235,14 @@ private:
         FLEXRT_CUDA_CHECK(cudaEventCreate(&e));
         return e;
     }
-    bool on_;
+    bool totals_on_;
     std::vector<Mark> marks_;
     std::vector<cudaEvent_t> free_;
     std::map<const char*, double> totals_;
     std::map<const char*, int64_t> calls_;
+    cudaEvent_t anchor_{};
+    trace::Clock::time_point anchor_host_;
+    int track_ = -1;
 };
 
 class CudaCompute final : public Compute {
@@ -217,18 +268,18 @@ public:
         prof_.time("layer_norm", stream_, [&] { cuda::layer_norm(h(x), rows, hd, w, b, eps, h(y), stream_); });
     }
     void linear(const void* x, int64_t rows, int64_t in, const uint16_t* w, const uint16_t* b, int64_t out, void* y,
-                bool relu) override {
-        prof_.time("linear", stream_, [&] { cuda::linear(h(x), rows, in, w, b, out, h(y), relu, stream_); });
+                bool relu, const void* residual) override {
+        prof_.time("linear", stream_, [&] { cuda::linear(h(x), rows, in, w, b, out, h(y), relu, stream_, h(residual)); });
     }
     // Bad ids and positions set bits of a device flag read at the next synchronisation.
     void embed_tokens(const int32_t* ids, int64_t rows, const uint16_t* w, int64_t vocab, int64_t dim, void* out) override {
         vocab_ = vocab;
-        cuda::embed_tokens(ids, rows, w, vocab, dim, h(out), stream_, input_errors_);
+        prof_.time("embed", stream_, [&] { cuda::embed_tokens(ids, rows, w, vocab, dim, h(out), stream_, input_errors_); });
     }
     void add_positions(void* x, int64_t batch, int64_t seq, const uint8_t* mask, int64_t stride, int64_t len, const uint16_t* w_pos,
                        int64_t n_pos, int64_t hd) override {
         n_pos_ = n_pos;
-        cuda::add_positions(h(x), batch, seq, mask, stride, len, w_pos, n_pos, hd, stream_, input_errors_);
+        prof_.time("embed", stream_, [&] { cuda::add_positions(h(x), batch, seq, mask, stride, len, w_pos, n_pos, hd, stream_, input_errors_); });
     }
     void write_new_kv(const KvView* kv, int64_t batch, int64_t seq, int64_t hd, const void* k, const void* v) override {
         if (batch == 0 || seq == 0) return;
@@ -324,14 +375,12 @@ public:
     void add(void* y, const void* x, int64_t n) override {
         if (n == 0) return;
         prof_.time("add", stream_, [&] {
-            add_kernel<<<blocks(n), 256, 0, stream_>>>(static_cast<__half*>(y), static_cast<const __half*>(x), n);
-            FLEXRT_CUDA_LAUNCH_CHECK();
+            elementwise<AddOp>(static_cast<__half*>(y), static_cast<const __half*>(x), n, 0.0f, stream_);
         });
     }
     void scale(void* x, int64_t n, float s) override {
         if (n == 0) return;
-        prof_.time("scale", stream_, [&] { scale_kernel<<<blocks(n), 256, 0, stream_>>>(static_cast<__half*>(x), n, s); });
-        FLEXRT_CUDA_LAUNCH_CHECK();
+        prof_.time("scale", stream_, [&] { elementwise<ScaleOp>(static_cast<__half*>(x), nullptr, n, s, stream_); });
     }
     void copy_rows(void* dst, int64_t dst_stride, const void* src, int64_t src_stride, int64_t rows, int64_t width) override {
         if (rows == 0) return;
@@ -355,8 +404,14 @@ public:
         prof_.time("dequantize", stream_, [&] { cuda::dequantize_group4(packed, layout, out, stream_); });
     }
     void copy(void* dst, const void* src, size_t bytes) override {
-        if (bytes)
-            prof_.time("copy", stream_, [&] { FLEXRT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_)); });
+        if (!bytes) return;
+        // A kernel where it can: the hidden states move between the engine's buffers by this, 1 MB at a time in
+        // decode, where cudaMemcpyAsync took ~8 us each (W1 profile) for a sub-microsecond copy.
+        const bool halves = bytes % 16 == 0 && ((reinterpret_cast<uintptr_t>(dst) | reinterpret_cast<uintptr_t>(src)) & 15) == 0;
+        prof_.time("copy", stream_, [&] {
+            if (halves) elementwise<CopyOp>(static_cast<__half*>(dst), static_cast<const __half*>(src), static_cast<int64_t>(bytes / 2), 0.0f, stream_);
+            else FLEXRT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
+        });
     }
     void next_tokens(const void* logits, int64_t rows, int64_t vocab, const SamplingParams& how, const double* u,
                      int32_t* ids) override {
@@ -364,11 +419,11 @@ public:
         FLEXRT_ASSERT(rows <= kIdsHost);
         auto* ids_dev = static_cast<int32_t*>(ids_dev_.get(rows * sizeof(int32_t), stream_));
         if (how.greedy) {
-            cuda::argmax(h(logits), rows, vocab, ids_dev, stream_);
+            prof_.time("sample", stream_, [&] { cuda::argmax(h(logits), rows, vocab, ids_dev, stream_); });
         } else {
             auto* u_dev = static_cast<double*>(u_dev_.get(rows * sizeof(double), stream_));
             ring_.copy(u_dev, u, rows * sizeof(double), stream_);
-            cuda::sample(h(logits), rows, vocab, how.temperature, u_dev, how.top_k, how.top_p, ids_dev, stream_);
+            prof_.time("sample", stream_, [&] { cuda::sample(h(logits), rows, vocab, how.temperature, u_dev, how.top_k, how.top_p, ids_dev, stream_); });
         }
         FLEXRT_CUDA_CHECK(cudaMemcpyAsync(ids_host_, ids_dev, rows * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
         synchronize();
@@ -396,7 +451,7 @@ public:
     // Also where input errors found by the kernels since the last synchronisation are reported.
     void synchronize() override {
         FLEXRT_CUDA_CHECK(cudaStreamSynchronize(stream_));
-        prof_.collect();
+        prof_.collect(stream_);
         int flags = 0;
         FLEXRT_CUDA_CHECK(cudaMemcpy(&flags, input_errors_, sizeof flags, cudaMemcpyDeviceToHost));
         if (flags) {

@@ -43,10 +43,11 @@ constexpr int kCandidates = 8;
 constexpr int64_t kTunedRows = 512;
 
 void run(Lt& L, Lt::Plan& p, const uint16_t* x, const uint16_t* w, const uint16_t* b, uint16_t* y, const cublasLtMatmulAlgo_t& algo,
-         cudaStream_t s) {
+         cudaStream_t s, const uint16_t* residual = nullptr) {
     if (b) FLEXRT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b, sizeof b));
-    const float alpha = 1.0f, beta = 0.0f;
-    FLEXRT_CUBLAS_CHECK(cublasLtMatmul(L.handle, p.desc, &alpha, w, p.a, x, p.b, &beta, y, p.c, y, p.c, &algo, L.workspace, Lt::kWorkspace, s));
+    const float alpha = 1.0f, beta = residual ? 1.0f : 0.0f;
+    const void* c = residual ? static_cast<const void*>(residual) : y;
+    FLEXRT_CUBLAS_CHECK(cublasLtMatmul(L.handle, p.desc, &alpha, w, p.a, x, p.b, &beta, c, p.c, y, p.c, &algo, L.workspace, Lt::kWorkspace, s));
 }
 
 cublasLtMatmulAlgo_t fastest(Lt& L, Lt::Plan& p, const cublasLtMatmulHeuristicResult_t* results, int found, const uint16_t* x,
@@ -77,7 +78,8 @@ cublasLtMatmulAlgo_t fastest(Lt& L, Lt::Plan& p, const cublasLtMatmulHeuristicRe
 }  // namespace
 
 void linear(const uint16_t* x, int64_t rows, int64_t in, const uint16_t* w, const uint16_t* b, int64_t out, uint16_t* y,
-            bool relu, void* stream) {
+            bool relu, void* stream, const uint16_t* residual) {
+    FLEXRT_ASSERT(!residual || (residual != y && !relu));  // the epilogue would apply ReLU after the sum
     if (rows == 0) return;
     Lt& L = lt();
     // Row-major Y (rows, out) is column-major Y^T (out, rows) = W (out, in) * X^T (in, rows): A is the stored
@@ -116,7 +118,7 @@ void linear(const uint16_t* x, int64_t rows, int64_t in, const uint16_t* w, cons
         if (rows <= kTunedRows && found > 1) p.algo = fastest(L, p, results, found, x, w, b, y, static_cast<cudaStream_t>(stream));
         it = L.plans.emplace(key, p).first;
     }
-    run(L, it->second, x, w, b, y, it->second.algo, static_cast<cudaStream_t>(stream));
+    run(L, it->second, x, w, b, y, it->second.algo, static_cast<cudaStream_t>(stream), residual);
 }
 
 }  // namespace flexrt::ops::cuda

@@ -13,10 +13,11 @@ namespace flexrt::ops::cuda {
 void layer_norm(const uint16_t* x, int64_t rows, int64_t h, const uint16_t* w, const uint16_t* b, double eps, uint16_t* y,
                 void* stream);
 
-// y = x W^T + b, then ReLU if asked: cuBLASLt with the bias (and ReLU) fused into the GEMM's epilogue.
-// x: (rows, in); W: (out, in); b: (out,) or nullptr; y: (rows, out). All fp16, fp32 accumulation.
+// y = x W^T + b (+ residual), then ReLU if asked: cuBLASLt with the bias (and ReLU) fused into the GEMM's
+// epilogue and the residual as its C matrix (beta = 1), rounded to fp16 once. x: (rows, in); W: (out, in);
+// b: (out,) or nullptr; residual: (rows, out) or nullptr, not y; y: (rows, out). All fp16, fp32 accumulation.
 void linear(const uint16_t* x, int64_t rows, int64_t in, const uint16_t* w, const uint16_t* b, int64_t out, uint16_t* y,
-            bool relu, void* stream);
+            bool relu, void* stream, const uint16_t* residual = nullptr);
 
 // Input errors found by the embedding kernels, as bits of a device int: a caller that passes one reads it at
 // its next synchronisation (no round trip per call); with nullptr the op reads its own flag and throws.

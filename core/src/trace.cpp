@@ -78,9 +78,20 @@ std::string point_name(const char* what, int i, int j, int k) {
     return std::string(what) + " (" + std::to_string(i) + ", " + std::to_string(j) + ", " + std::to_string(k) + ")";
 }
 
-void complete(const char* category, std::string name, Clock::time_point begin, Clock::time_point end) {
+int new_track(const std::string& name) {
     State& s = state();
-    const int t = track();
+    const int t = s.next_track.fetch_add(1);
+    std::lock_guard lock(s.m);
+    s.track_names[t] = name;
+    return t;
+}
+
+void complete(const char* category, std::string name, Clock::time_point begin, Clock::time_point end) {
+    complete_on(track(), category, std::move(name), begin, end);
+}
+
+void complete_on(int t, const char* category, std::string name, Clock::time_point begin, Clock::time_point end) {
+    State& s = state();
     std::lock_guard lock(s.m);
     const auto us = [&](Clock::time_point p) { return std::chrono::duration<double, std::micro>(p - s.origin).count(); };
     s.records.push_back({category, std::move(name), t, us(begin), us(end) - us(begin)});

@@ -22,6 +22,10 @@ void name_thread(const std::string& name);
 void name_thread_once(const char* kind);
 // Records a finished span on the calling thread's track.
 void complete(const char* category, std::string name, Clock::time_point begin, Clock::time_point end);
+// A track of its own, not a thread's: a GPU stream, whose spans are timed by the device and placed on the
+// host's clock by whoever records them.
+int new_track(const std::string& name);
+void complete_on(int track, const char* category, std::string name, Clock::time_point begin, Clock::time_point end);
 // Writes what was recorded as Chrome trace JSON, to a temporary name renamed when complete. Throws naming
 // the file when it cannot.
 void write(const std::filesystem::path& file);

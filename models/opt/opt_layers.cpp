@@ -9,13 +9,15 @@ namespace {
 
 std::string layer_prefix(int64_t l) { return "decoder.layers." + std::to_string(l) + "."; }
 
-// y = x W^T + b with weight io.w[wi], as fp16 or as the compressed bytes the engine handed over.
+// y = x W^T + b (+ residual) with weight io.w[wi], as fp16 or as the compressed bytes the engine handed over.
 void project(const LayerIO& io, size_t wi, const void* x, int64_t rows, int64_t in, const uint16_t* bias, int64_t out, void* y,
-             bool relu) {
-    if (wi < io.packed.size() && io.packed[wi].bytes)
+             bool relu, const void* residual = nullptr) {
+    if (wi < io.packed.size() && io.packed[wi].bytes) {
         io.ops->linear_group4(x, rows, io.packed[wi].bytes, *io.packed[wi].layout, bias, y, relu);
-    else
-        io.ops->linear(x, rows, in, io.w[wi], bias, out, y, relu);
+        if (residual) io.ops->add(y, residual, rows * out);
+    } else {
+        io.ops->linear(x, rows, in, io.w[wi], bias, out, y, relu, residual);
+    }
 }
 
 class InputEmbed final : public Layer {
@@ -84,8 +86,7 @@ public:
         // This step's K and V rows go to where the engine keeps them (the cache layout of each sequence).
         o.write_new_kv(io.kv, io.batch, io.seq, h, ws.k, ws.v);
         o.attention(ws.q, io.kv, io.batch, io.seq, io.past, c.num_heads, hd, io.mask, io.mask_stride, ws.attn);
-        project(io, w0 + 6, ws.attn, rows, h, w[w0 + 7], h, io.y, false);
-        o.add(io.y, io.x, rows * h);
+        project(io, w0 + 6, ws.attn, rows, h, w[w0 + 7], h, io.y, false, /*residual=*/io.x);
         if (!c.pre_layer_norm) o.layer_norm(io.y, rows, h, w[w0 + 8], w[w0 + 9], c.layer_norm_eps, io.y);
     }
 
@@ -119,8 +120,7 @@ public:
             in = ws.ln;
         }
         project(io, w0 + 0, in, rows, h, w[w0 + 1], f, ws.ffn, /*relu=*/true);
-        project(io, w0 + 2, ws.ffn, rows, f, w[w0 + 3], h, io.y, false);
-        o.add(io.y, io.x, rows * h);
+        project(io, w0 + 2, ws.ffn, rows, f, w[w0 + 3], h, io.y, false, /*residual=*/io.x);
         if (!c.pre_layer_norm) o.layer_norm(io.y, rows, h, w[w0 + 4], w[w0 + 5], c.layer_norm_eps, io.y);
     }
 

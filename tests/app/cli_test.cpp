@@ -137,6 +137,11 @@ TEST_F(Cli, TraceIsAChromeTraceOfTheRun) {
     EXPECT_HAS(t, "\"cat\": \"transfer\"");
     EXPECT_HAS(t, "disk -> gpu ");  // tier_name()s: the compute tier is "gpu" as in FlexLLMGen
     EXPECT_HAS(t, "\"name\": \"decode step 2\"");
+    if (r.out.find("compute device: cuda") != std::string::npos) {  // the GPU's own track, its ops timed by the device
+        EXPECT_HAS(t, "\"name\": \"GPU: compute stream\"");
+        EXPECT_HAS(t, "\"cat\": \"gpu\", \"name\": \"linear\"");
+        EXPECT_HAS(t, "\"cat\": \"gpu\", \"name\": \"attn_decode\"");
+    }
     EXPECT_FALSE(fs::exists(file.string() + ".partial"));
     EXPECT_HAS(expect_error("--trace " + (dir_ / "no-such-dir" / "t.json").string(), 2), "is not a writable directory");
 }

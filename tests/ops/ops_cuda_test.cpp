@@ -102,6 +102,15 @@ TEST_P(LinearCuda, MatchesCpu) {
     Dev<uint16_t> dx(x), dw(w), db(b), dy(c.rows * c.out);
     cuda::linear(dx.p, c.rows, c.in, dw.p, c.bias ? db.p : nullptr, c.out, dy.p, c.relu, nullptr);
     EXPECT_LT(rel_err(dy.get(), ref), kTol);
+    if (c.relu) return;
+    // With the skip connection added in the epilogue (beta = 1): the same plus the residual, whose scale
+    // (1, as a hidden state's) dominates the product's, so a dropped or doubled residual fails by far.
+    auto res = rand_half(c.rows * c.out, rng, 1.0f);
+    const auto fres = widen(res);
+    for (size_t i = 0; i < ref.size(); ++i) ref[i] += fres[i];
+    Dev<uint16_t> dres(res);
+    cuda::linear(dx.p, c.rows, c.in, dw.p, c.bias ? db.p : nullptr, c.out, dy.p, false, nullptr, dres.p);
+    EXPECT_LT(rel_err(dy.get(), ref), kTol) << "with a residual";
 }
 INSTANTIATE_TEST_SUITE_P(OptShapes, LinearCuda,
                          ::testing::Values(LinearCase{1, 4096, 4096, true, false}, LinearCase{64, 4096, 16384, true, true},
