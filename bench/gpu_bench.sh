@@ -6,19 +6,22 @@
 #
 # Stage first on the build machine: bench/stage_gpu.sh (binaries, libraries, the peer's wheels into .carry/).
 # Then: run(carry=[".carry", "build/tests", "build/bench", "build/plugins", "build/test_plugins"]) with
-# `bash bench/gpu_bench.sh [--no-peer] [--no-tests] [--no-kernels] [--no-w1] [--no-ccc] [--no-w3] [--w3c] [--w2] [--w4]
-# [--ceilings] [--schedule NAME] [--w4-gen=N]` (the default set takes ~9 minutes; --w3c adds W3 with the KV cache compressed
-# too, ~5 minutes; --w2, OPT-30B with its weights on the host, ~5; --w4, OPT-6.7B with its weights on disk with
-# a cold page cache, ~4 each for flexrt and the peer (--w4-gen=16 halves that: both generate 16 tokens); --ceilings measures PCIe and the disk first (../shared/peer's scripts, ~2), from
-# which W2's and W4's bounds follow). Every figure also goes to $OUT/bench.json. The per-call limit is 10
-# minutes: split the workloads over calls.
+# `bash bench/gpu_bench.sh [--no-peer] [--no-tests] [--no-kernels] [--no-w1] [--no-ccc] [--no-w3] [--w3c] [--w2]
+# [--w4] [--ceilings] [--schedule NAME] [--w4-gen=N] [--w4-storage=aio|mmap]`. The default set takes ~9 minutes;
+# --w3c adds W3 with the KV cache compressed too, ~5; --w2, OPT-30B with its weights on the host, ~5; --w4,
+# OPT-6.7B with its weights on disk, page cache dropped first, ~4 each for flexrt and the peer (--w4-gen=16
+# halves that: both generate 16 tokens). The peer's disk reads are buffered and its start-up writes the weights,
+# so its reads come from the page cache whatever was dropped before; --w4-storage=mmap reads flexrt's weights
+# through the page cache too, for a like-for-like comparison (aio, the default, is O_DIRECT: always cold).
+# --ceilings measures PCIe and the disk first (../shared/peer's scripts, ~2), from which W2's and W4's bounds
+# follow. Every figure also goes to $OUT/bench.json. The per-call limit is 10 minutes: split the workloads.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/bench-out}
 mkdir -p "$OUT"
 export LD_LIBRARY_PATH="$PWD/.carry/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 export FLEXRT_PLUGIN_PATH="$PWD/.carry/plugins"
-peer=1 tests=1 kernels=1 w1=1 ccc=1 w3=1 w3c=0 w2=0 w4=0 ceilings=0 schedule="" w4_gen=32
+peer=1 tests=1 kernels=1 w1=1 ccc=1 w3=1 w3c=0 w2=0 w4=0 ceilings=0 schedule="" w4_gen=32 w4_storage=aio
 for a in "$@"; do
   case $a in
     --no-peer) peer=0 ;;
@@ -33,6 +36,7 @@ for a in "$@"; do
     --ceilings) ceilings=1 ;;
     --schedule=*) schedule=${a#--schedule=} ;;
     --w4-gen=*) w4_gen=${a#--w4-gen=} ;;
+    --w4-storage=*) w4_storage=${a#--w4-storage=} ;;
     *) echo "gpu_bench: unknown argument $a" >&2; exit 2 ;;
   esac
 done
@@ -94,7 +98,7 @@ fi
 
 # W2: OPT-30B with its weights pinned in host memory; W4: OPT-6.7B with its weights on disk, cold page cache.
 if [ $w2 = 1 ]; then run_flexrt w2 500 --config configs/opt30b_host.toml "${SCHED_MULTI[@]}"; fi
-if [ $w4 = 1 ]; then drop_caches >"$OUT/w4_cache.txt"; run_flexrt w4 400 --config configs/opt6.7b_disk.toml --set run.gen_len=$w4_gen "${SCHED[@]}"; fi
+if [ $w4 = 1 ]; then drop_caches >"$OUT/w4_cache.txt"; run_flexrt w4 400 --config configs/opt6.7b_disk.toml --set run.gen_len=$w4_gen --set storage.plugin=$w4_storage "${SCHED[@]}"; fi
 
 # W3: OPT-30B, 4-bit weights, all on the GPU; W3c: the KV cache in 4 bits too.
 if [ $w3 = 1 ]; then run_flexrt w3 420 --config configs/opt30b_4bit_gpu.toml "${SCHED[@]}"; fi
