@@ -16,10 +16,12 @@
 #include "models/opt/opt_config.hpp"
 #include "models/opt/opt_weights.hpp"
 #include "ops/sampling.hpp"
+#include "text/gpt2_tokenizer.hpp"
 
 #include "default_config.hpp"  // generated from configs/default.toml
 #include "iobench.hpp"
 #include "memory_report.hpp"
+#include "text_io.hpp"
 
 #include <flexrt/compressor.hpp>
 #include <flexrt/scheduler.hpp>
@@ -32,6 +34,7 @@
 #include <filesystem>
 #include <iostream>
 #include <numeric>
+#include <sstream>
 #include <optional>
 
 #include <unistd.h>  // access()
@@ -80,6 +83,17 @@ void list_plugins(const std::vector<SearchDir>& search) {
     }
 }
 
+// The tokenizer of text prompts: model.tokenizer, else the weight directory when it holds vocab.json.
+text::Gpt2Tokenizer load_tokenizer(const Config& cfg) {
+    std::filesystem::path dir = cfg.model.tokenizer;
+    if (dir.empty() && cfg.model.weights != "dummy" && std::filesystem::exists(std::filesystem::path(cfg.model.weights) / "vocab.json"))
+        dir = cfg.model.weights;
+    if (dir.empty())
+        FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, "text prompts need a tokenizer: set model.tokenizer to a directory with the "
+                                                     "checkpoint's vocab.json and merges.txt");
+    return text::Gpt2Tokenizer::from_files(dir / "vocab.json", dir / "merges.txt");
+}
+
 opt::OptConfig model_config(const Config& cfg) {
     opt::OptConfig m;
     if (cfg.model.name == "custom") {
@@ -113,6 +127,9 @@ int run(int argc, char** argv) {
         "trace", po::value<std::string>(),
         "write the generation's timeline to this file as a Chrome trace (open it in Perfetto or chrome://tracing): a track "
         "for the thread that runs the schedule and the host's compute, one per transfer worker")(
+        "prompt,p", po::value<std::vector<std::string>>()->composing(),
+        "a text prompt (repeatable; with run.prompts, these come first): generates text, decoded with the model's "
+        "tokenizer (model.tokenizer), into run.output or onto stdout")(
         "quiet,q", "no progress lines on stderr");
     po::variables_map vm;
     try {
@@ -147,6 +164,33 @@ int run(int argc, char** argv) {
         return 0;
     }
     const opt::OptConfig model = model_config(cfg);
+
+    // Text prompts, tokenized before anything is allocated: the longest sets run.prompt_len for the plan.
+    std::vector<std::string> prompt_texts = vm.count("prompt") ? vm["prompt"].as<std::vector<std::string>>() : std::vector<std::string>{};
+    if (!cfg.run.prompts.empty()) {
+        const auto from_file = app::read_prompts(cfg.run.prompts);
+        prompt_texts.insert(prompt_texts.end(), from_file.begin(), from_file.end());
+    }
+    std::optional<text::Gpt2Tokenizer> tokenizer;
+    std::vector<std::vector<int32_t>> prompt_ids;
+    if (!prompt_texts.empty()) {
+        tokenizer = load_tokenizer(cfg);
+        if (static_cast<int64_t>(tokenizer->vocab_size()) > model.vocab_size)
+            FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, "the tokenizer has " + std::to_string(tokenizer->vocab_size()) + " tokens, more than " +
+                                                             model.name + "'s vocabulary of " + std::to_string(model.vocab_size));
+        int64_t longest = 0;
+        for (size_t i = 0; i < prompt_texts.size(); ++i) {
+            try {
+                prompt_ids.push_back(tokenizer->encode(prompt_texts[i]));
+            } catch (const Error& e) {
+                FLEXRT_THROW(e.status(), "prompt " + std::to_string(i + 1) + ": " + e.what());
+            }
+            longest = std::max<int64_t>(longest, static_cast<int64_t>(prompt_ids.back().size()));
+        }
+        cfg.run.prompt_len = longest;
+        if (cfg.run.stop_token < 0) cfg.run.stop_token = tokenizer->eos_id();
+        say("text prompts: " + std::to_string(prompt_ids.size()) + ", the longest " + std::to_string(longest) + " tokens");
+    }
     PluginRef storage_ref = find_plugin(FLEXRT_PLUGIN_KIND_STORAGE, cfg.storage.plugin, search);
     PluginRef schedule_ref = find_plugin(FLEXRT_PLUGIN_KIND_SCHEDULE, cfg.schedule.plugin, search);
     PluginOptions storage_opts = resolve_plugin_options(cfg, cfg.storage, *storage_ref.desc);
@@ -238,12 +282,18 @@ int run(int argc, char** argv) {
         say("compressed weights: " + std::to_string(store->loaded()) + " tensors read from " + store->dir().string() + ", " +
             std::to_string(store->saved()) + " compressed and written there");
 
-    // Dummy prompts: seeded random tokens, every prompt full length (the benchmark shape).
+    // Dummy prompts (seeded random tokens, every prompt full length: the benchmark shape), or the text prompts in
+    // blocks of gpu_batch_size * num_gpu_batches, the last block filled up with BOS-only prompts whose output is
+    // dropped.
     const int64_t N = p.block_size();
-    std::vector<std::vector<int32_t>> prompts(N, std::vector<int32_t>(cfg.run.prompt_len));
-    for (int64_t n = 0; n < N; ++n)
-        for (int64_t t = 0; t < cfg.run.prompt_len; ++t)
-            prompts[n][t] = 3 + static_cast<int32_t>(ops::uniform(cfg.run.seed, n, 1000000 + t) * (model.vocab_size - 3));
+    std::vector<std::vector<int32_t>> all = prompt_ids;
+    if (all.empty()) {
+        all.assign(N, std::vector<int32_t>(cfg.run.prompt_len));
+        for (int64_t n = 0; n < N; ++n)
+            for (int64_t t = 0; t < cfg.run.prompt_len; ++t)
+                all[n][t] = 3 + static_cast<int32_t>(ops::uniform(cfg.run.seed, n, 1000000 + t) * (model.vocab_size - 3));
+    }
+    const int64_t real = static_cast<int64_t>(all.size()), blocks = (real + N - 1) / N;
 
     GenerateOptions go;
     go.do_sample = cfg.run.do_sample;
@@ -252,31 +302,57 @@ int run(int argc, char** argv) {
     go.top_p = cfg.run.top_p;
     go.seed = cfg.run.seed;
     go.stop_token = cfg.run.stop_token;
-    say("generating: " + std::to_string(N) + " prompts x " + std::to_string(cfg.run.prompt_len) + " tokens, " +
-        std::to_string(cfg.run.gen_len) + " new tokens, schedule " + schedule_ref.desc->name);
+    say("generating: " + std::to_string(real) + " prompts x " + std::to_string(cfg.run.prompt_len) + " tokens" +
+        (blocks > 1 ? " in " + std::to_string(blocks) + " blocks" : std::string()) + ", " + std::to_string(cfg.run.gen_len) +
+        " new tokens, schedule " + schedule_ref.desc->name);
     if (!trace_file.empty()) {
         trace::start();
         trace::name_thread("schedule and compute (host)");
     }
-    GenerationResult r = engine.generate(prompts, go, *scheduler);
+    GenerationResult r;
+    double prefill = 0, decode = 0;
+    std::vector<app::Completion> completions;
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+        std::vector<std::vector<int32_t>> block(N);
+        for (int64_t n = 0; n < N; ++n) block[n] = blk * N + n < real ? all[blk * N + n] : std::vector<int32_t>{tokenizer ? tokenizer->bos_id() : 2};
+        r = engine.generate(block, go, *scheduler);
+        const double pf = r.step_seconds.at(0), dc = std::accumulate(r.step_seconds.begin() + 1, r.step_seconds.end(), 0.0);
+        prefill += pf, decode += dc;
+        for (int64_t n = 0; tokenizer && n < N && blk * N + n < real; ++n) {
+            app::Completion c;
+            c.prompt = prompt_texts[blk * N + n];
+            c.prompt_tokens = static_cast<int64_t>(block[n].size());
+            for (int64_t t = 0; t < r.gen_len; ++t) {
+                const int32_t id = r.tokens[n * r.gen_len + t];
+                if (id == cfg.run.stop_token) {
+                    c.stopped = true;
+                    break;
+                }
+                c.ids.push_back(id);
+            }
+            c.text = tokenizer->decode(c.ids);
+            c.block = blk, c.prefill_s = pf, c.decode_s = dc;
+            completions.push_back(std::move(c));
+        }
+    }
     if (!trace_file.empty()) {
         trace::write(trace_file);
         say("timeline written to " + trace_file.string());
     }
 
     // FlexLLMGen's figures (flex_opt.py's formulas; GB = 2^30).
+    // Over every block: the sequences run (fillers included), the prefill and decode seconds summed.
     const double s = static_cast<double>(cfg.run.prompt_len), n = static_cast<double>(cfg.run.gen_len);
-    const double prefill = r.step_seconds.at(0);
-    const double decode = std::accumulate(r.step_seconds.begin() + 1, r.step_seconds.end(), 0.0);
     const double total = prefill + decode;
+    const int64_t seqs = N * blocks;
     std::printf("model size: %.3f GB\tcache size: %.3f GB\thidden size (p): %.3f GB\n", model.model_bytes() / kGB,
                 model.cache_bytes(N, cfg.run.prompt_len + cfg.run.gen_len) / kGB,
                 model.hidden_bytes(N, cfg.run.prompt_len + cfg.run.gen_len) / kGB);
     std::printf("peak gpu mem: %.3f GB (compute device: %s)\tprojected: False\n", compute.peak_bytes() / kGB, compute.name().c_str());
-    std::printf("prefill latency: %.3f s\tprefill throughput: %.3f token/s\n", prefill, N * s / prefill);
+    std::printf("prefill latency: %.3f s\tprefill throughput: %.3f token/s\n", prefill, seqs * s / prefill);
     std::printf("decode latency: %.3f s\tdecode throughput: %.3f token/s\n", decode,
-                decode > 0 ? N * (n - 1) / decode : 0.0);
-    std::printf("total latency: %.3f s\ttotal throughput: %.3f token/s\n", total, N * n / total);
+                decode > 0 ? seqs * (n - 1) / decode : 0.0);
+    std::printf("total latency: %.3f s\ttotal throughput: %.3f token/s\n", total, seqs * n / total);
     std::printf("peak host memory: %.3f GB (process)\ttier peaks: gpu %.3f GB, cpu %.3f GB, disk %.3f GB\n",
                 peak_host_memory_bytes() / kGB, compute.peak_bytes() / kGB, host.peak_bytes() / kGB, disk.peak_bytes() / kGB);
     std::printf("memory plan: gpu %.3f GB, cpu %.3f GB, disk %.3f GB\tstart-up: %.3f s (devices, placement of the weights, buffers)\n",
@@ -284,6 +360,18 @@ int run(int argc, char** argv) {
     std::printf("first sequence's tokens:");
     for (int64_t t = 0; t < std::min<int64_t>(r.gen_len, 16); ++t) std::printf(" %d", r.tokens[t]);
     std::printf("\n");
+    if (tokenizer) {  // the completions: JSONL into run.output, or readable on stdout
+        if (!cfg.run.output.empty()) {
+            std::string lines;
+            for (const auto& c : completions) lines += app::jsonl_line(c) + "\n";
+            app::write_whole(cfg.run.output, lines);
+            say("completions written to " + cfg.run.output);
+        } else {
+            for (size_t i = 0; i < completions.size(); ++i)
+                std::printf("\n--- prompt %zu (%lld tokens; %s) ---\n%s%s\n", i + 1, static_cast<long long>(completions[i].prompt_tokens),
+                            completions[i].stopped ? "stopped" : "length", completions[i].prompt.c_str(), completions[i].text.c_str());
+        }
+    }
     return 0;
 }
 

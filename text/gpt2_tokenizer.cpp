@@ -1,5 +1,8 @@
 #include "gpt2_tokenizer.hpp"
 
+#include "json.hpp"
+#include "utf8.hpp"
+
 #include <flexrt/status.hpp>
 
 #include <algorithm>
@@ -30,45 +33,6 @@ bool is_space(uint32_t cp) {
            cp == 0x2028 || cp == 0x2029 || cp == 0x202f || cp == 0x205f || cp == 0x3000;
 }
 
-void append_utf8(std::string& out, uint32_t cp) {
-    if (cp < 0x80) {
-        out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-        out += static_cast<char>(0xc0 | (cp >> 6)), out += static_cast<char>(0x80 | (cp & 0x3f));
-    } else if (cp < 0x10000) {
-        out += static_cast<char>(0xe0 | (cp >> 12)), out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-        out += static_cast<char>(0x80 | (cp & 0x3f));
-    } else {
-        out += static_cast<char>(0xf0 | (cp >> 18)), out += static_cast<char>(0x80 | ((cp >> 12) & 0x3f));
-        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f)), out += static_cast<char>(0x80 | (cp & 0x3f));
-    }
-}
-
-// The well-formed UTF-8 sequence starting at s[i]: its length, or how many bytes form its longest valid prefix
-// negated (a "maximal subpart", at least 1) when it is not complete. Ranges as in the Unicode standard's table 3-7.
-int utf8_sequence(std::string_view s, size_t i, uint32_t* cp) {
-    const auto b = static_cast<uint8_t>(s[i]);
-    if (b < 0x80) {
-        if (cp) *cp = b;
-        return 1;
-    }
-    int need;
-    uint8_t lo = 0x80, hi = 0xbf;
-    uint32_t v;
-    if (b >= 0xc2 && b <= 0xdf) need = 1, v = b & 0x1f;
-    else if (b >= 0xe0 && b <= 0xef) need = 2, v = b & 0x0f, lo = b == 0xe0 ? 0xa0 : 0x80, hi = b == 0xed ? 0x9f : 0xbf;
-    else if (b >= 0xf0 && b <= 0xf4) need = 3, v = b & 0x07, lo = b == 0xf0 ? 0x90 : 0x80, hi = b == 0xf4 ? 0x8f : 0xbf;
-    else return -1;
-    size_t j = i + 1;
-    for (int k = 0; k < need; ++k, ++j) {
-        const uint8_t min = k == 0 ? lo : 0x80, max = k == 0 ? hi : 0xbf;
-        if (j >= s.size() || static_cast<uint8_t>(s[j]) < min || static_cast<uint8_t>(s[j]) > max) return -static_cast<int>(j - i);
-        v = (v << 6) | (static_cast<uint8_t>(s[j]) & 0x3f);
-    }
-    if (cp) *cp = v;
-    return need + 1;
-}
-
 std::string hex_byte(char c) {
     char h[8];
     std::snprintf(h, sizeof h, "0x%02x", static_cast<uint8_t>(c));
@@ -82,119 +46,6 @@ std::string read_all(const std::filesystem::path& p, const char* what) {
     ss << in.rdbuf();
     return ss.str();
 }
-
-// vocab.json: one JSON object of "token": id. A small parser for exactly that (strings with every JSON escape,
-// non-negative integers), with errors that give the byte offset.
-class VocabParser {
-public:
-    VocabParser(std::string_view text, std::string file) : s_(text), file_(std::move(file)) {}
-    std::vector<std::pair<std::string, int64_t>> parse() {
-        std::vector<std::pair<std::string, int64_t>> out;
-        skip();
-        expect('{');
-        skip();
-        if (peek() == '}') return ++i_, out;
-        for (;;) {
-            skip();
-            std::string key = string();
-            skip();
-            expect(':');
-            skip();
-            out.emplace_back(std::move(key), integer());
-            skip();
-            if (peek() == ',') {
-                ++i_;
-                continue;
-            }
-            expect('}');
-            break;
-        }
-        skip();
-        if (i_ != s_.size()) fail("text after the object");
-        return out;
-    }
-
-private:
-    [[noreturn]] void fail(const std::string& what) const {
-        FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA, "tokenizer vocabulary " + file_ + ": " + what + " at byte " + std::to_string(i_) +
-                                                 " (expected a JSON object of \"token\": id)");
-    }
-    char peek() const { return i_ < s_.size() ? s_[i_] : '\0'; }
-    void skip() {
-        while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\r' || s_[i_] == '\t')) ++i_;
-    }
-    void expect(char c) {
-        if (peek() != c) fail(std::string("'") + c + "' missing");
-        ++i_;
-    }
-    uint32_t hex4() {
-        if (i_ + 4 > s_.size()) fail("a short \\u escape");
-        uint32_t v = 0;
-        for (int k = 0; k < 4; ++k) {
-            const char c = s_[i_++];
-            v <<= 4;
-            if (c >= '0' && c <= '9') v |= static_cast<uint32_t>(c - '0');
-            else if (c >= 'a' && c <= 'f') v |= static_cast<uint32_t>(c - 'a' + 10);
-            else if (c >= 'A' && c <= 'F') v |= static_cast<uint32_t>(c - 'A' + 10);
-            else fail("a bad \\u escape");
-        }
-        return v;
-    }
-    std::string string() {
-        expect('"');
-        std::string out;
-        for (;;) {
-            if (i_ >= s_.size()) fail("an unterminated string");
-            const char c = s_[i_++];
-            if (c == '"') return out;
-            if (static_cast<uint8_t>(c) < 0x20) fail("a control character in a string");
-            if (c != '\\') {
-                out += c;
-                continue;
-            }
-            const char e = i_ < s_.size() ? s_[i_++] : '\0';
-            switch (e) {
-                case '"': out += '"'; break;
-                case '\\': out += '\\'; break;
-                case '/': out += '/'; break;
-                case 'b': out += '\b'; break;
-                case 'f': out += '\f'; break;
-                case 'n': out += '\n'; break;
-                case 'r': out += '\r'; break;
-                case 't': out += '\t'; break;
-                case 'u': {
-                    uint32_t cp = hex4();
-                    if (cp >= 0xd800 && cp <= 0xdbff) {  // a surrogate pair
-                        if (peek() != '\\' || i_ + 1 >= s_.size() || s_[i_ + 1] != 'u') fail("a lone high surrogate");
-                        i_ += 2;
-                        const uint32_t low = hex4();
-                        if (low < 0xdc00 || low > 0xdfff) fail("a bad low surrogate");
-                        cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
-                    } else if (cp >= 0xdc00 && cp <= 0xdfff) {
-                        fail("a lone low surrogate");
-                    }
-                    append_utf8(out, cp);
-                    break;
-                }
-                default: fail("an unknown escape");
-            }
-        }
-    }
-    int64_t integer() {
-        const size_t start = i_;
-        int64_t v = 0;
-        while (i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '9') {
-            v = v * 10 + (s_[i_++] - '0');
-            if (v > std::numeric_limits<int32_t>::max()) fail("an id beyond int32");
-        }
-        if (i_ == start) fail("an id that is not a non-negative integer");
-        return v;
-    }
-
-    std::string_view s_;
-    std::string file_;
-    size_t i_ = 0;
-};
 
 std::string pair_key(const std::string& a, const std::string& b) { return a + ' ' + b; }  // byte-level tokens hold no space
 
@@ -211,8 +62,16 @@ Gpt2Tokenizer Gpt2Tokenizer::from_files(const std::filesystem::path& vocab_json,
         t.symbol_byte_[cp] = static_cast<uint8_t>(b);
     }
 
-    const std::string vtext = read_all(vocab_json, "vocabulary");
-    const auto entries = VocabParser(vtext, vocab_json.string()).parse();
+    const JsonValue doc = parse_json(read_all(vocab_json, "vocabulary"), "tokenizer vocabulary " + vocab_json.string());
+    if (doc.type != JsonValue::Type::object)
+        FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA, "tokenizer vocabulary " + vocab_json.string() + " is not a JSON object of \"token\": id");
+    std::vector<std::pair<std::string, int64_t>> entries;
+    for (const auto& [tok, v] : doc.members) {
+        if (v.type != JsonValue::Type::number || v.text.find_first_not_of("0123456789") != std::string::npos || v.text.size() > 9)
+            FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA, "tokenizer vocabulary " + vocab_json.string() + ": the id of \"" + tok + "\" is " + v.text +
+                                                     ", not a non-negative integer");
+        entries.emplace_back(tok, std::stoll(v.text));
+    }
     int64_t max_id = -1;
     for (const auto& [tok, id] : entries) max_id = std::max(max_id, id);
     if (entries.empty()) FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA, "tokenizer vocabulary " + vocab_json.string() + " is empty");
@@ -271,13 +130,9 @@ Gpt2Tokenizer Gpt2Tokenizer::from_files(const std::filesystem::path& vocab_json,
 }
 
 std::vector<int32_t> Gpt2Tokenizer::encode(std::string_view utf8, bool add_bos) const {
-    for (size_t i = 0; i < utf8.size();) {
-        const int n = utf8_sequence(utf8, i, nullptr);
-        if (n < 0)
-            FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT,
-                         "text to tokenize is not valid UTF-8 at byte " + std::to_string(i) + " (" + hex_byte(utf8[i]) + ")");
-        i += static_cast<size_t>(n);
-    }
+    if (const size_t bad = invalid_utf8_at(utf8); bad != std::string_view::npos)
+        FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT,
+                     "text to tokenize is not valid UTF-8 at byte " + std::to_string(bad) + " (" + hex_byte(utf8[bad]) + ")");
     std::vector<int32_t> out;
     if (add_bos) out.push_back(bos_);
     WordCache cache;

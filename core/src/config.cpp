@@ -63,14 +63,22 @@ const std::vector<KeySpec>& schema() {
         {"model.word_embed_proj_dim", Kind::integer, int64_t{0},
          "custom shape: token embedding width, projected to hidden_size (0: hidden_size)", 0, 1 << 20},
         {"model.pre_layer_norm", Kind::boolean, true, "custom shape: pre-LN layers (false: post-LN, as opt-350m)"},
-        {"run.prompt_len", Kind::integer, int64_t{128}, "tokens per prompt (dummy prompts)", 1, 1 << 20},
+        {"model.tokenizer", Kind::string, std::string(""),
+         "directory with the checkpoint's vocab.json and merges.txt, for text prompts (\"\": model.weights when it holds them)"},
+        {"run.prompt_len", Kind::integer, int64_t{128}, "tokens per prompt (dummy prompts; text prompts: the longest's)", 1, 1 << 20},
+        {"run.prompts", Kind::string, std::string(""),
+         "text prompts: a .jsonl file (an object a line with a \"prompt\" string) or text (a prompt a line, blank lines "
+         "skipped); with --prompt, both (\"\": dummy prompts, the benchmark shape)"},
+        {"run.output", Kind::string, std::string(""),
+         "JSONL file of the results of text prompts (prompt, text, token ids, finish reason, timings), written whole "
+         "(\"\": readable text on stdout)"},
         {"run.gen_len", Kind::integer, int64_t{32}, "new tokens per prompt", 1, 1 << 20},
         {"run.do_sample", Kind::boolean, false, "sample with run.temperature instead of greedy argmax"},
         {"run.temperature", Kind::number, 1.0, "sampling temperature", 1e-6, 1e6},
         {"run.top_k", Kind::integer, int64_t{0}, "sample among the k most likely tokens (0: all)", 0, 1 << 24},
         {"run.top_p", Kind::number, 1.0, "sample among the most likely tokens covering this probability (1: all)", 1e-9, 1},
         {"run.seed", Kind::integer, int64_t{42}, "seed of sampling, dummy weights and dummy prompts", 0, kMaxInt},
-        {"run.stop_token", Kind::integer, int64_t{-1}, "token id that ends a sequence (-1: none)", -1, 1 << 24},
+        {"run.stop_token", Kind::integer, int64_t{-1}, "token id that ends a sequence (-1: none; text prompts: the tokenizer's </s>)", -1, 1 << 24},
         {"policy.gpu_batch_size", Kind::integer, int64_t{4}, "sequences per GPU batch", 1, 1 << 20},
         {"policy.num_gpu_batches", Kind::integer, int64_t{1}, "GPU batches per block", 1, 1 << 20},
         {"policy.percent", Kind::int_list, std::vector<std::string>{},
@@ -369,6 +377,7 @@ void fill(Config& cfg, const toml::table& root) {
     cfg.model.max_seq_len = r.integer("model.max_seq_len");
     cfg.model.word_embed_proj_dim = r.integer("model.word_embed_proj_dim");
     cfg.model.pre_layer_norm = r.boolean("model.pre_layer_norm");
+    cfg.model.tokenizer = r.string("model.tokenizer");
 
     cfg.run.prompt_len = r.integer("run.prompt_len");
     cfg.run.gen_len = r.integer("run.gen_len");
@@ -378,6 +387,8 @@ void fill(Config& cfg, const toml::table& root) {
     cfg.run.top_p = r.number("run.top_p");
     cfg.run.seed = static_cast<uint64_t>(r.integer("run.seed"));
     cfg.run.stop_token = r.integer("run.stop_token");
+    cfg.run.prompts = r.string("run.prompts");
+    cfg.run.output = r.string("run.output");
 
     Policy& p = cfg.policy;
     p.gpu_batch_size = r.integer("policy.gpu_batch_size");

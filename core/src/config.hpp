@@ -22,6 +22,7 @@ struct ModelSection {
     int64_t num_layers = 0, hidden_size = 0, num_heads = 0, ffn_size = 0, vocab_size = 0, max_seq_len = 0;
     int64_t word_embed_proj_dim = 0;  // 0: hidden_size
     bool pre_layer_norm = true;
+    std::string tokenizer;  // a directory with vocab.json and merges.txt ("": model.weights' when it has them)
 };
 
 struct RunSection {
@@ -33,6 +34,8 @@ struct RunSection {
     double top_p = 1.0;  // 1: off
     uint64_t seed = 0;
     int64_t stop_token = -1;  // -1: none
+    std::string prompts;      // a file of text prompts ("": dummy prompts)
+    std::string output;       // JSONL results of text prompts ("": readable text on stdout)
 };
 
 // Percent of one class of tensors on the compute device ("gpu") and in host memory ("cpu"); the rest is

@@ -2,6 +2,11 @@
 // code, and leaves no file in the offload directory; good input prints the figures.
 #include "test_util.hpp"
 
+#include "text/gpt2_tokenizer.hpp"
+#include "text/json.hpp"
+
+#include <sstream>
+
 #include <sys/wait.h>
 
 namespace flexrt::test {
@@ -283,5 +288,87 @@ TEST(CliSignal, InterruptCleansUp) {
     EXPECT_EQ(count_files(dir / "offload"), 0u);
 }
 
+
+// Text in, text out (run.prompts, --prompt, run.output) on a small custom model whose vocabulary holds the
+// fixture tokenizer's (tests/data/tokenizer, checked against HF in text_tests).
+class TextCli : public Cli {
+protected:
+    fs::path text_config(int64_t gpu_batch_size) {
+        return config("[model]\nname = \"custom\"\nnum_layers = 2\nhidden_size = 64\nnum_heads = 4\nffn_size = 128\nvocab_size = 1600\n"
+                      "max_seq_len = 128\ntokenizer = \"" + (fs::path(FLEXRT_TEST_DATA_DIR) / "tokenizer").string() +
+                      "\"\n[run]\ngen_len = 5\n[policy]\ngpu_batch_size = " + std::to_string(gpu_batch_size) +
+                      "\nnum_gpu_batches = 1\nweights = { gpu = 50, cpu = 25 }\n");
+    }
+    static std::vector<text::JsonValue> jsonl(const std::string& s) {
+        std::vector<text::JsonValue> out;
+        std::istringstream in(s);
+        for (std::string line; std::getline(in, line);) out.push_back(text::parse_json(line, "results"));
+        return out;
+    }
+    const text::Gpt2Tokenizer tok_ = text::Gpt2Tokenizer::from_files(fs::path(FLEXRT_TEST_DATA_DIR) / "tokenizer" / "vocab.json",
+                                                                      fs::path(FLEXRT_TEST_DATA_DIR) / "tokenizer" / "merges.txt");
+};
+
+// Prompts of different lengths from a text file and the command line, in two blocks (batch 2) or one (batch
+// 4): one JSONL result each, in order, whose ids decode to its text; and the same tokens either way - a
+// sequence's output does not depend on the prompts it is batched with.
+TEST_F(TextCli, PromptsInJsonlOutSameTokensWhateverTheBatching) {
+    const fs::path prompts = dir_ / "prompts.txt";
+    write_file(prompts, "Hello world\n\n  The quick brown fox jumps over the lazy dog\r\nnumbers 12345 and caf\xc3\xa9\n");
+    std::vector<std::vector<std::string>> texts_by_run;
+    std::vector<std::vector<std::string>> ids_by_run;
+    for (int64_t gbs : {2, 4}) {
+        const fs::path out = dir_ / ("out" + std::to_string(gbs) + ".jsonl");
+        CliResult r = run("--config " + text_config(gbs).string() + " --prompt 'From the CLI' --set run.prompts='\"" + prompts.string() +
+                          "\"' --set run.output='\"" + out.string() + "\"'");
+        ASSERT_EQ(r.code, 0) << r.err;
+        EXPECT_FALSE(fs::exists(out.string() + ".partial"));
+        const auto results = jsonl(read_file(out));
+        ASSERT_EQ(results.size(), 4u);
+        const std::vector<std::string> expected = {"From the CLI", "Hello world", "  The quick brown fox jumps over the lazy dog",
+                                                   "numbers 12345 and caf\xc3\xa9"};
+        texts_by_run.emplace_back(), ids_by_run.emplace_back();
+        for (size_t i = 0; i < results.size(); ++i) {
+            const auto& v = results[i];
+            EXPECT_EQ(v.find("prompt")->text, expected[i]);
+            EXPECT_EQ(v.find("prompt_tokens")->number, static_cast<double>(tok_.encode(expected[i]).size()));
+            std::vector<int32_t> ids;
+            std::string ids_text;
+            for (const auto& x : v.find("token_ids")->items) ids.push_back(static_cast<int32_t>(x.number)), ids_text += x.text + " ";
+            EXPECT_EQ(v.find("text")->text, tok_.decode(ids));
+            const std::string reason = v.find("finish_reason")->text;
+            EXPECT_TRUE(reason == "length" ? ids.size() == 5 : reason == "stop" && ids.size() < 5) << reason << " " << ids.size();
+            EXPECT_EQ(v.find("block")->number, gbs == 2 ? static_cast<double>(i / 2) : 0.0);
+            texts_by_run.back().push_back(v.find("text")->text);
+            ids_by_run.back().push_back(ids_text);
+        }
+    }
+    EXPECT_EQ(ids_by_run[0], ids_by_run[1]);
+    // Without run.output: readable text on stdout, each completion after its prompt.
+    CliResult r = run("--config " + text_config(4).string() + " --prompt 'Hello world'");
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_HAS(r.out, "--- prompt 1 (");
+    EXPECT_HAS(r.out, "Hello world" + texts_by_run[0][1]);
+}
+
+TEST_F(TextCli, BadPromptsAndMissingTokenizerAreClearErrors) {
+    const fs::path bad = dir_ / "bad.txt";
+    write_file(bad, "fine\nnot \xff utf-8\n");
+    EXPECT_HAS(expect_error("--config " + text_config(2).string() + " --set run.prompts='\"" + bad.string() + "\"'", 4),
+               "bad.txt line 2: not UTF-8 text (byte 0xff at column 5)");
+    const fs::path nojson = dir_ / "p.jsonl";
+    write_file(nojson, "{\"prompt\": \"ok\"}\n{\"text\": \"no prompt\"}\n");
+    EXPECT_HAS(expect_error("--config " + text_config(2).string() + " --set run.prompts='\"" + nojson.string() + "\"'", 4),
+               "p.jsonl line 2: expected an object with a \"prompt\" string");
+    write_file(nojson, "{\"prompt\": \"ok\"\n");
+    EXPECT_HAS(expect_error("--config " + text_config(2).string() + " --set run.prompts='\"" + nojson.string() + "\"'", 4),
+               "p.jsonl line 1: not valid JSON");
+    EXPECT_HAS(expect_error("--set model.tokenizer='\"\"' --prompt hello", 2), "text prompts need a tokenizer");
+    EXPECT_HAS(expect_error("--config " + text_config(2).string() + " --set run.prompts='\"" + (dir_ / "none.txt").string() + "\"'", 3),
+               "cannot open");
+    // A tokenizer larger than the model's vocabulary would make ids the model cannot embed.
+    EXPECT_HAS(expect_error("--config " + text_config(2).string() + " --set model.vocab_size=1000 --prompt hi", 2),
+               "the tokenizer has 1550 tokens, more than custom's vocabulary of 1000");
+}
 }  // namespace
 }  // namespace flexrt::test

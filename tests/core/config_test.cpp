@@ -138,9 +138,11 @@ TEST(PluginOptions, WrongTypeAndDefaults) {
     EXPECT_THROW(resolve_plugin_options(bad, bad.storage, *ref.desc), Error);
     Config good = load_config("", "t", {});
     PluginOptions o = resolve_plugin_options(good, good.storage, *ref.desc);
-    ASSERT_EQ(o.fields.size(), 1u);
+    ASSERT_EQ(o.fields.size(), 2u);  // prefault, threads
     EXPECT_EQ(o.fields[0].type, FLEXRT_FIELD_TYPE_BOOL);
-    EXPECT_EQ(o.fields[0].value.b, 1);  // the declared default
+    EXPECT_EQ(o.fields[0].value.b, 1);  // the declared defaults
+    EXPECT_EQ(o.fields[1].type, FLEXRT_FIELD_TYPE_INT);
+    EXPECT_EQ(o.fields[1].value.i, 4);
 }
 
 }  // namespace

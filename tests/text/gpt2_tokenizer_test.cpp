@@ -1,5 +1,5 @@
 // OPT's tokenizer against HF transformers' GPT2Tokenizer (configured as OPT's) on the fixture that
-// scripts/make_tokenizer_fixture.py made: a byte-level BPE vocabulary trained on this repository's Markdown,
+// tools/make_tokenizer_fixture.py made: a byte-level BPE vocabulary trained on this repository's Markdown,
 // varied texts (unicode of several scripts, emoji sequences, whitespace runs of every kind, numbers, very
 // long words, contractions, special tokens inside the text) and random id sequences. Ids must be equal and
 // decoded text byte for byte equal; bad files and bad input give errors that name them.
@@ -100,7 +100,7 @@ TEST(Gpt2Tokenizer, BadInputNamesWhatIsWrong) {
     };
     const auto merges = kDir / "merges.txt", vocab = kDir / "vocab.json";
     EXPECT_NE(message(tmp / "missing.json", merges).find("cannot open the vocabulary"), std::string::npos);
-    EXPECT_NE(message(write("trunc.json", "{\"a\": 0, \"b\""), merges).find("trunc.json: ':' missing at byte 12"), std::string::npos)
+    EXPECT_NE(message(write("trunc.json", "{\"a\": 0, \"b\""), merges).find("trunc.json: not valid JSON: ':' expected at byte 12"), std::string::npos)
         << message(write("trunc.json", "{\"a\": 0, \"b\""), merges);
     EXPECT_NE(message(write("notbytes.json", "{\"a\": 0}"), merges).find("lacks the token of byte 0"), std::string::npos);
     EXPECT_NE(message(vocab, write("bad_merges.txt", "#version: 0.2\nonly_one_token\n")).find("bad_merges.txt line 2"), std::string::npos);

@@ -4,7 +4,7 @@ special tokens <s> <pad> </s> <unk> as ids 0-3) trained with the PyPI `tokenizer
 Markdown files, and cases.tsv: what HF transformers' GPT2Tokenizer - configured as OPT's (bos = eos = </s>,
 BOS added, no clean-up of spaces) - makes of a varied set of texts, and of random id sequences. flexrt's
 tokenizer (text/gpt2_tokenizer.hpp) must give the same ids and the same text. The files are committed; CI
-needs no Python. Run from the repository root: python3 scripts/make_tokenizer_fixture.py
+needs no Python. Run from the repository root: python3 tools/make_tokenizer_fixture.py
 
 cases.tsv, one case a line, fields split by tabs, text as hex of its UTF-8 bytes:
   encode <text> <ids with BOS> <decode(ids)> <decode(ids, skip_special_tokens)>
