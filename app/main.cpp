@@ -14,11 +14,13 @@
 #include "engine/memory_plan.hpp"
 #include "engine/packed_weight_store.hpp"
 #include "models/opt/opt_config.hpp"
+#include "models/opt/hf_checkpoint.hpp"
 #include "models/opt/opt_weights.hpp"
 #include "ops/sampling.hpp"
 #include "text/gpt2_tokenizer.hpp"
 
 #include "default_config.hpp"  // generated from configs/default.toml
+#include "convert.hpp"
 #include "iobench.hpp"
 #include "memory_report.hpp"
 #include "text_io.hpp"
@@ -94,24 +96,6 @@ text::Gpt2Tokenizer load_tokenizer(const Config& cfg) {
     return text::Gpt2Tokenizer::from_files(dir / "vocab.json", dir / "merges.txt");
 }
 
-opt::OptConfig model_config(const Config& cfg) {
-    opt::OptConfig m;
-    if (cfg.model.name == "custom") {
-        m.name = "custom";
-        m.num_layers = cfg.model.num_layers;
-        m.hidden_size = cfg.model.hidden_size;
-        m.num_heads = cfg.model.num_heads;
-        m.ffn_size = cfg.model.ffn_size;
-        m.vocab_size = cfg.model.vocab_size;
-        m.max_seq_len = cfg.model.max_seq_len;
-        m.word_embed_proj_dim = cfg.model.word_embed_proj_dim;
-        m.pre_layer_norm = cfg.model.pre_layer_norm;
-    } else {
-        m = opt::opt_config(cfg.model.name);
-    }
-    opt::validate(m);
-    return m;
-}
 
 int run(int argc, char** argv) {
     const auto run_start = std::chrono::steady_clock::now();
@@ -140,7 +124,8 @@ int run(int argc, char** argv) {
     }
     if (vm.count("help")) {
         std::cout << "usage: flexrt [run] [options]     run the job (the default)\n"
-                     "       flexrt iobench [options]   the disk tier's throughput (flexrt iobench --help)\n\n"
+                     "       flexrt iobench [options]   the disk tier's throughput (flexrt iobench --help)\n"
+                     "       flexrt convert [options]   a Hugging Face checkpoint to a numpy weight directory (flexrt convert --help)\n\n"
                   << desc << "\nConfig keys (key, default, meaning):\n" << config_reference();
         return 0;
     }
@@ -163,7 +148,7 @@ int run(int argc, char** argv) {
         list_plugins(search);
         return 0;
     }
-    const opt::OptConfig model = model_config(cfg);
+    const opt::OptConfig model = opt::from_section(cfg.model);
 
     // Text prompts, tokenized before anything is allocated: the longest sets run.prompt_len for the plan.
     std::vector<std::string> prompt_texts = vm.count("prompt") ? vm["prompt"].as<std::vector<std::string>>() : std::vector<std::string>{};
@@ -220,6 +205,7 @@ int run(int argc, char** argv) {
     for (const auto& d : disk.removed_stale()) say("removed " + d.string() + ", left by a run that no longer exists");
     std::unique_ptr<opt::WeightSource> weights;
     if (cfg.model.weights == "dummy") weights = std::make_unique<opt::DummyWeights>(cfg.run.seed);
+    else if (opt::HfCheckpointWeights::is_checkpoint(cfg.model.weights)) weights = std::make_unique<opt::HfCheckpointWeights>(cfg.model.weights);
     else weights = std::make_unique<opt::NumpyDirWeights>(cfg.model.weights, disk);
 
     // The memory plan, before anything is allocated: --dry-run prints it; a run that does not fit stops here.
@@ -382,6 +368,7 @@ int main(int argc, char** argv) {
     try {
         // Subcommands: `flexrt iobench ...`; `flexrt run ...` or no subcommand runs the job.
         if (argc > 1 && std::string(argv[1]) == "iobench") return iobench_main(std::vector<std::string>(argv + 2, argv + argc));
+        if (argc > 1 && std::string(argv[1]) == "convert") return convert_main(std::vector<std::string>(argv + 2, argv + argc));
         if (argc > 1 && std::string(argv[1]) == "run") {
             argv[1] = argv[0];
             return run(argc - 1, argv + 1);

@@ -53,7 +53,8 @@ const std::vector<KeySpec>& schema() {
         {"model.name", Kind::string, std::string("opt-125m"), "OPT size, or \"custom\" with the shape keys below", 1, 0,
          model_names()},
         {"model.weights", Kind::string, std::string("dummy"),
-         "\"dummy\" (random, seeded by run.seed) or a FlexLLMGen numpy weight directory"},
+         "\"dummy\" (random, seeded by run.seed), a Hugging Face checkpoint directory (model.safetensors, or its sharded "
+         "index), or a FlexLLMGen numpy weight directory"},
         {"model.num_layers", Kind::integer, int64_t{0}, "custom shape: decoder layers (0: from model.name)", 0, 10000},
         {"model.hidden_size", Kind::integer, int64_t{0}, "custom shape: hidden size", 0, 1 << 20},
         {"model.num_heads", Kind::integer, int64_t{0}, "custom shape: attention heads", 0, 1 << 16},

@@ -1,5 +1,7 @@
 #include "opt_config.hpp"
 
+#include "core/src/config.hpp"
+
 #include <flexrt/status.hpp>
 
 #include <vector>
@@ -58,6 +60,25 @@ void validate(const OptConfig& c) {
     need(c.hidden_size % c.num_heads == 0, "model.num_heads (" + std::to_string(c.num_heads) +
                                                ") must divide model.hidden_size (" + std::to_string(c.hidden_size) + ")");
     need(c.pad_token_id < c.vocab_size, "the pad token must be in the vocabulary");
+}
+
+OptConfig from_section(const ModelSection& s) {
+    OptConfig m;
+    if (s.name == "custom") {
+        m.name = "custom";
+        m.num_layers = s.num_layers;
+        m.hidden_size = s.hidden_size;
+        m.num_heads = s.num_heads;
+        m.ffn_size = s.ffn_size;
+        m.vocab_size = s.vocab_size;
+        m.max_seq_len = s.max_seq_len;
+        m.word_embed_proj_dim = s.word_embed_proj_dim;
+        m.pre_layer_norm = s.pre_layer_norm;
+    } else {
+        m = opt_config(s.name);
+    }
+    validate(m);
+    return m;
 }
 
 }  // namespace flexrt::opt

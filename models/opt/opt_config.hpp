@@ -4,6 +4,10 @@
 #include <cstdint>
 #include <string>
 
+namespace flexrt {
+struct ModelSection;
+}
+
 namespace flexrt::opt {
 
 struct OptConfig {
@@ -35,5 +39,8 @@ OptConfig opt_config(const std::string& name);
 
 // Checks a custom shape (heads divide hidden, ...); throws naming the key.
 void validate(const OptConfig& c);
+
+// The model a config's [model] table names: an OPT size, or "custom" with its shape keys. Validated.
+OptConfig from_section(const ModelSection& s);
 
 }  // namespace flexrt::opt

@@ -21,10 +21,13 @@ struct CliResult {
 
 class Cli : public ::testing::Test {
 protected:
+    // `flexrt ARGS`, quiet and with the test's offload dir; a subcommand (`convert ...`) first, as flexrt wants it.
     CliResult run(const std::string& args) {
         const fs::path out = dir_ / "stdout", err = dir_ / "stderr";
-        const std::string cmd = std::string(FLEXRT_BINARY) + " --quiet --set storage.offload_dir=" + offload().string() + " " +
-                                args + " >" + out.string() + " 2>" + err.string() + " </dev/null";
+        const bool sub = args.rfind("convert ", 0) == 0;
+        const std::string common = sub ? "convert --quiet" : "--quiet --set storage.offload_dir=" + offload().string();
+        const std::string cmd = std::string(FLEXRT_BINARY) + " " + common + " " + (sub ? args.substr(8) : args) + " >" + out.string() +
+                                " 2>" + err.string() + " </dev/null";
         const int status = std::system(cmd.c_str());
         return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(out), read_file(err)};
     }
@@ -288,6 +291,51 @@ TEST(CliSignal, InterruptCleansUp) {
     EXPECT_EQ(count_files(dir / "offload"), 0u);
 }
 
+
+// flexrt convert: the golden fixture's weights as an HF checkpoint (sharded, F16) to a numpy directory whose
+// data is the fixture's, bit for bit, and from which a run gives the tokens of a run from the fixture itself.
+// Killed half-way (simulated: a file deleted, one truncated, a stray .partial, a manifest line cut short), a
+// re-run redoes exactly those and skips the rest; a checkpoint of another model is refused before writing.
+TEST_F(Cli, ConvertHfCheckpointResumesAndRefusesTheWrongModel) {
+    const opt::OptConfig c = tiny_config();
+    const std::string model = "--set model.name='\"custom\"' --set model.num_layers=" + std::to_string(c.num_layers) +
+                              " --set model.hidden_size=" + std::to_string(c.hidden_size) + " --set model.num_heads=" +
+                              std::to_string(c.num_heads) + " --set model.ffn_size=" + std::to_string(c.ffn_size) +
+                              " --set model.vocab_size=" + std::to_string(c.vocab_size) + " --set model.max_seq_len=" + std::to_string(c.max_seq_len);
+    const fs::path out = dir_ / "converted";
+    const std::string convert = "convert --from " + (fixture_dir("tiny_opt_hf") / "sharded").string() + " --to " + out.string() + " " + model;
+    CliResult r = run(convert);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_HAS(r.out, "converted 52 tensors, skipped 0");
+    for (const auto& e : fs::directory_iterator(fixture_dir() / "weights")) {
+        Shape a, b;
+        EXPECT_EQ(read_npy((out / e.path().filename()).string(), DType::f16, &a), read_npy(e.path().string(), DType::f16, &b)) << e.path();
+        EXPECT_EQ(a, b);
+    }
+    auto tokens = [&](const fs::path& weights) {
+        CliResult t = run(model + " --set model.weights='\"" + weights.string() + "\"' --set run.prompt_len=8 --set run.gen_len=4");
+        EXPECT_EQ(t.code, 0) << t.err;
+        return t.out.substr(t.out.find("first sequence's tokens"));
+    };
+    EXPECT_EQ(tokens(out), tokens(fixture_dir() / "weights"));
+
+    fs::remove(out / "decoder.layers.1.fc1.weight");
+    fs::resize_file(out / "decoder.layers.2.fc2.weight", 100);
+    write_file(out / "decoder.layers.0.fc1.weight.partial", "half");
+    std::ofstream(out / "flexrt-convert.manifest", std::ios::app) << "decoder.layers.0.fc2.bias\t12";  // cut by the kill
+    r = run(convert);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_HAS(r.out, "converted 2 tensors, skipped 50 already converted and verified");
+    EXPECT_FALSE(fs::exists(out / "decoder.layers.0.fc1.weight.partial"));
+    EXPECT_EQ(tokens(out), tokens(fixture_dir() / "weights"));
+
+    const fs::path other = dir_ / "other";
+    const std::string err = expect_error("convert --from " + (fixture_dir("tiny_opt_hf") / "single").string() + " --to " + other.string() + " " +
+                                             model + " --set model.num_layers=2",
+                                         4);
+    EXPECT_HAS(err, "holds 16 tensors that custom does not have");
+    EXPECT_FALSE(fs::exists(other));
+}
 
 // Text in, text out (run.prompts, --prompt, run.output) on a small custom model whose vocabulary holds the
 // fixture tokenizer's (tests/data/tokenizer, checked against HF in text_tests).

@@ -3,6 +3,8 @@
 // layer grouping.
 #include "test_util.hpp"
 
+#include "models/opt/hf_checkpoint.hpp"
+
 #include "core/src/cuda_device.hpp"
 #include "core/src/gpu_upload.hpp"
 #include "engine/engine.hpp"
@@ -143,6 +145,28 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto& info) {
         return std::get<0>(info.param) + "_" + std::get<1>(info.param) + "_" + std::get<2>(info.param).name;
     });
+
+// The fixture's weights as Hugging Face checkpoints (tools/make_hf_checkpoint_fixture.py): one F32
+// model.safetensors with HF's names and a tied lm_head, and two F16 shards with their index. Read through
+// HfCheckpointWeights, both give HF's greedy tokens, and logits within the same tolerance, on two policies.
+TEST(GoldenHfCheckpoint, SafetensorsSingleAndShardedMatchTransformers) {
+    const Fixture& f = fixture("tiny_opt");
+    for (const char* layout : {"single", "sharded"})
+        for (const PolicyCase& c : {PolicyCase{"all_on_compute", 4, 1, kAllGpu, kAllGpu, kAllGpu},
+                                    PolicyCase{"split_everything", 4, 1, {30, 40}, {50, 25}, {25, 50}}}) {
+            opt::HfCheckpointWeights hf(fixture_dir("tiny_opt_hf") / layout);
+            GenerationResult r = run_case(c, &hf);
+            ASSERT_EQ(r.tokens.size(), static_cast<size_t>(f.n * f.gen_len));
+            double worst = 0;
+            for (int64_t b = 0; b < f.n; ++b)
+                for (int64_t i = 0; i < f.gen_len; ++i) {
+                    EXPECT_EQ(r.tokens[b * f.gen_len + i], f.tokens[b * f.gen_len + i]) << layout << " " << c.name << " sequence " << b;
+                    for (int64_t v = 0; v < f.vocab; ++v)
+                        worst = std::max(worst, std::abs(r.logits[(i * f.n + b) * f.vocab + v] - f.logits[(b * f.gen_len + i) * f.vocab + v]));
+                }
+            EXPECT_LT(worst, kLogitTolerance) << layout << " " << c.name;
+        }
+}
 
 // The fixture's weights as the compressor leaves them: every >= 2-d tensor compressed and decompressed
 // on the host by the plugin, the rest as they are. The engine with compressed weights must compute exactly
