@@ -18,7 +18,9 @@
 #include "models/opt/opt_weights.hpp"
 #include "ops/sampling.hpp"
 #include "text/gpt2_tokenizer.hpp"
+#include "text/json.hpp"
 
+#include "build_info.hpp"      // generated: version, commit, compiler, CUDA
 #include "default_config.hpp"  // generated from configs/default.toml
 #include "convert.hpp"
 #include "iobench.hpp"
@@ -37,6 +39,7 @@
 #include <iostream>
 #include <numeric>
 #include <sstream>
+#include <thread>
 #include <optional>
 
 #include <unistd.h>  // access()
@@ -114,6 +117,11 @@ int run(int argc, char** argv) {
         "prompt,p", po::value<std::vector<std::string>>()->composing(),
         "a text prompt (repeatable; with run.prompts, these come first): generates text, decoded with the model's "
         "tokenizer (model.tokenizer), into run.output or onto stdout")(
+        "json", po::value<std::string>(),
+        "also write the run's result to this file as JSON: flexrt's version, the effective config, the hardware, the figures, "
+        "the peak memory and the plan per tier (written whole)")(
+        "version", "print the version, the git commit, the compiler and CUDA, and exit")(
+        "progress", "progress lines on stderr even when it is not a terminal (for logs)")(
         "quiet,q", "no progress lines on stderr");
     po::variables_map vm;
     try {
@@ -121,6 +129,10 @@ int run(int argc, char** argv) {
         po::notify(vm);
     } catch (const po::error& e) {
         FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, std::string(e.what()) + " (see --help)");
+    }
+    if (vm.count("version")) {
+        std::cout << "flexrt " << kVersion << " (git " << kGitHash << "), " << kCuda << ", built with " << kCompiler << "\n";
+        return 0;
     }
     if (vm.count("help")) {
         std::cout << "usage: flexrt [run] [options]     run the job (the default)\n"
@@ -130,15 +142,13 @@ int run(int argc, char** argv) {
         return 0;
     }
     const std::filesystem::path trace_file = vm.count("trace") ? std::filesystem::path(vm["trace"].as<std::string>()) : std::filesystem::path();
-    if (!trace_file.empty()) {  // checked before the run, not after it
-        const auto dir = std::filesystem::absolute(trace_file).parent_path();
-        if (!std::filesystem::is_directory(dir) || ::access(dir.c_str(), W_OK) != 0)
-            FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, "--trace " + trace_file.string() + ": " + dir.string() + " is not a writable directory");
-    }
+    if (!trace_file.empty()) app::check_writable(trace_file, "--trace");  // checked before the run, not after it
+    if (vm.count("json")) app::check_writable(vm["json"].as<std::string>(), "--json");
     const auto overrides = vm.count("set") ? vm["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
     Config cfg = vm.count("config") ? load_config_file(vm["config"].as<std::string>(), overrides)
                                     : load_config(kDefaultConfig, "embedded default (configs/default.toml)", overrides);
-    const bool progress = cfg.runtime.progress && !vm.count("quiet");
+    // Progress on a terminal; into a log only when asked (--progress), so that piped output stays clean.
+    const bool progress = cfg.runtime.progress && !vm.count("quiet") && (::isatty(STDERR_FILENO) || vm.count("progress"));
     auto say = [&](const std::string& s) {
         if (progress) std::cerr << "flexrt: " << s << std::endl;
     };
@@ -156,6 +166,7 @@ int run(int argc, char** argv) {
         const auto from_file = app::read_prompts(cfg.run.prompts);
         prompt_texts.insert(prompt_texts.end(), from_file.begin(), from_file.end());
     }
+    if (!cfg.run.output.empty()) app::check_writable(cfg.run.output, "run.output");
     std::optional<text::Gpt2Tokenizer> tokenizer;
     std::vector<std::vector<int32_t>> prompt_ids;
     if (!prompt_texts.empty()) {
@@ -346,11 +357,31 @@ int run(int argc, char** argv) {
     std::printf("first sequence's tokens:");
     for (int64_t t = 0; t < std::min<int64_t>(r.gen_len, 16); ++t) std::printf(" %d", r.tokens[t]);
     std::printf("\n");
+    if (vm.count("json")) {  // the same figures, machine-readable
+        std::ostringstream j;
+        char figures[512];
+        std::snprintf(figures, sizeof figures,
+                      "{\"prefill_latency_s\": %.6f, \"prefill_tok_s\": %.3f, \"decode_latency_s\": %.6f, \"decode_tok_s\": %.3f, "
+                      "\"total_latency_s\": %.6f, \"total_tok_s\": %.3f, \"startup_s\": %.3f, \"sequences\": %lld, \"prompt_len\": %lld, "
+                      "\"gen_len\": %lld}",
+                      prefill, seqs * s / prefill, decode, decode > 0 ? seqs * (n - 1) / decode : 0.0, total, seqs * n / total, startup_seconds,
+                      static_cast<long long>(seqs), static_cast<long long>(cfg.run.prompt_len), static_cast<long long>(cfg.run.gen_len));
+        auto gib = [](double b) { return std::to_string(b / kGB); };
+        j << "{\"flexrt\": {\"version\": \"" << kVersion << "\", \"git\": \"" << kGitHash << "\", \"cuda\": " << text::json_quote(kCuda)
+          << ", \"compiler\": " << text::json_quote(kCompiler) << "},\n \"config\": " << toml::json_formatter{cfg.effective}
+          << ",\n \"hardware\": {\"compute_device\": " << text::json_quote(compute.name())
+          << ", \"host_threads\": " << std::thread::hardware_concurrency() << "},\n \"figures\": " << figures
+          << ",\n \"memory_gib\": {\"peak\": {\"gpu\": " << gib(compute.peak_bytes()) << ", \"cpu\": " << gib(host.peak_bytes())
+          << ", \"disk\": " << gib(disk.peak_bytes()) << ", \"host_process\": " << gib(peak_host_memory_bytes())
+          << "}, \"plan\": {\"gpu\": " << gib(plan.total(TierKind::compute)) << ", \"cpu\": " << gib(plan.total(TierKind::host))
+          << ", \"disk\": " << gib(plan.total(TierKind::disk)) << "}}}\n";
+        app::write_whole(vm["json"].as<std::string>(), j.str(), "--json");
+    }
     if (tokenizer) {  // the completions: JSONL into run.output, or readable on stdout
         if (!cfg.run.output.empty()) {
             std::string lines;
             for (const auto& c : completions) lines += app::jsonl_line(c) + "\n";
-            app::write_whole(cfg.run.output, lines);
+            app::write_whole(cfg.run.output, lines, "run.output");
             say("completions written to " + cfg.run.output);
         } else {
             for (size_t i = 0; i < completions.size(); ++i)

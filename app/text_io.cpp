@@ -55,24 +55,30 @@ std::string jsonl_line(const Completion& c) {
     return o.str();
 }
 
-void write_whole(const std::filesystem::path& file, const std::string& contents) {
+void write_whole(const std::filesystem::path& file, const std::string& contents, const std::string& what) {
     const std::filesystem::path partial = file.string() + ".partial";
     {
         std::ofstream out(partial, std::ios::binary | std::ios::trunc);
-        if (!out) FLEXRT_THROW(FLEXRT_STATUS_IO_ERROR, "run.output: cannot write " + partial.string() + ": " + std::strerror(errno));
+        if (!out) FLEXRT_THROW(FLEXRT_STATUS_IO_ERROR, what + ": cannot write " + partial.string() + ": " + std::strerror(errno));
         out << contents;
         if (!out.flush()) {
             out.close();
             std::filesystem::remove(partial);
-            FLEXRT_THROW(FLEXRT_STATUS_IO_ERROR, "run.output: writing " + partial.string() + " failed (disk full?)");
+            FLEXRT_THROW(FLEXRT_STATUS_IO_ERROR, what + ": writing " + partial.string() + " failed (disk full?)");
         }
     }
     std::error_code ec;
     std::filesystem::rename(partial, file, ec);
     if (ec) {
         std::filesystem::remove(partial, ec);
-        FLEXRT_THROW(FLEXRT_STATUS_IO_ERROR, "run.output: cannot rename " + partial.string() + " to " + file.string());
+        FLEXRT_THROW(FLEXRT_STATUS_IO_ERROR, what + ": cannot rename " + partial.string() + " to " + file.string());
     }
+}
+
+void check_writable(const std::filesystem::path& file, const std::string& what) {
+    const auto dir = std::filesystem::absolute(file).parent_path();
+    if (!std::filesystem::is_directory(dir) || ::access(dir.c_str(), W_OK) != 0)
+        FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, what + " " + file.string() + ": " + dir.string() + " is not a writable directory");
 }
 
 }  // namespace flexrt::app

@@ -67,7 +67,7 @@ fi
 # One workload under flexrt: name, time limit, flexrt arguments. Output in $OUT/<name>_flexrt.txt.
 run_flexrt() {
   local name=$1 limit=$2; shift 2
-  timeout "$limit" "$FLEXRT" "$@" >"$OUT/${name}_flexrt.txt" 2>"$OUT/${name}_flexrt.err" \
+  timeout "$limit" "$FLEXRT" --progress "$@" >"$OUT/${name}_flexrt.txt" 2>"$OUT/${name}_flexrt.err" \
     || { echo "flexrt $name failed:"; tail -5 "$OUT/${name}_flexrt.err"; }
 }
 # The same workload under the peer: name, FlexLLMGen arguments. Output in $OUT/<name>_peer.txt.

@@ -114,7 +114,7 @@ const std::vector<KeySpec>& schema() {
         {"runtime.staging_mib", Kind::integer, int64_t{128},
          "staging pool for bounced and disk -> GPU transfers, MiB, allocated (pinned) once at start: 16 MiB chunks, one "
          "disk request each", 32, 1 << 20},
-        {"runtime.progress", Kind::boolean, true, "progress lines on stderr"},
+        {"runtime.progress", Kind::boolean, true, "progress lines on stderr (when it is a terminal, or with --progress)"},
     };
     return specs;
 }

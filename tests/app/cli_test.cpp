@@ -280,7 +280,7 @@ namespace {
 // SIGINT in the middle of a run: the run stops within a step, exits 130, and removes its offload files.
 TEST(CliSignal, InterruptCleansUp) {
     TempDir dir;
-    write_file(dir / "run.sh", std::string(FLEXRT_BINARY) + " --set storage.offload_dir=" + (dir / "offload").string() +
+    write_file(dir / "run.sh", std::string(FLEXRT_BINARY) + " --progress --set storage.offload_dir=" + (dir / "offload").string() +
                                    " --set run.gen_len=200 --set run.prompt_len=64 >" + (dir / "out").string() + " 2>" +
                                    (dir / "err").string() + " &\npid=$!\nfor i in $(seq 600); do grep -q 'decode step' " +
                                    (dir / "err").string() + " && break; sleep 0.1; done\nkill -INT $pid\nwait $pid\n");
@@ -291,6 +291,30 @@ TEST(CliSignal, InterruptCleansUp) {
     EXPECT_EQ(count_files(dir / "offload"), 0u);
 }
 
+
+// --version names the build; --json writes the run's result machine-readable (the figures equal the printed
+// ones, the effective config, the memory per tier), whole; a --json path that cannot be written is refused
+// before the run.
+TEST_F(Cli, VersionAndJsonResult) {
+    CliResult v = run("--version");
+    ASSERT_EQ(v.code, 0) << v.err;
+    EXPECT_HAS(v.out, "flexrt 0.1.0 (git ");
+    EXPECT_HAS(v.out, "built with ");
+    const fs::path json = dir_ / "result.json";
+    CliResult r = run("--config " + tiny_config_file().string() + " --json " + json.string());
+    ASSERT_EQ(r.code, 0) << r.err;
+    const text::JsonValue j = text::parse_json(read_file(json), json.string());
+    EXPECT_EQ(j.find("flexrt")->find("version")->text, "0.1.0");
+    EXPECT_EQ(j.find("config")->find("run")->find("gen_len")->number, 4);
+    const double total = j.find("figures")->find("total_tok_s")->number;
+    const size_t at = r.out.find("total throughput: ");
+    ASSERT_NE(at, std::string::npos);
+    EXPECT_NEAR(total, std::stod(r.out.substr(at + 18)), 0.001);
+    EXPECT_GT(j.find("memory_gib")->find("peak")->find("host_process")->number, 0.0);
+    EXPECT_NE(j.find("memory_gib")->find("plan")->find("disk"), nullptr);
+    EXPECT_FALSE(fs::exists(json.string() + ".partial"));
+    EXPECT_HAS(expect_error("--json " + (dir_ / "no-such-dir" / "r.json").string(), 2), "--json");
+}
 
 // flexrt convert: the golden fixture's weights as an HF checkpoint (sharded, F16) to a numpy directory whose
 // data is the fixture's, bit for bit, and from which a run gives the tokens of a run from the fixture itself.

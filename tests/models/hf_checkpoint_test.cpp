@@ -6,6 +6,9 @@
 
 #include "core/src/safetensors.hpp"
 #include "models/opt/hf_checkpoint.hpp"
+#include "ops/f16.hpp"
+
+#include <cstring>
 
 namespace flexrt::test {
 namespace {
@@ -85,6 +88,31 @@ TEST(HfCheckpoint, MissingTensorsWrongShapesAndBadIndexes) {
                       65536);
     opt::HfCheckpointWeights ints(dir.path());
     EXPECT_ERROR(ints.check(fc1), FLEXRT_STATUS_BAD_DATA, "dtype I32");
+}
+
+// BF16 and F32 tensors are read as fp16 (each value rounded to nearest even once); F16 as it is.
+TEST(HfCheckpoint, Bf16AndF32ReadAsFp16) {
+    TempDir dir;
+    const uint16_t bf16[6] = {0x3f80, 0xc020, 0x3e20, 0x4049, 0x0000, 0x3a83};  // 1, -2.5, 0.15625, 3.140625, 0, ~0.001
+    std::string data(reinterpret_cast<const char*>(bf16), sizeof bf16);
+    const float f32[6] = {1.0f, -2.5f, 0.1f, 65504.0f, 1e-8f, 3.14159265f};
+    data.append(reinterpret_cast<const char*>(f32), sizeof f32);
+    std::string bytes(8, '\0');
+    const std::string header = R"({"model.decoder.layers.0.fc1.weight": {"dtype": "BF16", "shape": [2, 3], "data_offsets": [0, 12]},)"
+                               R"( "model.decoder.layers.0.fc2.weight": {"dtype": "F32", "shape": [3, 2], "data_offsets": [12, 36]}})";
+    for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+    write_file(dir.path() / "model.safetensors", bytes + header + data);
+    opt::HfCheckpointWeights hf(dir.path());
+    uint16_t got[6];
+    hf.read(opt::WeightSpec{"decoder.layers.0.fc1.weight", {2, 3}}, reinterpret_cast<std::byte*>(got));
+    for (int i = 0; i < 6; ++i) {
+        const uint32_t bits = static_cast<uint32_t>(bf16[i]) << 16;
+        float v;
+        std::memcpy(&v, &bits, 4);
+        EXPECT_EQ(got[i], ops::float_to_half(v)) << "BF16 value " << i;
+    }
+    hf.read(opt::WeightSpec{"decoder.layers.0.fc2.weight", {3, 2}}, reinterpret_cast<std::byte*>(got));
+    for (int i = 0; i < 6; ++i) EXPECT_EQ(got[i], ops::float_to_half(f32[i])) << "F32 value " << i;
 }
 
 }  // namespace
