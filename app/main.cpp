@@ -33,6 +33,7 @@
 
 #include <boost/program_options.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -135,9 +136,11 @@ int run(int argc, char** argv) {
         return 0;
     }
     if (vm.count("help")) {
-        std::cout << "usage: flexrt [run] [options]     run the job (the default)\n"
-                     "       flexrt iobench [options]   the disk tier's throughput (flexrt iobench --help)\n"
-                     "       flexrt convert [options]   a Hugging Face checkpoint to a numpy weight directory (flexrt convert --help)\n\n"
+        std::cout << "usage: flexrt [run] [options]        run the job (the default)\n"
+                     "       flexrt plan [options]         the run's memory plan per tier, without running (as --dry-run)\n"
+                     "       flexrt list-plugins [options] the plugins found, with their options (as --list-plugins)\n"
+                     "       flexrt convert [options]      a Hugging Face checkpoint to a numpy weight directory (flexrt convert --help)\n"
+                     "       flexrt iobench [options]      the disk tier's throughput (flexrt iobench --help)\n\n"
                   << desc << "\nConfig keys (key, default, meaning):\n" << config_reference();
         return 0;
     }
@@ -299,6 +302,14 @@ int run(int argc, char** argv) {
     go.top_p = cfg.run.top_p;
     go.seed = cfg.run.seed;
     go.stop_token = cfg.run.stop_token;
+    int64_t block_real = 0;  // real prompts in the block running; the rest are fillers
+    if (tokenizer && !cfg.run.stop_strings.empty())
+        go.stop_when = [&](int64_t n, const int32_t* tokens, int64_t count) {
+            if (n >= block_real) return true;  // a filler: stop at once, so the run can end when the real ones have
+            const std::string text = tokenizer->decode(std::vector<int32_t>(tokens, tokens + count));
+            return std::any_of(cfg.run.stop_strings.begin(), cfg.run.stop_strings.end(),
+                               [&](const std::string& s) { return !s.empty() && text.find(s) != std::string::npos; });
+        };
     say("generating: " + std::to_string(real) + " prompts x " + std::to_string(cfg.run.prompt_len) + " tokens" +
         (blocks > 1 ? " in " + std::to_string(blocks) + " blocks" : std::string()) + ", " + std::to_string(cfg.run.gen_len) +
         " new tokens, schedule " + schedule_ref.desc->name);
@@ -312,6 +323,7 @@ int run(int argc, char** argv) {
     for (int64_t blk = 0; blk < blocks; ++blk) {
         std::vector<std::vector<int32_t>> block(N);
         for (int64_t n = 0; n < N; ++n) block[n] = blk * N + n < real ? all[blk * N + n] : std::vector<int32_t>{tokenizer ? tokenizer->bos_id() : 2};
+        block_real = std::min(N, real - blk * N);
         r = engine.generate(block, go, *scheduler);
         const double pf = r.step_seconds.at(0), dc = std::accumulate(r.step_seconds.begin() + 1, r.step_seconds.end(), 0.0);
         prefill += pf, decode += dc;
@@ -327,7 +339,23 @@ int run(int argc, char** argv) {
                 }
                 c.ids.push_back(id);
             }
+            // The first stop string ends the completion: its ids up to the token that completed it (pad follows
+            // in the engine's output), its text up to the string, which is left out.
+            auto first_stop = [&](const std::string& text) {
+                size_t cut = std::string::npos;
+                for (const auto& stop : cfg.run.stop_strings)
+                    if (!stop.empty()) cut = std::min(cut, text.find(stop));
+                return cut;
+            };
+            for (size_t k = 1; !cfg.run.stop_strings.empty() && k <= c.ids.size(); ++k) {
+                const std::string prefix = tokenizer->decode(std::vector<int32_t>(c.ids.begin(), c.ids.begin() + static_cast<std::ptrdiff_t>(k)));
+                if (const size_t cut = first_stop(prefix); cut != std::string::npos) {
+                    c.ids.resize(k), c.stopped = true;
+                    break;
+                }
+            }
             c.text = tokenizer->decode(c.ids);
+            if (const size_t cut = first_stop(c.text); cut != std::string::npos) c.text.resize(cut);
             c.block = blk, c.prefill_s = pf, c.decode_s = dc;
             completions.push_back(std::move(c));
         }
@@ -397,12 +425,17 @@ int run(int argc, char** argv) {
 int main(int argc, char** argv) {
     install_interrupt_handlers();
     try {
-        // Subcommands: `flexrt iobench ...`; `flexrt run ...` or no subcommand runs the job.
-        if (argc > 1 && std::string(argv[1]) == "iobench") return iobench_main(std::vector<std::string>(argv + 2, argv + argc));
-        if (argc > 1 && std::string(argv[1]) == "convert") return convert_main(std::vector<std::string>(argv + 2, argv + argc));
-        if (argc > 1 && std::string(argv[1]) == "run") {
-            argv[1] = argv[0];
-            return run(argc - 1, argv + 1);
+        // Subcommands, `flexrt <name> [options]`: run (the default, also with no name), plan (the run's memory
+        // plan: --dry-run), list-plugins, convert, iobench. plan and list-plugins take the run's options.
+        const std::string sub = argc > 1 ? argv[1] : "";
+        if (sub == "iobench") return iobench_main(std::vector<std::string>(argv + 2, argv + argc));
+        if (sub == "convert") return convert_main(std::vector<std::string>(argv + 2, argv + argc));
+        if (sub == "run" || sub == "plan" || sub == "list-plugins") {
+            std::vector<char*> args(argv, argv + argc);
+            static char dry_run[] = "--dry-run", list_plugins[] = "--list-plugins";
+            args[1] = sub == "plan" ? dry_run : sub == "list-plugins" ? list_plugins : nullptr;
+            if (!args[1]) args.erase(args.begin() + 1);
+            return run(static_cast<int>(args.size()), args.data());
         }
         return run(argc, argv);
     } catch (const Error& e) {

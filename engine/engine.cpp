@@ -84,6 +84,7 @@ struct Engine::Impl {
     // Whether a cache group on this tier is copied to the compute device for attention (else it is read
     // where it is: on the compute device, or in host memory under policy.cpu_cache_compute).
     bool loads_cache(TierKind t) const { return flexrt::loads_cache(t, policy); }
+    bool stops() const { return opts.stop_token >= 0 || static_cast<bool>(opts.stop_when); }  // sequences may end early
     int slot(int32_t j, int32_t k) const { return static_cast<int>((j * ngb + k) % 2); }
     int64_t seq_len(int32_t i) const { return i == 0 ? prompt_len : 1; }
     int64_t past_len(int32_t i) const { return i == 0 ? 0 : prompt_len + i - 1; }
@@ -482,7 +483,7 @@ GenerationResult Engine::generate(const std::vector<std::vector<int32_t>>& promp
                                                : std::string("the schedule plugin failed: ") + flexrt_status_name(s));
     drained.throw_if_error();
     const bool all_stopped = std::all_of(m.stopped.begin(), m.stopped.end(), [](uint8_t x) { return x; });
-    if (m.steps_ended < m.gen_len && !(options.stop_token >= 0 && all_stopped))
+    if (m.steps_ended < m.gen_len && !(m.stops() && all_stopped))
         FLEXRT_THROW(FLEXRT_STATUS_INTERNAL, "the schedule plugin returned after " + std::to_string(m.steps_ended) + " of " +
                                                  std::to_string(m.gen_len) + " steps");
     return result;
@@ -734,12 +735,11 @@ flexrt_status Engine::store_hidden(int32_t i, int32_t j, int32_t k) noexcept {
         if (layers_[j]->is_output()) {  // the tokens: into the result, with stop handling
             for (int64_t b = 0; b < m.gbs; ++b) {
                 const int64_t n = k * m.gbs + b;
-                int32_t t = m.out_ids[s][b];
-                if (m.opts.stop_token >= 0) {
-                    if (m.stopped[n]) t = static_cast<int32_t>(m.model.pad_token_id);
-                    else if (t == m.opts.stop_token) m.stopped[n] = 1;
-                }
+                const int32_t t = m.stops() && m.stopped[n] ? static_cast<int32_t>(m.model.pad_token_id) : m.out_ids[s][b];
                 m.result->tokens[n * m.gen_len + i] = t;
+                if (m.stops() && !m.stopped[n] &&
+                    (t == m.opts.stop_token || (m.opts.stop_when && m.opts.stop_when(n, &m.result->tokens[n * m.gen_len], i + 1))))
+                    m.stopped[n] = 1;
             }
             return Status::ok();
         }
@@ -821,7 +821,7 @@ flexrt_status Engine::end_step(int32_t i, int32_t* all_stopped) noexcept {
             else std::snprintf(line, sizeof line, "decode step %d/%lld: %.3f s", i, static_cast<long long>(m.gen_len - 1), secs);
             if (i == 0 || i + 1 == m.gen_len || i % std::max<int64_t>(1, m.gen_len / 8) == 0) m.progress(line);
         }
-        *all_stopped = m.opts.stop_token >= 0 && std::all_of(m.stopped.begin(), m.stopped.end(), [](uint8_t x) { return x; });
+        *all_stopped = m.stops() && std::all_of(m.stopped.begin(), m.stopped.end(), [](uint8_t x) { return x; });
         return Status::ok();
     });
 }

@@ -36,6 +36,9 @@ struct GenerateOptions {
     uint64_t seed = 0;
     int64_t stop_token = -1;     // -1: none
     bool record_logits = false;  // keep every step's next-token logits (tests)
+    // Called on the host with sequence n's tokens so far (its newest last) unless it has stopped: true stops it
+    // as the stop token does (later tokens are pad; the run ends when every sequence has stopped). Stop strings.
+    std::function<bool(int64_t n, const int32_t* tokens, int64_t count)> stop_when;
 };
 
 struct GenerationResult {

@@ -70,6 +70,9 @@ const std::vector<KeySpec>& schema() {
         {"run.prompts", Kind::string, std::string(""),
          "text prompts: a .jsonl file (an object a line with a \"prompt\" string) or text (a prompt a line, blank lines "
          "skipped); with --prompt, both (\"\": dummy prompts, the benchmark shape)"},
+        {"run.stop_strings", Kind::string_list, std::vector<std::string>{},
+         "text prompts: a completion ends where one of these strings first appears (left out of its text); its sequence "
+         "stops there, and the run ends when every sequence has stopped"},
         {"run.output", Kind::string, std::string(""),
          "JSONL file of the results of text prompts (prompt, text, token ids, finish reason, timings), written whole "
          "(\"\": readable text on stdout)"},
@@ -390,6 +393,7 @@ void fill(Config& cfg, const toml::table& root) {
     cfg.run.stop_token = r.integer("run.stop_token");
     cfg.run.prompts = r.string("run.prompts");
     cfg.run.output = r.string("run.output");
+    cfg.run.stop_strings = r.strings("run.stop_strings");
 
     Policy& p = cfg.policy;
     p.gpu_batch_size = r.integer("policy.gpu_batch_size");

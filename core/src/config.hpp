@@ -36,6 +36,7 @@ struct RunSection {
     int64_t stop_token = -1;  // -1: none
     std::string prompts;      // a file of text prompts ("": dummy prompts)
     std::string output;       // JSONL results of text prompts ("": readable text on stdout)
+    std::vector<std::string> stop_strings;  // text prompts: a completion ends where one appears
 };
 
 // Percent of one class of tensors on the compute device ("gpu") and in host memory ("cpu"); the rest is

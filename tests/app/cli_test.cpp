@@ -316,6 +316,27 @@ TEST_F(Cli, VersionAndJsonResult) {
     EXPECT_HAS(expect_error("--json " + (dir_ / "no-such-dir" / "r.json").string(), 2), "--json");
 }
 
+// The subcommands take one pattern: `flexrt <name> [options]`; plan and list-plugins are the run's --dry-run
+// and --list-plugins.
+TEST_F(Cli, SubcommandsFollowOnePattern) {
+    const fs::path bin = FLEXRT_BINARY;
+    auto shell = [&](const std::string& args) {
+        const fs::path out = dir_ / "sub.out";
+        const int status = std::system((bin.string() + " " + args + " >" + out.string() + " 2>&1 </dev/null").c_str());
+        return std::make_pair(WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(out));
+    };
+    const auto plan = shell("plan --set storage.offload_dir=" + offload().string());
+    EXPECT_EQ(plan.first, 0) << plan.second;
+    EXPECT_HAS(plan.second, "memory plan");
+    const auto plugins = shell("list-plugins");
+    EXPECT_EQ(plugins.first, 0) << plugins.second;
+    EXPECT_HAS(plugins.second, "storage.aio");
+    const auto help = shell("--help");
+    for (const char* name : {"flexrt plan", "flexrt list-plugins", "flexrt convert", "flexrt iobench"}) EXPECT_HAS(help.second, name);
+    EXPECT_EQ(shell("convert --help").first, 0);
+    EXPECT_EQ(shell("iobench --help").first, 0);
+}
+
 // flexrt convert: the golden fixture's weights as an HF checkpoint (sharded, F16) to a numpy directory whose
 // data is the fixture's, bit for bit, and from which a run gives the tokens of a run from the fixture itself.
 // Killed half-way (simulated: a file deleted, one truncated, a stray .partial, a manifest line cut short), a
@@ -421,6 +442,40 @@ TEST_F(TextCli, PromptsInJsonlOutSameTokensWhateverTheBatching) {
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_HAS(r.out, "--- prompt 1 (");
     EXPECT_HAS(r.out, "Hello world" + texts_by_run[0][1]);
+}
+
+// run.stop_strings: a completion ends where a stop string first appears - its text up to the string (left
+// out), its ids a prefix of the unstopped run's, finish_reason "stop" - and a completion without it runs on.
+TEST_F(TextCli, StopStringsEndCompletions) {
+    auto results = [&](const std::string& extra) {
+        const fs::path out = dir_ / "stop.jsonl";
+        CliResult r = run("--config " + text_config(2).string() + " --prompt 'Hello world' --prompt 'The quick brown fox' --set run.gen_len=8" +
+                          " --set run.output='\"" + out.string() + "\"' " + extra);
+        EXPECT_EQ(r.code, 0) << r.err;
+        return jsonl(read_file(out));
+    };
+    const auto plain = results("");
+    ASSERT_EQ(plain.size(), 2u);
+    const std::string first = plain[0].find("text")->text;
+    ASSERT_GE(first.size(), 4u) << "the dummy model's completion is too short to cut";
+    const std::string stop = first.substr(2, 2);
+    const auto cut = results("--set 'run.stop_strings=[\"" + stop + "\"]'");
+    ASSERT_EQ(cut.size(), 2u);
+    for (size_t i = 0; i < 2; ++i) {
+        const std::string whole = plain[i].find("text")->text;
+        const size_t at = whole.find(stop);
+        const auto& ids = cut[i].find("token_ids")->items;
+        const auto& all = plain[i].find("token_ids")->items;
+        ASSERT_LE(ids.size(), all.size());
+        for (size_t k = 0; k < ids.size(); ++k) EXPECT_EQ(ids[k].text, all[k].text) << "prompt " << i << " id " << k;
+        if (at == std::string::npos) {
+            EXPECT_EQ(cut[i].find("text")->text, whole);
+            EXPECT_EQ(cut[i].find("finish_reason")->text, plain[i].find("finish_reason")->text);
+        } else {
+            EXPECT_EQ(cut[i].find("text")->text, whole.substr(0, at)) << "prompt " << i;
+            EXPECT_EQ(cut[i].find("finish_reason")->text, "stop");
+        }
+    }
 }
 
 TEST_F(TextCli, BadPromptsAndMissingTokenizerAreClearErrors) {
