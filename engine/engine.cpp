@@ -85,6 +85,21 @@ struct Engine::Impl {
     // where it is: on the compute device, or in host memory under policy.cpu_cache_compute).
     bool loads_cache(TierKind t) const { return flexrt::loads_cache(t, policy); }
     bool stops() const { return opts.stop_token >= 0 || static_cast<bool>(opts.stop_when); }  // sequences may end early
+    // A GPU batch whose sequences have all stopped costs nothing from then on: every primitive of (i, k) returns
+    // at once (its tokens stay pad). Decided once per (i, k), at its first primitive - the batch's tokens of step
+    // i - 1 are stored by then in every schedule, as step i's input needs them - so that all of (i, k)'s
+    // primitives agree.
+    std::vector<int32_t> skip_step;  // per GPU batch: the step `skip` was decided for
+    std::vector<uint8_t> skip;
+    bool skips(int32_t i, int32_t k) {
+        if (i == 0 || !stops()) return false;
+        if (skip_step[k] != i) {
+            skip_step[k] = i;
+            skip[k] = std::all_of(stopped.begin() + k * gbs, stopped.begin() + (k + 1) * gbs, [](uint8_t x) { return x; });
+            result->batch_steps_skipped += skip[k];
+        }
+        return skip[k];
+    }
     int slot(int32_t j, int32_t k) const { return static_cast<int>((j * ngb + k) % 2); }
     int64_t seq_len(int32_t i) const { return i == 0 ? prompt_len : 1; }
     int64_t past_len(int32_t i) const { return i == 0 ? 0 : prompt_len + i - 1; }
@@ -460,6 +475,8 @@ GenerationResult Engine::generate(const std::vector<std::vector<int32_t>>& promp
         m.tiers.ops.upload(m.masks[k]->data(), mask.data(), mask.size());
     }
     m.stopped.assign(N, 0);
+    m.skip_step.assign(m.ngb, -1);
+    m.skip.assign(m.ngb, 0);
     for (auto& t : {&m.weight_tag, &m.cache_tag, &m.kv_new_tag, &m.in_tag, &m.out_tag}) t->fill(Tag{});
     m.opts = options;
     m.steps_ended = 0;
@@ -553,7 +570,7 @@ flexrt_status Engine::load_cache(int32_t i, int32_t j, int32_t k) noexcept {
     Impl& m = *impl_;
     trace::Span span("engine", "load_cache", i, j, k);
     return m.guard([&] {
-        if (i == 0 || !m.wrap_load(i, j, k) || !layers_[j]->has_cache() || !m.cache_slot_bytes) return Status::ok();
+        if (i == 0 || !m.wrap_load(i, j, k) || m.skips(i, k) || !layers_[j]->has_cache() || !m.cache_slot_bytes) return Status::ok();
         const int s = m.slot(j, k);
         const uint64_t past = m.past_len(i);
         const std::vector<Event> after = {m.cache_written[j][k], m.cache_ready[s], m.computed[s]};
@@ -574,7 +591,7 @@ flexrt_status Engine::load_hidden(int32_t i, int32_t j, int32_t k) noexcept {
     Impl& m = *impl_;
     trace::Span span("engine", "load_hidden", i, j, k);
     return m.guard([&] {
-        if (!m.wrap_load(i, j, k)) return Status::ok();
+        if (!m.wrap_load(i, j, k) || m.skips(i, k)) return Status::ok();
         const int s = m.slot(j, k);
         const int64_t seq = m.seq_len(i);
         if (layers_[j]->is_input()) {  // token ids: the prompts at prefill, then last step's tokens
@@ -607,6 +624,7 @@ flexrt_status Engine::compute_layer(int32_t i, int32_t j, int32_t k) noexcept {
     Impl& m = *impl_;
     trace::Span span("engine", "compute_layer", i, j, k);
     return m.guard([&]() -> Status {
+        if (m.skips(i, k)) return Status::ok();  // every sequence of the batch has stopped
         const opt::Layer& layer = *layers_[j];
         const int s = m.slot(j, k);
         const uint64_t H = m.h;
@@ -727,7 +745,7 @@ flexrt_status Engine::store_hidden(int32_t i, int32_t j, int32_t k) noexcept {
     Impl& m = *impl_;
     trace::Span span("engine", "store_hidden", i, j, k);
     return m.guard([&]() -> Status {
-        if (!m.wrap_store(i, j, k)) return Status::ok();
+        if (!m.wrap_store(i, j, k) || m.skips(i, k)) return Status::ok();
         const int s = m.slot(j, k);
         if (!(m.out_tag[s] == Tag{i, j, k}))
             return {FLEXRT_STATUS_INVALID_ARGUMENT, "schedule error: store_hidden" + tag_text(i, j, k) + " before compute_layer" + tag_text(i, j, k)};
@@ -760,7 +778,7 @@ flexrt_status Engine::store_cache(int32_t i, int32_t j, int32_t k) noexcept {
     Impl& m = *impl_;
     trace::Span span("engine", "store_cache", i, j, k);
     return m.guard([&]() -> Status {
-        if (!m.wrap_store(i, j, k) || !layers_[j]->has_cache()) return Status::ok();
+        if (!m.wrap_store(i, j, k) || m.skips(i, k) || !layers_[j]->has_cache()) return Status::ok();
         const int s = m.slot(j, k);
         if (!(m.kv_new_tag[s] == Tag{i, j, k}))
             return {FLEXRT_STATUS_INVALID_ARGUMENT, "schedule error: store_cache" + tag_text(i, j, k) + " before compute_layer" + tag_text(i, j, k)};

@@ -46,6 +46,7 @@ struct GenerationResult {
     std::vector<int32_t> tokens;       // (num_sequences, gen_len); pad id after a sequence's stop token
     std::vector<float> logits;         // (steps run, num_sequences, vocab) when recorded
     std::vector<double> step_seconds;  // step 0 is the prefill
+    int64_t batch_steps_skipped = 0;   // (step, GPU batch) pairs not computed: every sequence of the batch had stopped
 };
 
 struct EngineTiers {

@@ -509,22 +509,31 @@ TEST(GoldenSampling, TopOneSamplingIsGreedy) {
     for (size_t t = 0; t < r.tokens.size(); ++t) EXPECT_EQ(r.tokens[t], f.tokens[t]) << t;
 }
 
+// A stop token ends its sequence only (then pad), under every schedule; a GPU batch whose sequences have all
+// stopped is not computed any more (one sequence a batch here: sequence 0's batch from step 3 on), with the
+// same tokens as when it was.
 TEST(GoldenStop, StopTokenEndsOneSequenceOnly) {
     const Fixture& f = fixture();
     GenerateOptions go;
     go.stop_token = f.tokens[0 * f.gen_len + 2];  // sequence 0's third token
-    const GenerationResult r = run_case({"stop", 4, 1, kAllGpu, kAllGpu, kAllGpu}, nullptr, go);
-    for (int64_t i = 0; i < f.gen_len; ++i) {
-        const int64_t want = i <= 2 ? f.tokens[i] : 1;  // the stop token itself is emitted, then pad (id 1)
-        EXPECT_EQ(r.tokens[i], want) << "step " << i;
-    }
-    for (int64_t b = 1; b < f.n; ++b) {  // the others run on until they emit it themselves
-        bool stopped = false;
+    for (const PolicyCase& c : {PolicyCase{"stop", 4, 1, kAllGpu, kAllGpu, kAllGpu},
+                                PolicyCase{"stop_batches", 1, 4, kAllGpu, kAllGpu, kAllGpu, true, false, true, false, "overlap_multi"},
+                                PolicyCase{"stop_batches_offloaded", 1, 4, {30, 40}, {50, 25}, {25, 50}, true, false, true, false, "normal"}}) {
+        const GenerationResult r = run_case(c, nullptr, go);
         for (int64_t i = 0; i < f.gen_len; ++i) {
-            const int64_t hf = f.tokens[b * f.gen_len + i];
-            EXPECT_EQ(r.tokens[b * f.gen_len + i], stopped ? 1 : hf) << "sequence " << b << " step " << i;
-            stopped = stopped || hf == go.stop_token;
+            const int64_t want = i <= 2 ? f.tokens[i] : 1;  // the stop token itself is emitted, then pad (id 1)
+            EXPECT_EQ(r.tokens[i], want) << c.name << " step " << i;
         }
+        for (int64_t b = 1; b < f.n; ++b) {  // the others run on until they emit it themselves
+            bool stopped = false;
+            for (int64_t i = 0; i < f.gen_len; ++i) {
+                const int64_t hf = f.tokens[b * f.gen_len + i];
+                EXPECT_EQ(r.tokens[b * f.gen_len + i], stopped ? 1 : hf) << c.name << " sequence " << b << " step " << i;
+                stopped = stopped || hf == go.stop_token;
+            }
+        }
+        if (c.gbs == 1) EXPECT_GE(r.batch_steps_skipped, f.gen_len - 3) << c.name;
+        else EXPECT_EQ(r.batch_steps_skipped, 0) << c.name;  // one batch of four: it never stops whole
     }
 }
 
