@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build.sh
 (cd build && ctest --output-on-failure -j"$(nproc)")
+# The plugin SDK as a third party gets it: installed, the examples built against the install, run by name.
+scripts/check_sdk.sh build
 
 # The threaded parts (transfer engine, storage plugins and their engine, the engine under the overlapped
 # schedules) again under ThreadSanitizer.
