@@ -8,6 +8,12 @@ scripts/build.sh
 # The plugin SDK as a third party gets it: installed, the examples built against the install, run by name.
 scripts/check_sdk.sh build
 
+# Every suite again under AddressSanitizer + UndefinedBehaviorSanitizer (the CPU build: the CUDA kernels are
+# checked on the device machine), any finding an error.
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLEXRT_WITH_CUDA=OFF "-DFLEXRT_SANITIZE=address;undefined"
+cmake --build build-asan -j"$(nproc)"
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j"$(nproc)")
+
 # The threaded parts (transfer engine, storage plugins and their engine, the engine under the overlapped
 # schedules) again under ThreadSanitizer.
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLEXRT_WITH_CUDA=OFF -DFLEXRT_SANITIZE=thread
