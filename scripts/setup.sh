@@ -12,6 +12,7 @@ packages=(
   libgtest-dev googletest          # the test suites
   libopenblas-dev                  # CPU GEMMs
   fio                              # the reference beside `flexrt iobench`
+  clang libclang-rt-14-dev         # libFuzzer (scripts/fuzz.sh)
 )
 
 missing=()

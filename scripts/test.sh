@@ -21,3 +21,8 @@ cmake --build build-tsan -j"$(nproc)" --target core_tests conformance_tests aio_
 cd build-tsan
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
   ctest --output-on-failure -j"$(nproc)" -R "Transfer|DiskDevice|StorageConformance|AioFaults|AioPlugin|PluginLoader|GoldenSchedules"
+
+# The parsers of untrusted input (TOML config, .npy and safetensors headers, JSON, the tokenizer) under
+# libFuzzer + AddressSanitizer, 20 s each from the committed seed corpus (fuzz/corpus).
+cd ..
+scripts/fuzz.sh 20

@@ -21,6 +21,14 @@ struct JsonValue {
     std::vector<std::pair<std::string, JsonValue>> members;  // in file order
 
     const JsonValue* find(std::string_view key) const;  // an object's member, or nullptr
+
+    // Out of line, where JsonValue is complete: members holds pairs of it (clang with libstdc++ insists).
+    JsonValue();
+    JsonValue(const JsonValue&);
+    JsonValue(JsonValue&&) noexcept;
+    JsonValue& operator=(const JsonValue&);
+    JsonValue& operator=(JsonValue&&) noexcept;
+    ~JsonValue();
 };
 
 // Parses one JSON value filling all of `text` (whitespace around it allowed). Throws BAD_DATA with `where`
