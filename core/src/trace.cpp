@@ -1,5 +1,7 @@
 #include "trace.hpp"
 
+#include "text/json.hpp"
+
 #include <flexrt/status.hpp>
 
 #include <atomic>
@@ -34,19 +36,6 @@ State& state() {
 int track() {
     thread_local const int id = state().next_track.fetch_add(1);
     return id;
-}
-
-std::string json_string(const std::string& s) {
-    std::string out = "\"";
-    for (const char c : s) {
-        if (c == '"' || c == '\\') out += '\\', out += c;
-        else if (static_cast<unsigned char>(c) < 0x20) {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\u%04x", c);
-            out += buf;
-        } else out += c;
-    }
-    return out + "\"";
 }
 
 }  // namespace
@@ -112,15 +101,15 @@ void write(const std::filesystem::path& file) {
         };
         for (const auto& [t, name] : s.track_names) {
             sep();
-            out << "{\"ph\": \"M\", \"name\": \"thread_name\", \"pid\": 1, \"tid\": " << t << ", \"args\": {\"name\": " << json_string(name)
+            out << "{\"ph\": \"M\", \"name\": \"thread_name\", \"pid\": 1, \"tid\": " << t << ", \"args\": {\"name\": " << text::json_quote(name)
                 << "}}";
         }
         for (const Record& r : s.records) {
             sep();
             char times[96];
             std::snprintf(times, sizeof times, "\"ts\": %.3f, \"dur\": %.3f", r.begin_us, r.duration_us);
-            out << "{\"ph\": \"X\", \"pid\": 1, \"tid\": " << r.track << ", \"cat\": " << json_string(r.category)
-                << ", \"name\": " << json_string(r.name) << ", " << times << "}";
+            out << "{\"ph\": \"X\", \"pid\": 1, \"tid\": " << r.track << ", \"cat\": " << text::json_quote(r.category)
+                << ", \"name\": " << text::json_quote(r.name) << ", " << times << "}";
         }
         out << "\n]}\n";
         if (!out.flush()) throw Error(FLEXRT_STATUS_IO_ERROR, "--trace: writing " + partial.string() + " failed");
