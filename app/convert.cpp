@@ -19,15 +19,15 @@
 
 #include <boost/program_options.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fcntl.h>
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <sstream>
-#include <unistd.h>
 
 namespace flexrt {
 namespace {
@@ -57,9 +57,7 @@ bool verified(const fs::path& file, const opt::WeightSpec& spec, uint64_t bytes)
     try {
         const NpyHeader h = parse_npy_header(head.data(), static_cast<uint64_t>(in.gcount()), file.string());
         return h.dtype == DType::f16 && h.shape == spec.shape && h.data_offset + h.data_bytes() == bytes;
-    } catch (const Error&) {
-        return false;
-    }
+    } catch (const Error&) { return false; }
 }
 
 void fsync_file(const fs::path& p) {
@@ -76,7 +74,8 @@ void fsync_file(const fs::path& p) {
 
 int convert_main(const std::vector<std::string>& args) {
     po::options_description desc("flexrt convert: a Hugging Face checkpoint to a FlexLLMGen numpy weight directory\n\nOptions");
-    desc.add_options()("help,h", "this help")("from", po::value<std::string>(), "the checkpoint directory (model.safetensors, or its index and shards)")(
+    desc.add_options()("help,h", "this help")("from", po::value<std::string>(),
+                                              "the checkpoint directory (model.safetensors, or its index and shards)")(
         "to", po::value<std::string>(), "the numpy directory to write (created; a re-run resumes)")(
         "config,c", po::value<std::string>(), "TOML config whose [model] names the model (default: the embedded default's)")(
         "set,s", po::value<std::vector<std::string>>()->composing(), "override a config key, as for a run: --set model.name=opt-1.3b")(
@@ -92,7 +91,8 @@ int convert_main(const std::vector<std::string>& args) {
         std::cout << "usage: flexrt convert --from HF_DIR --to NUMPY_DIR [--set model.name=opt-...]\n\n" << desc;
         return 0;
     }
-    if (!vm.count("from") || !vm.count("to")) FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, "convert: --from and --to are required (see --help)");
+    if (!vm.count("from") || !vm.count("to"))
+        FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, "convert: --from and --to are required (see --help)");
     const auto overrides = vm.count("set") ? vm["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
     const Config cfg = vm.count("config") ? load_config_file(vm["config"].as<std::string>(), overrides)
                                           : load_config(kDefaultConfig, "embedded default (configs/default.toml)", overrides);
@@ -107,7 +107,7 @@ int convert_main(const std::vector<std::string>& args) {
             if (std::none_of(specs.begin(), specs.end(), [&](const opt::WeightSpec& x) { return x.name == s.name; })) specs.push_back(s);
     uint64_t total = 0;
     std::vector<std::string> used = {"lm_head.weight"};  // the tied head: the input embedding again
-    for (const auto& s : specs) {  // every name and shape before any byte is written
+    for (const auto& s : specs) {                        // every name and shape before any byte is written
         source.check(s);
         used.push_back(source.name_of(s));
         total += static_cast<uint64_t>(numel(s.shape)) * 2;
@@ -116,8 +116,9 @@ int convert_main(const std::vector<std::string>& args) {
     for (const auto& name : source.tensor_names())
         if (std::find(used.begin(), used.end(), name) == used.end()) unused.push_back(name);
     if (!unused.empty())  // a checkpoint of another model (more layers, another size): not silently cut down
-        FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA, "convert: " + from.string() + " holds " + std::to_string(unused.size()) + " tensors that " + model.name +
-                                                 " does not have, " + unused.front() + " the first: is model.name (or the custom shape) this checkpoint's?");
+        FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA, "convert: " + from.string() + " holds " + std::to_string(unused.size()) + " tensors that " +
+                                                 model.name + " does not have, " + unused.front() +
+                                                 " the first: is model.name (or the custom shape) this checkpoint's?");
     fs::create_directories(to);
     for (const auto& e : fs::directory_iterator(to))  // what a killed run left half-written
         if (e.path().extension() == ".partial") fs::remove(e.path());

@@ -3,9 +3,9 @@
 #include "core/src/config.hpp"
 #include "core/src/device.hpp"
 #include "core/src/gpu_upload.hpp"
-#include "core/src/transfer.hpp"
 #include "core/src/host_log.hpp"
 #include "core/src/plugin_loader.hpp"
+#include "core/src/transfer.hpp"
 
 #include "default_config.hpp"
 
@@ -179,8 +179,8 @@ Pass run_pass(IStorage& st, const std::string& path, bool write, uint64_t size, 
         p.complete_us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - started[oldest]).count());
         if (rp->status != FLEXRT_STATUS_OK || rp->bytes_done != rp->bytes)
             FLEXRT_THROW(rp->status ? rp->status : FLEXRT_STATUS_IO_ERROR,
-                         std::string(write ? "writing " : "reading ") + path + " at offset " + std::to_string(rp->offset) +
-                             ": " + (rp->sys_errno ? errno_text(rp->sys_errno) : flexrt_status_name(rp->status)));
+                         std::string(write ? "writing " : "reading ") + path + " at offset " + std::to_string(rp->offset) + ": " +
+                             (rp->sys_errno ? errno_text(rp->sys_errno) : flexrt_status_name(rp->status)));
         p.bytes += rp->bytes_done;
         --outstanding;
         if (next < size) submit_one(oldest);
@@ -197,8 +197,8 @@ struct Result {
     Pass write, read;
 };
 
-Result measure(Backend& b, const std::string& path, uint64_t size, uint64_t request, unsigned inflight, bool do_write,
-               bool do_read, std::string* cache_note) {
+Result measure(Backend& b, const std::string& path, uint64_t size, uint64_t request, unsigned inflight, bool do_write, bool do_read,
+               std::string* cache_note) {
     const uint64_t align = 4096;
     std::vector<std::unique_ptr<std::byte, decltype(&std::free)>> bufs;
     std::mt19937_64 rng(12345);
@@ -221,10 +221,11 @@ Result measure(Backend& b, const std::string& path, uint64_t size, uint64_t requ
 }
 
 void print_pass(const char* what, const Pass& p) {
-    std::printf("  %-5s %8.3f GB/s  %7.1f MiB in %.3f s  request latency p50 %.0f us p99 %.0f us  submit p50 %.0f us p99 %.0f us"
-                "  cpu %.0f%%\n",
-                what, p.gbps(), static_cast<double>(p.bytes) / (1 << 20), p.seconds, percentile(p.complete_us, 0.5),
-                percentile(p.complete_us, 0.99), percentile(p.submit_us, 0.5), percentile(p.submit_us, 0.99), p.cpu_percent);
+    std::printf(
+        "  %-5s %8.3f GB/s  %7.1f MiB in %.3f s  request latency p50 %.0f us p99 %.0f us  submit p50 %.0f us p99 %.0f us"
+        "  cpu %.0f%%\n",
+        what, p.gbps(), static_cast<double>(p.bytes) / (1 << 20), p.seconds, percentile(p.complete_us, 0.5),
+        percentile(p.complete_us, 0.99), percentile(p.submit_us, 0.5), percentile(p.submit_us, 0.99), p.cpu_percent);
 }
 
 // fio with the same block size, queue depth and engine, O_DIRECT: its read GB/s, or a negative value.
@@ -232,10 +233,10 @@ double fio_read_gbps(const std::string& path, uint64_t size, uint64_t block, uin
     if (std::system("command -v fio >/dev/null 2>&1") != 0) return -1;
     const std::string out = path + ".fio.json";
     const uint64_t part = size / threads / block * block;
-    const std::string cmd = "fio --name=flexrt --filename=" + path + " --rw=read --direct=1 --ioengine=libaio --bs=" +
-                            std::to_string(block) + " --iodepth=" + std::to_string(qd) + " --numjobs=" + std::to_string(threads) +
-                            " --size=" + std::to_string(part) + " --offset_increment=" + std::to_string(part) +
-                            " --group_reporting --output-format=json --output=" + out + " >/dev/null 2>&1";
+    const std::string cmd =
+        "fio --name=flexrt --filename=" + path + " --rw=read --direct=1 --ioengine=libaio --bs=" + std::to_string(block) +
+        " --iodepth=" + std::to_string(qd) + " --numjobs=" + std::to_string(threads) + " --size=" + std::to_string(part) +
+        " --offset_increment=" + std::to_string(part) + " --group_reporting --output-format=json --output=" + out + " >/dev/null 2>&1";
     if (std::system(cmd.c_str()) != 0) return -1;
     std::ifstream in(out);
     std::string json((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -263,12 +264,12 @@ int iobench_main(const std::vector<std::string>& args) {
         "request", po::value<std::string>()->default_value("64M"), "bytes per request handed to the plugin")(
         "inflight", po::value<unsigned>()->default_value(2), "requests outstanding")(
         "read-only", "skip the write pass (the file must exist)")("write-only", "skip the read pass")(
-        "ab", po::value<std::string>(), "B config: comma-separated KEY=VALUE overrides on top of the base (A); "
-                                          "runs A and B alternately and prints B/A")(
-        "repeat", po::value<unsigned>()->default_value(3), "A/B rounds")(
-        "to-gpu", "also read the file into GPU memory through pinned staging (CUDA builds with a GPU) and compare "
-                  "with the read pass")(
-        "sweep", "sweep storage.aio's block_size x queue_depth x threads x submission; print the best as TOML")(
+        "ab", po::value<std::string>(),
+        "B config: comma-separated KEY=VALUE overrides on top of the base (A); "
+        "runs A and B alternately and prints B/A")("repeat", po::value<unsigned>()->default_value(3), "A/B rounds")(
+        "to-gpu",
+        "also read the file into GPU memory through pinned staging (CUDA builds with a GPU) and compare "
+        "with the read pass")("sweep", "sweep storage.aio's block_size x queue_depth x threads x submission; print the best as TOML")(
         "sweep-block", po::value<std::string>()->default_value("256K,1M,4M"), "sweep: block sizes")(
         "sweep-qd", po::value<std::string>()->default_value("4,16,64"), "sweep: queue depths")(
         "sweep-threads", po::value<std::string>()->default_value("1,2,4"), "sweep: threads");
@@ -276,9 +277,7 @@ int iobench_main(const std::vector<std::string>& args) {
     try {
         po::store(po::command_line_parser(args).options(desc).run(), vm);
         po::notify(vm);
-    } catch (const po::error& e) {
-        FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, std::string(e.what()) + " (see flexrt iobench --help)");
-    }
+    } catch (const po::error& e) { FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, std::string(e.what()) + " (see flexrt iobench --help)"); }
     if (vm.count("help")) {
         std::cout << desc;
         return 0;
@@ -338,7 +337,8 @@ int iobench_main(const std::vector<std::string>& args) {
     if (vm.count("ab")) {
         // B starts from the base; when B names another plugin, the base's plugin options are not B's.
         const auto b_keys = split(vm["ab"].as<std::string>(), ',');
-        const bool other_plugin = std::any_of(b_keys.begin(), b_keys.end(), [](const std::string& kv) { return kv.rfind("storage.plugin=", 0) == 0; });
+        const bool other_plugin =
+            std::any_of(b_keys.begin(), b_keys.end(), [](const std::string& kv) { return kv.rfind("storage.plugin=", 0) == 0; });
         std::vector<std::string> o;
         for (const auto& kv : base)
             if (!(other_plugin && kv.rfind("storage.options.", 0) == 0)) o.push_back(kv);

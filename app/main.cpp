@@ -2,8 +2,8 @@
 // offloading engine and prints FlexLLMGen's figures.
 #include "core/src/config.hpp"
 #include "core/src/cuda_device.hpp"
-#include "core/src/gpu_upload.hpp"
 #include "core/src/device.hpp"
+#include "core/src/gpu_upload.hpp"
 #include "core/src/host_log.hpp"
 #include "core/src/interrupt.hpp"
 #include "core/src/memory_stats.hpp"
@@ -13,18 +13,19 @@
 #include "engine/engine.hpp"
 #include "engine/memory_plan.hpp"
 #include "engine/packed_weight_store.hpp"
-#include "models/opt/opt_config.hpp"
 #include "models/opt/hf_checkpoint.hpp"
+#include "models/opt/opt_config.hpp"
 #include "models/opt/opt_weights.hpp"
 #include "ops/sampling.hpp"
 #include "text/gpt2_tokenizer.hpp"
 #include "text/json.hpp"
 
-#include "build_info.hpp"      // generated: version, commit, compiler, CUDA
-#include "default_config.hpp"  // generated from configs/default.toml
+#include "build_info.hpp"  // generated: version, commit, compiler, CUDA
 #include "convert.hpp"
+#include "default_config.hpp"  // generated from configs/default.toml
 #include "iobench.hpp"
 #include "memory_report.hpp"
+#include "plugin_test.hpp"
 #include "text_io.hpp"
 
 #include <flexrt/compressor.hpp>
@@ -39,9 +40,9 @@
 #include <filesystem>
 #include <iostream>
 #include <numeric>
+#include <optional>
 #include <sstream>
 #include <thread>
-#include <optional>
 
 #include <unistd.h>  // access()
 
@@ -77,12 +78,15 @@ void list_plugins(const std::vector<SearchDir>& search) {
         }
         for (const auto& p : lib.plugins) {
             const auto& d = *p.desc;
-            std::cout << "\n" << plugin_kind_name(d.kind) << "." << d.name << "  version " << d.version << "  ABI "
-                      << d.abi_major << "." << d.abi_minor << "  " << p.path.string() << "\n  " << d.description << "\n";
+            std::cout << "\n"
+                      << plugin_kind_name(d.kind) << "." << d.name << "  version " << d.version << "  ABI " << d.abi_major << "."
+                      << d.abi_minor << "  " << p.path.string() << "\n  " << d.description << "\n";
             for (uint32_t i = 0; i < d.n_options; ++i) {
                 const auto& o = d.options[i];
-                const char* type = o.type == FLEXRT_FIELD_TYPE_BOOL ? "bool" : o.type == FLEXRT_FIELD_TYPE_INT ? "int"
-                                                                 : o.type == FLEXRT_FIELD_TYPE_FLOAT ? "float" : "string";
+                const char* type = o.type == FLEXRT_FIELD_TYPE_BOOL    ? "bool"
+                                   : o.type == FLEXRT_FIELD_TYPE_INT   ? "int"
+                                   : o.type == FLEXRT_FIELD_TYPE_FLOAT ? "float"
+                                                                       : "string";
                 std::cout << "  option " << o.name << " (" << type << ", default " << o.default_value << "): " << o.doc << "\n";
             }
         }
@@ -95,11 +99,11 @@ text::Gpt2Tokenizer load_tokenizer(const Config& cfg) {
     if (dir.empty() && cfg.model.weights != "dummy" && std::filesystem::exists(std::filesystem::path(cfg.model.weights) / "vocab.json"))
         dir = cfg.model.weights;
     if (dir.empty())
-        FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, "text prompts need a tokenizer: set model.tokenizer to a directory with the "
-                                                     "checkpoint's vocab.json and merges.txt");
+        FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT,
+                     "text prompts need a tokenizer: set model.tokenizer to a directory with the "
+                     "checkpoint's vocab.json and merges.txt");
     return text::Gpt2Tokenizer::from_files(dir / "vocab.json", dir / "merges.txt");
 }
-
 
 int run(int argc, char** argv) {
     const auto run_start = std::chrono::steady_clock::now();
@@ -110,8 +114,9 @@ int run(int argc, char** argv) {
         "override a config key: --set policy.gpu_batch_size=8 (repeatable; values in TOML syntax)")(
         "print-config", "print the effective config (defaults and plugin options included) and exit")(
         "list-plugins", "list the plugins on the search path with their options and exit")(
-        "dry-run", "print the memory plan - the bytes each tier needs, against what it has - and exit; when a tier does not "
-                   "fit, by how much and what each remedy would free")(
+        "dry-run",
+        "print the memory plan - the bytes each tier needs, against what it has - and exit; when a tier does not "
+        "fit, by how much and what each remedy would free")(
         "trace", po::value<std::string>(),
         "write the generation's timeline to this file as a Chrome trace (open it in Perfetto or chrome://tracing): a track "
         "for the thread that runs the schedule and the host's compute, one per transfer worker")(
@@ -120,17 +125,14 @@ int run(int argc, char** argv) {
         "tokenizer (model.tokenizer), into run.output or onto stdout")(
         "json", po::value<std::string>(),
         "also write the run's result to this file as JSON: flexrt's version, the effective config, the hardware, the figures, "
-        "the peak memory and the plan per tier (written whole)")(
-        "version", "print the version, the git commit, the compiler and CUDA, and exit")(
-        "progress", "progress lines on stderr even when it is not a terminal (for logs)")(
-        "quiet,q", "no progress lines on stderr");
+        "the peak memory and the plan per tier (written whole)")("version",
+                                                                 "print the version, the git commit, the compiler and CUDA, and exit")(
+        "progress", "progress lines on stderr even when it is not a terminal (for logs)")("quiet,q", "no progress lines on stderr");
     po::variables_map vm;
     try {
         po::store(po::parse_command_line(argc, argv, desc), vm);
         po::notify(vm);
-    } catch (const po::error& e) {
-        FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, std::string(e.what()) + " (see --help)");
-    }
+    } catch (const po::error& e) { FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, std::string(e.what()) + " (see --help)"); }
     if (vm.count("version")) {
         std::cout << "flexrt " << kVersion << " (git " << kGitHash << "), " << kCuda << ", built with " << kCompiler << "\n";
         return 0;
@@ -140,11 +142,14 @@ int run(int argc, char** argv) {
                      "       flexrt plan [options]         the run's memory plan per tier, without running (as --dry-run)\n"
                      "       flexrt list-plugins [options] the plugins found, with their options (as --list-plugins)\n"
                      "       flexrt convert [options]      a Hugging Face checkpoint to a numpy weight directory (flexrt convert --help)\n"
-                     "       flexrt iobench [options]      the disk tier's throughput (flexrt iobench --help)\n\n"
-                  << desc << "\nConfig keys (key, default, meaning):\n" << config_reference();
+                     "       flexrt iobench [options]      the disk tier's throughput (flexrt iobench --help)\n"
+                     "       flexrt plugin-test <lib.so>   the conformance suite of a plugin library (flexrt plugin-test --help)\n\n"
+                  << desc << "\nConfig keys (key, default, meaning):\n"
+                  << config_reference();
         return 0;
     }
-    const std::filesystem::path trace_file = vm.count("trace") ? std::filesystem::path(vm["trace"].as<std::string>()) : std::filesystem::path();
+    const std::filesystem::path trace_file =
+        vm.count("trace") ? std::filesystem::path(vm["trace"].as<std::string>()) : std::filesystem::path();
     if (!trace_file.empty()) app::check_writable(trace_file, "--trace");  // checked before the run, not after it
     if (vm.count("json")) app::check_writable(vm["json"].as<std::string>(), "--json");
     const auto overrides = vm.count("set") ? vm["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
@@ -175,15 +180,14 @@ int run(int argc, char** argv) {
     if (!prompt_texts.empty()) {
         tokenizer = load_tokenizer(cfg);
         if (static_cast<int64_t>(tokenizer->vocab_size()) > model.vocab_size)
-            FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, "the tokenizer has " + std::to_string(tokenizer->vocab_size()) + " tokens, more than " +
-                                                             model.name + "'s vocabulary of " + std::to_string(model.vocab_size));
+            FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, "the tokenizer has " + std::to_string(tokenizer->vocab_size()) +
+                                                             " tokens, more than " + model.name + "'s vocabulary of " +
+                                                             std::to_string(model.vocab_size));
         int64_t longest = 0;
         for (size_t i = 0; i < prompt_texts.size(); ++i) {
             try {
                 prompt_ids.push_back(tokenizer->encode(prompt_texts[i]));
-            } catch (const Error& e) {
-                FLEXRT_THROW(e.status(), "prompt " + std::to_string(i + 1) + ": " + e.what());
-            }
+            } catch (const Error& e) { FLEXRT_THROW(e.status(), "prompt " + std::to_string(i + 1) + ": " + e.what()); }
             longest = std::max<int64_t>(longest, static_cast<int64_t>(prompt_ids.back().size()));
         }
         cfg.run.prompt_len = longest;
@@ -218,9 +222,12 @@ int run(int argc, char** argv) {
     DiskDevice disk(*storage, cfg.offload_dir);
     for (const auto& d : disk.removed_stale()) say("removed " + d.string() + ", left by a run that no longer exists");
     std::unique_ptr<opt::WeightSource> weights;
-    if (cfg.model.weights == "dummy") weights = std::make_unique<opt::DummyWeights>(cfg.run.seed);
-    else if (opt::HfCheckpointWeights::is_checkpoint(cfg.model.weights)) weights = std::make_unique<opt::HfCheckpointWeights>(cfg.model.weights);
-    else weights = std::make_unique<opt::NumpyDirWeights>(cfg.model.weights, disk);
+    if (cfg.model.weights == "dummy")
+        weights = std::make_unique<opt::DummyWeights>(cfg.run.seed);
+    else if (opt::HfCheckpointWeights::is_checkpoint(cfg.model.weights))
+        weights = std::make_unique<opt::HfCheckpointWeights>(cfg.model.weights);
+    else
+        weights = std::make_unique<opt::NumpyDirWeights>(cfg.model.weights, disk);
 
     // The memory plan, before anything is allocated: --dry-run prints it; a run that does not fit stops here.
     // Host memory is pinned when a GPU reads it (policy.pin_weights): its copies then run at full speed.
@@ -233,8 +240,8 @@ int run(int argc, char** argv) {
         const auto* format = compressor ? static_cast<const Group4Format*>(compressor->get_extension(kGroup4Extension, 1)) : nullptr;
         auto plan_for = [&](const Policy& q) {
             const bool packs = q.compress_weights || q.compress_cache;
-            return plan_memory(model, q, cfg.run.prompt_len, cfg.run.gen_len, use_gpu ? 2 : 4, packs ? (format ? format : &default_format) : nullptr,
-                               *weights);
+            return plan_memory(model, q, cfg.run.prompt_len, cfg.run.gen_len, use_gpu ? 2 : 4,
+                               packs ? (format ? format : &default_format) : nullptr, *weights);
         };
         TierCapacity cap;
         if (use_gpu && (pool_gib > 0 || gpu_available())) {
@@ -259,18 +266,21 @@ int run(int argc, char** argv) {
             std::cout << report.text;
             return report.fits ? 0 : exit_code(short_status);
         }
-        if (!report.fits) FLEXRT_THROW(short_status, "the memory plan does not fit: " + report.shortfall + " (flexrt --dry-run lists the remedies)");
+        if (!report.fits)
+            FLEXRT_THROW(short_status, "the memory plan does not fit: " + report.shortfall + " (flexrt --dry-run lists the remedies)");
     }
 
     std::unique_ptr<ops::Compute> compute_ops = use_gpu ? ops::make_cuda_compute() : ops::make_cpu_compute();
     std::unique_ptr<IDevice> compute_dev;
-    if (use_gpu) compute_dev = std::make_unique<CudaDevice>(pool);
-    else compute_dev = std::make_unique<MemoryDevice>(TierKind::compute, "cpu (compute device)");
+    if (use_gpu)
+        compute_dev = std::make_unique<CudaDevice>(pool);
+    else
+        compute_dev = std::make_unique<MemoryDevice>(TierKind::compute, "cpu (compute device)");
     IDevice& compute = *compute_dev;
     MemoryDevice host(TierKind::host, pin ? "pinned host" : "host", pin,
                       pin ? static_cast<uint64_t>(cfg.runtime.pinned_gib * (1ull << 30)) : 0);
-    say("model " + model.name + " (" + std::to_string(model.num_layers) + " layers, hidden " +
-        std::to_string(model.hidden_size) + "), compute device: " + compute.name() + ", weights: " + cfg.model.weights);
+    say("model " + model.name + " (" + std::to_string(model.num_layers) + " layers, hidden " + std::to_string(model.hidden_size) +
+        "), compute device: " + compute.name() + ", weights: " + cfg.model.weights);
     TransferEngine transfers(static_cast<unsigned>(cfg.runtime.io_threads), static_cast<uint64_t>(cfg.runtime.staging_mib) << 20);
 
     std::optional<PackedWeightStore> store;
@@ -322,7 +332,8 @@ int run(int argc, char** argv) {
     std::vector<app::Completion> completions;
     for (int64_t blk = 0; blk < blocks; ++blk) {
         std::vector<std::vector<int32_t>> block(N);
-        for (int64_t n = 0; n < N; ++n) block[n] = blk * N + n < real ? all[blk * N + n] : std::vector<int32_t>{tokenizer ? tokenizer->bos_id() : 2};
+        for (int64_t n = 0; n < N; ++n)
+            block[n] = blk * N + n < real ? all[blk * N + n] : std::vector<int32_t>{tokenizer ? tokenizer->bos_id() : 2};
         block_real = std::min(N, real - blk * N);
         r = engine.generate(block, go, *scheduler);
         const double pf = r.step_seconds.at(0), dc = std::accumulate(r.step_seconds.begin() + 1, r.step_seconds.end(), 0.0);
@@ -348,7 +359,8 @@ int run(int argc, char** argv) {
                 return cut;
             };
             for (size_t k = 1; !cfg.run.stop_strings.empty() && k <= c.ids.size(); ++k) {
-                const std::string prefix = tokenizer->decode(std::vector<int32_t>(c.ids.begin(), c.ids.begin() + static_cast<std::ptrdiff_t>(k)));
+                const std::string prefix =
+                    tokenizer->decode(std::vector<int32_t>(c.ids.begin(), c.ids.begin() + static_cast<std::ptrdiff_t>(k)));
                 if (const size_t cut = first_stop(prefix); cut != std::string::npos) {
                     c.ids.resize(k), c.stopped = true;
                     break;
@@ -375,11 +387,10 @@ int run(int argc, char** argv) {
                 model.hidden_bytes(N, cfg.run.prompt_len + cfg.run.gen_len) / kGB);
     std::printf("peak gpu mem: %.3f GB (compute device: %s)\tprojected: False\n", compute.peak_bytes() / kGB, compute.name().c_str());
     std::printf("prefill latency: %.3f s\tprefill throughput: %.3f token/s\n", prefill, seqs * s / prefill);
-    std::printf("decode latency: %.3f s\tdecode throughput: %.3f token/s\n", decode,
-                decode > 0 ? seqs * (n - 1) / decode : 0.0);
+    std::printf("decode latency: %.3f s\tdecode throughput: %.3f token/s\n", decode, decode > 0 ? seqs * (n - 1) / decode : 0.0);
     std::printf("total latency: %.3f s\ttotal throughput: %.3f token/s\n", total, seqs * n / total);
-    std::printf("peak host memory: %.3f GB (process)\ttier peaks: gpu %.3f GB, cpu %.3f GB, disk %.3f GB\n",
-                peak_host_memory_bytes() / kGB, compute.peak_bytes() / kGB, host.peak_bytes() / kGB, disk.peak_bytes() / kGB);
+    std::printf("peak host memory: %.3f GB (process)\ttier peaks: gpu %.3f GB, cpu %.3f GB, disk %.3f GB\n", peak_host_memory_bytes() / kGB,
+                compute.peak_bytes() / kGB, host.peak_bytes() / kGB, disk.peak_bytes() / kGB);
     std::printf("memory plan: gpu %.3f GB, cpu %.3f GB, disk %.3f GB\tstart-up: %.3f s (devices, placement of the weights, buffers)\n",
                 plan.total(TierKind::compute) / kGB, plan.total(TierKind::host) / kGB, plan.total(TierKind::disk) / kGB, startup_seconds);
     std::printf("first sequence's tokens:");
@@ -392,8 +403,9 @@ int run(int argc, char** argv) {
                       "{\"prefill_latency_s\": %.6f, \"prefill_tok_s\": %.3f, \"decode_latency_s\": %.6f, \"decode_tok_s\": %.3f, "
                       "\"total_latency_s\": %.6f, \"total_tok_s\": %.3f, \"startup_s\": %.3f, \"sequences\": %lld, \"prompt_len\": %lld, "
                       "\"gen_len\": %lld}",
-                      prefill, seqs * s / prefill, decode, decode > 0 ? seqs * (n - 1) / decode : 0.0, total, seqs * n / total, startup_seconds,
-                      static_cast<long long>(seqs), static_cast<long long>(cfg.run.prompt_len), static_cast<long long>(cfg.run.gen_len));
+                      prefill, seqs * s / prefill, decode, decode > 0 ? seqs * (n - 1) / decode : 0.0, total, seqs * n / total,
+                      startup_seconds, static_cast<long long>(seqs), static_cast<long long>(cfg.run.prompt_len),
+                      static_cast<long long>(cfg.run.gen_len));
         auto gib = [](double b) { return std::to_string(b / kGB); };
         j << "{\"flexrt\": {\"version\": \"" << kVersion << "\", \"git\": \"" << kGitHash << "\", \"cuda\": " << text::json_quote(kCuda)
           << ", \"compiler\": " << text::json_quote(kCompiler) << "},\n \"config\": " << toml::json_formatter{cfg.effective}
@@ -426,10 +438,11 @@ int main(int argc, char** argv) {
     install_interrupt_handlers();
     try {
         // Subcommands, `flexrt <name> [options]`: run (the default, also with no name), plan (the run's memory
-        // plan: --dry-run), list-plugins, convert, iobench. plan and list-plugins take the run's options.
+        // plan: --dry-run), list-plugins, convert, iobench, plugin-test. plan and list-plugins take the run's options.
         const std::string sub = argc > 1 ? argv[1] : "";
         if (sub == "iobench") return iobench_main(std::vector<std::string>(argv + 2, argv + argc));
         if (sub == "convert") return convert_main(std::vector<std::string>(argv + 2, argv + argc));
+        if (sub == "plugin-test") return plugin_test_main(std::vector<std::string>(argv + 2, argv + argc));
         if (sub == "run" || sub == "plan" || sub == "list-plugins") {
             std::vector<char*> args(argv, argv + argc);
             static char dry_run[] = "--dry-run", list_plugins[] = "--list-plugins";

@@ -71,8 +71,8 @@ MemoryReport report_memory(const MemoryPlan& plan, const TierCapacity& cap, cons
             continue;
         }
         const bool ok = n.need <= *n.have;
-        out << "  " << label(n.tier) << ": needs " << gib(n.need) << " of " << gib(*n.have) << " (" << n.from << "): "
-            << (ok ? "fits" : "does not fit, " + gib(n.need - *n.have) + " over") << "\n";
+        out << "  " << label(n.tier) << ": needs " << gib(n.need) << " of " << gib(*n.have) << " (" << n.from
+            << "): " << (ok ? "fits" : "does not fit, " + gib(n.need - *n.have) + " over") << "\n";
         if (!ok) over.push_back(n);
     }
     r.fits = over.empty();
@@ -94,8 +94,8 @@ MemoryReport report_memory(const MemoryPlan& plan, const TierCapacity& cap, cons
         for (size_t i = 0; i < over.size(); ++i) {
             const TierKind t = over[i].tier;
             const uint64_t before = cap.compute_is_host && t == TierKind::host ? compute + host : plan.total(t);
-            const uint64_t after = cap.compute_is_host && t == TierKind::host ? other.total(TierKind::compute) + other.total(TierKind::host)
-                                                                              : other.total(t);
+            const uint64_t after =
+                cap.compute_is_host && t == TierKind::host ? other.total(TierKind::compute) + other.total(TierKind::host) : other.total(t);
             f << (i ? ", " : "") << "frees " << gib(before > after ? before - after : 0) << " of " << label(t)
               << (after <= *over[i].have ? " (then fits)" : " (still " + gib(after - *over[i].have) + " over)");
         }

@@ -13,10 +13,10 @@
 namespace flexrt {
 
 struct TierCapacity {
-    std::optional<uint64_t> compute, host, disk;  // unknown: not checked
+    std::optional<uint64_t> compute, host, disk;     // unknown: not checked
     std::string compute_from, host_from, disk_from;  // where the figure comes from
-    bool compute_is_host = false;  // the CPU compute device: its buffers and the host tier share host memory
-    bool host_pinned_cap = false;  // the host capacity is runtime.pinned_gib (pinned weights)
+    bool compute_is_host = false;                    // the CPU compute device: its buffers and the host tier share host memory
+    bool host_pinned_cap = false;                    // the host capacity is runtime.pinned_gib (pinned weights)
 };
 
 // Host memory the kernel says is available (/proc/meminfo MemAvailable), and the free bytes of the file
@@ -27,7 +27,7 @@ uint64_t disk_free_bytes(const std::string& path);
 struct MemoryReport {
     std::string text;  // the table, and the remedies when something does not fit
     bool fits = true;
-    std::string shortfall;  // one line: which tier, by how much (when it does not fit)
+    std::string shortfall;      // one line: which tier, by how much (when it does not fit)
     bool memory_short = false;  // a memory tier does not fit (else only the disk)
 };
 

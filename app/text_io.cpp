@@ -5,12 +5,12 @@
 
 #include <flexrt/status.hpp>
 
+#include <unistd.h>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
-#include <unistd.h>
 
 namespace flexrt::app {
 

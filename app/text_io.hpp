@@ -16,11 +16,11 @@ std::vector<std::string> read_prompts(const std::filesystem::path& file);
 
 struct Completion {
     std::string prompt;
-    int64_t prompt_tokens = 0;     // with the BOS
-    std::vector<int32_t> ids;      // generated, without the stop token
-    bool stopped = false;          // the stop token ended it; else run.gen_len did
-    std::string text;              // ids decoded
-    int64_t block = 0;             // the block of prompts it ran in; its timings are the block's
+    int64_t prompt_tokens = 0;  // with the BOS
+    std::vector<int32_t> ids;   // generated, without the stop token
+    bool stopped = false;       // the stop token ended it; else run.gen_len did
+    std::string text;           // ids decoded
+    int64_t block = 0;          // the block of prompts it ran in; its timings are the block's
     double prefill_s = 0, decode_s = 0;
 };
 

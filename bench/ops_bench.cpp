@@ -31,7 +31,9 @@ struct Dev {
     }
     ~Dev() { cudaFree(p); }
     template <typename T>
-    T* as() const { return static_cast<T*>(p); }
+    T* as() const {
+        return static_cast<T*>(p);
+    }
 };
 
 // Median milliseconds of `fn` over `reps` runs after 3 warm-up runs.
@@ -69,7 +71,8 @@ int main() {
     const double copy_gbs = 2.0 * copy_bytes / (copy_ms * 1e-3) / 1e9;  // read + write
     const int64_t G = 8192;
     Dev ga(G * G * 2, 3), gb(G * G * 2, 4), gc(G * G * 2, 5);
-    const double gemm_ms = time_ms([&] { ops::cuda::linear(ga.as<uint16_t>(), G, G, gb.as<uint16_t>(), nullptr, G, gc.as<uint16_t>(), false, nullptr); }, 10);
+    const double gemm_ms =
+        time_ms([&] { ops::cuda::linear(ga.as<uint16_t>(), G, G, gb.as<uint16_t>(), nullptr, G, gc.as<uint16_t>(), false, nullptr); }, 10);
     const double gemm_tflops = 2.0 * G * G * G / (gemm_ms * 1e-3) / 1e12;
     std::snprintf(line, sizeof line, "ceiling  device copy (read+write)       %9.1f GB/s", copy_gbs);
     rows.push_back(line);
@@ -82,7 +85,8 @@ int main() {
         Dev q(B * h * 2, 6), k(past * B * h * 2, 7), v(past * B * h * 2, 8), nk(B * h * 2, 9), nv(B * h * 2, 10), out(B * h * 2, 11);
         std::vector<ops::cuda::SeqKvHalf> kv;
         for (int64_t b = 0; b < B; ++b)  // the engine's layout: (rows, batch, h) per tier group
-            kv.push_back({k.as<uint16_t>() + b * h, v.as<uint16_t>() + b * h, B * h, nk.as<uint16_t>() + b * h, nv.as<uint16_t>() + b * h, B * h});
+            kv.push_back(
+                {k.as<uint16_t>() + b * h, v.as<uint16_t>() + b * h, B * h, nk.as<uint16_t>() + b * h, nv.as<uint16_t>() + b * h, B * h});
         void* kv_dev = nullptr;
         FLEXRT_CUDA_CHECK(cudaMalloc(&kv_dev, kv.size() * sizeof(kv[0])));
         FLEXRT_CUDA_CHECK(cudaMemcpy(kv_dev, kv.data(), kv.size() * sizeof(kv[0]), cudaMemcpyHostToDevice));
@@ -119,8 +123,8 @@ int main() {
                                                static_cast<uint8_t*>(mask), past + 1, out.as<uint16_t>(), nullptr);
         });
         const double packed_gbs = 2.0 * past * B * R.slab_bytes / (packed_ms * 1e-3) / 1e9;
-        std::snprintf(line, sizeof line, "decode attention 4-bit cache b64   %9.3f ms vs fp16 %.3f ms = %.2f x (bytes at %.2f x copy)", packed_ms, ms,
-                      ms / packed_ms, packed_gbs / copy_gbs);
+        std::snprintf(line, sizeof line, "decode attention 4-bit cache b64   %9.3f ms vs fp16 %.3f ms = %.2f x (bytes at %.2f x copy)",
+                      packed_ms, ms, ms / packed_ms, packed_gbs / copy_gbs);
         rows.push_back(line);
         cudaFree(bad);
         cudaFree(kv_dev);
@@ -132,8 +136,7 @@ int main() {
         const int64_t B = 8, H = 56, D = 128, h = H * D, S = 512;
         Dev q(B * S * h * 2, 12), nk(S * B * h * 2, 13), nv(S * B * h * 2, 14), out(B * S * h * 2, 15);
         std::vector<ops::cuda::SeqKvHalf> kv;
-        for (int64_t b = 0; b < B; ++b)
-            kv.push_back({nullptr, nullptr, 0, nk.as<uint16_t>() + b * h, nv.as<uint16_t>() + b * h, B * h});
+        for (int64_t b = 0; b < B; ++b) kv.push_back({nullptr, nullptr, 0, nk.as<uint16_t>() + b * h, nv.as<uint16_t>() + b * h, B * h});
         void* kv_dev = nullptr;
         FLEXRT_CUDA_CHECK(cudaMalloc(&kv_dev, kv.size() * sizeof(kv[0])));
         FLEXRT_CUDA_CHECK(cudaMemcpy(kv_dev, kv.data(), kv.size() * sizeof(kv[0]), cudaMemcpyHostToDevice));
@@ -141,10 +144,12 @@ int main() {
         void* mask = nullptr;
         FLEXRT_CUDA_CHECK(cudaMalloc(&mask, mask_h.size()));
         FLEXRT_CUDA_CHECK(cudaMemcpy(mask, mask_h.data(), mask_h.size(), cudaMemcpyHostToDevice));
-        const double ms = time_ms([&] {
-            ops::cuda::attention(q.as<uint16_t>(), static_cast<ops::cuda::SeqKvHalf*>(kv_dev), B, S, 0, H, D,
-                                 static_cast<uint8_t*>(mask), S, out.as<uint16_t>(), nullptr);
-        }, 5);
+        const double ms = time_ms(
+            [&] {
+                ops::cuda::attention(q.as<uint16_t>(), static_cast<ops::cuda::SeqKvHalf*>(kv_dev), B, S, 0, H, D,
+                                     static_cast<uint8_t*>(mask), S, out.as<uint16_t>(), nullptr);
+            },
+            5);
         const double flops = 2.0 * 2.0 * B * H * (S * (S + 1) / 2.0) * D;  // causal QK^T and PV
         std::snprintf(line, sizeof line, "prefill attention 30B b8 s512      %9.3f ms %8.1f TFLOP/s = %.3f x GEMM rate", ms,
                       flops / (ms * 1e-3) / 1e12, flops / (ms * 1e-3) / 1e12 / gemm_tflops);
@@ -163,8 +168,8 @@ int main() {
         ops::cuda::quantize_group4(x.as<uint16_t>(), L, packed.as<uint8_t>(), bad, nullptr);  // real codes and scales
         const double ms = time_ms([&] { ops::cuda::dequantize_group4(packed.as<uint8_t>(), L, out.as<uint16_t>(), nullptr); });
         const double gbs = (static_cast<double>(L.bytes()) + L.elements() * 2.0) / (ms * 1e-3) / 1e9;
-        std::snprintf(line, sizeof line, "dequantize group4 30B fc1           %9.3f ms %8.1f GB/s = %.2f x copy (target >= 0.75)", ms,
-                      gbs, gbs / copy_gbs);
+        std::snprintf(line, sizeof line, "dequantize group4 30B fc1           %9.3f ms %8.1f GB/s = %.2f x copy (target >= 0.75)", ms, gbs,
+                      gbs / copy_gbs);
         rows.push_back(line);
         cudaFree(bad);
     }
@@ -173,12 +178,15 @@ int main() {
     for (int64_t rows_n : {int64_t{32 * 512}, int64_t{64}}) {
         const int64_t h = 7168, f = 4 * h;
         Dev x(rows_n * f * 2, 16), w(f * h * 2, 17), y(rows_n * f * 2, 18), bias(f * 2, 19);
-        const double ms = time_ms([&] {
-            for (int i = 0; i < 4; ++i)  // q, k, v, out
-                ops::cuda::linear(x.as<uint16_t>(), rows_n, h, w.as<uint16_t>(), bias.as<uint16_t>(), h, y.as<uint16_t>(), false, nullptr);
-            ops::cuda::linear(x.as<uint16_t>(), rows_n, h, w.as<uint16_t>(), bias.as<uint16_t>(), f, y.as<uint16_t>(), true, nullptr);
-            ops::cuda::linear(x.as<uint16_t>(), rows_n, f, w.as<uint16_t>(), bias.as<uint16_t>(), h, y.as<uint16_t>(), false, nullptr);
-        }, 10);
+        const double ms = time_ms(
+            [&] {
+                for (int i = 0; i < 4; ++i)  // q, k, v, out
+                    ops::cuda::linear(x.as<uint16_t>(), rows_n, h, w.as<uint16_t>(), bias.as<uint16_t>(), h, y.as<uint16_t>(), false,
+                                      nullptr);
+                ops::cuda::linear(x.as<uint16_t>(), rows_n, h, w.as<uint16_t>(), bias.as<uint16_t>(), f, y.as<uint16_t>(), true, nullptr);
+                ops::cuda::linear(x.as<uint16_t>(), rows_n, f, w.as<uint16_t>(), bias.as<uint16_t>(), h, y.as<uint16_t>(), false, nullptr);
+            },
+            10);
         const double flops = 2.0 * rows_n * (4.0 * h * h + 2.0 * h * f), wbytes = 2.0 * (4.0 * h * h + 2.0 * h * f);
         const double floor_ms = std::max(flops / (gemm_tflops * 1e12), wbytes / (copy_gbs * 1e9)) * 1e3;  // bytes moved at the copy's rate
         std::snprintf(line, sizeof line, "30B layer GEMMs %-6s rows %-6lld %9.3f ms, floor %.3f ms = %.2f x floor (target <= 1.25)",
@@ -204,10 +212,12 @@ int main() {
             FLEXRT_CUDA_CHECK(cudaMemset(bad, 0xff, sizeof(int64_t)));
             ops::cuda::quantize_group4(w.as<uint16_t>(), L, packed.as<uint8_t>(), bad, nullptr);
             const double fp16_ms = time_ms([&] {
-                ops::cuda::linear(x.as<uint16_t>(), rows_n, g.in, w.as<uint16_t>(), bias.as<uint16_t>(), g.out, y.as<uint16_t>(), false, nullptr);
+                ops::cuda::linear(x.as<uint16_t>(), rows_n, g.in, w.as<uint16_t>(), bias.as<uint16_t>(), g.out, y.as<uint16_t>(), false,
+                                  nullptr);
             });
             const double fused_ms = time_ms([&] {
-                ops::cuda::linear_group4(x.as<uint16_t>(), rows_n, packed.as<uint8_t>(), L, bias.as<uint16_t>(), y.as<uint16_t>(), false, nullptr);
+                ops::cuda::linear_group4(x.as<uint16_t>(), rows_n, packed.as<uint8_t>(), L, bias.as<uint16_t>(), y.as<uint16_t>(), false,
+                                         nullptr);
             });
             fp16_total += g.count * fp16_ms, fused_total += g.count * fused_ms;
             const double gbs = static_cast<double>(L.bytes()) / (fused_ms * 1e-3) / 1e9;

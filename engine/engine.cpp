@@ -39,8 +39,17 @@ std::string tag_text(int32_t i, int32_t j, int32_t k) {
 
 struct Engine::Impl {
     Impl(const opt::OptConfig& m, const Policy& p, int64_t prompt, int64_t gen, EngineTiers t, ProgressFn prog)
-        : model(m), policy(p), prompt_len(prompt), gen_len(gen), max_len(prompt + gen - 1), gbs(p.gpu_batch_size),
-          ngb(p.num_gpu_batches), h(m.hidden_size), tiers(t), progress(std::move(prog)), elem(t.ops.act_bytes()) {}
+        : model(m),
+          policy(p),
+          prompt_len(prompt),
+          gen_len(gen),
+          max_len(prompt + gen - 1),
+          gbs(p.gpu_batch_size),
+          ngb(p.num_gpu_batches),
+          h(m.hidden_size),
+          tiers(t),
+          progress(std::move(prog)),
+          elem(t.ops.act_bytes()) {}
 
     opt::OptConfig model;
     Policy policy;
@@ -61,10 +70,12 @@ struct Engine::Impl {
     Event compute_done() {
         Event e = Event::pending();
         auto* held = new Event(e);
-        tiers.ops.when_done([](void* p) {
-            std::unique_ptr<Event> ev(static_cast<Event*>(p));
-            ev->complete(Status::ok());
-        }, held);
+        tiers.ops.when_done(
+            [](void* p) {
+                std::unique_ptr<Event> ev(static_cast<Event*>(p));
+                ev->complete(Status::ok());
+            },
+            held);
         return e;
     }
     Event join(std::vector<Event> events) {
@@ -172,18 +183,18 @@ struct Engine::Impl {
     std::array<std::unique_ptr<Buffer>, 2> in_slot;     // (gbs, seq, h) floats, or (gbs, seq) token ids
     std::array<Event, 2> in_ready;
     std::array<Tag, 2> in_tag;
-    std::array<std::unique_ptr<Buffer>, 2> out_slot;    // (gbs, seq, h), or logits (gbs, vocab)
+    std::array<std::unique_ptr<Buffer>, 2> out_slot;  // (gbs, seq, h), or logits (gbs, vocab)
     std::array<Event, 2> out_free;
     std::array<Tag, 2> out_tag;
-    std::array<std::vector<int32_t>, 2> out_ids;        // sampled tokens (gbs,)
+    std::array<std::vector<int32_t>, 2> out_ids;  // sampled tokens (gbs,)
 
     // False when every weight, cache and hidden-state home is on the compute device: no transfer then
     // waits for the compute stream, and the engine asks it for no completion events.
     bool transfers_follow_compute = true;
-    std::vector<std::unique_ptr<Buffer>> masks;            // [k]: (gbs, max_len) u8 on the compute device
-    std::vector<std::vector<uint8_t>> masks_host;          // [k]: their host copies, uploaded when changed
-    std::vector<int32_t> ids_host;                          // (gbs, seq) token ids on their way to an input slot
-    std::vector<double> draws;                              // (gbs,) uniforms for sampling
+    std::vector<std::unique_ptr<Buffer>> masks;    // [k]: (gbs, max_len) u8 on the compute device
+    std::vector<std::vector<uint8_t>> masks_host;  // [k]: their host copies, uploaded when changed
+    std::vector<int32_t> ids_host;                 // (gbs, seq) token ids on their way to an input slot
+    std::vector<double> draws;                     // (gbs,) uniforms for sampling
     std::unique_ptr<Buffer> workspace;
     opt::Workspace ws{};
 
@@ -227,17 +238,18 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
     : impl_(std::make_unique<Impl>(model, policy, prompt_len, gen_len, tiers, std::move(progress))) {
     Impl& m = *impl_;
     if (prompt_len + gen_len - 1 > model.max_seq_len)
-        FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT,
-                     "run.prompt_len + run.gen_len - 1 = " + std::to_string(prompt_len + gen_len - 1) +
-                         " exceeds the model's " + std::to_string(model.max_seq_len) + " positions");
+        FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, "run.prompt_len + run.gen_len - 1 = " + std::to_string(prompt_len + gen_len - 1) +
+                                                         " exceeds the model's " + std::to_string(model.max_seq_len) + " positions");
     if (policy.compress_weights || policy.compress_cache) {
         if (!compressor)
-            FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, std::string("policy.") + (policy.compress_weights ? "compress_weights" : "compress_cache") +
-                                                             " needs a compress plugin");
+            FLEXRT_THROW(
+                FLEXRT_STATUS_INVALID_ARGUMENT,
+                std::string("policy.") + (policy.compress_weights ? "compress_weights" : "compress_cache") + " needs a compress plugin");
         const auto* f = static_cast<const Group4Format*>(compressor->get_extension(kGroup4Extension, 1));
         if (!f || f->struct_size < sizeof(Group4Format) || f->num_bits != 4)
-            FLEXRT_THROW(FLEXRT_STATUS_UNSUPPORTED, "the compress plugin does not write the flexrt.group4 format (4-bit), "
-                                                    "the only one flexrt's compute devices dequantize");
+            FLEXRT_THROW(FLEXRT_STATUS_UNSUPPORTED,
+                         "the compress plugin does not write the flexrt.group4 format (4-bit), "
+                         "the only one flexrt's compute devices dequantize");
         m.compressor = compressor;
         m.format = *f;
     }
@@ -290,8 +302,9 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
         if (g.tier == TierKind::disk) disk_cache += cache_layers * m.ngb * 2 * m.max_len * g.count * m.row_bytes;
     for (const auto& g : m.act_groups)
         if (g.tier == TierKind::disk) disk_hidden += m.ngb * g.count * m.prompt_len * H * E;
-    tiers.disk.check_free_space(disk_weights + disk_cache + disk_hidden, "weights " + gib_text(disk_weights) + ", KV cache " +
-                                                                            gib_text(disk_cache) + ", hidden states " + gib_text(disk_hidden));
+    tiers.disk.check_free_space(
+        disk_weights + disk_cache + disk_hidden,
+        "weights " + gib_text(disk_weights) + ", KV cache " + gib_text(disk_cache) + ", hidden states " + gib_text(disk_hidden));
 
     // Weights.
     uint64_t slot_bytes = 0;
@@ -408,7 +421,8 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
     for (int s = 0; s < 2; ++s) {
         if (m.cache_slot_bytes) m.cache_slot[s] = tiers.compute.allocate(m.cache_slot_bytes, "cache slot");
         if (any_cache) m.kv_new[s] = tiers.compute.allocate(2 * m.prompt_len * m.gbs * H * E, "new KV rows");
-        if (any_cache && m.cache_rows) m.kv_packed[s] = tiers.compute.allocate(2 * m.prompt_len * m.gbs * m.row_bytes, "new KV rows, compressed");
+        if (any_cache && m.cache_rows)
+            m.kv_packed[s] = tiers.compute.allocate(2 * m.prompt_len * m.gbs * m.row_bytes, "new KV rows, compressed");
     }
 
     // Hidden states, slots, masks, workspace.
@@ -450,8 +464,7 @@ Engine::~Engine() {
 
 // --- generate ---------------------------------------------------------------------------------------
 
-GenerationResult Engine::generate(const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& options,
-                                  IScheduler& scheduler) {
+GenerationResult Engine::generate(const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& options, IScheduler& scheduler) {
     Impl& m = *impl_;
     const int64_t N = m.gbs * m.ngb;
     if (static_cast<int64_t>(prompts.size()) != N)
@@ -495,14 +508,14 @@ GenerationResult Engine::generate(const std::vector<std::vector<int32_t>>& promp
     Status drained = m.tiers.transfers.wait_all();
     m.result = nullptr;
     if (s != FLEXRT_STATUS_OK)
-        FLEXRT_THROW(s, !m.error.empty()      ? m.error
+        FLEXRT_THROW(s, !m.error.empty()       ? m.error
                         : !plugin_said.empty() ? "the schedule plugin failed: " + plugin_said
                                                : std::string("the schedule plugin failed: ") + flexrt_status_name(s));
     drained.throw_if_error();
     const bool all_stopped = std::all_of(m.stopped.begin(), m.stopped.end(), [](uint8_t x) { return x; });
     if (m.steps_ended < m.gen_len && !(m.stops() && all_stopped))
-        FLEXRT_THROW(FLEXRT_STATUS_INTERNAL, "the schedule plugin returned after " + std::to_string(m.steps_ended) + " of " +
-                                                 std::to_string(m.gen_len) + " steps");
+        FLEXRT_THROW(FLEXRT_STATUS_INTERNAL,
+                     "the schedule plugin returned after " + std::to_string(m.steps_ended) + " of " + std::to_string(m.gen_len) + " steps");
     return result;
 }
 
@@ -550,7 +563,8 @@ flexrt_status Engine::load_weight(int32_t i, int32_t j, int32_t k) noexcept {
                 const uint64_t dst = w.offsets[n] + seg.at - w.copy_from;
                 if (!runs.empty()) {
                     Run& r = runs.back();
-                    if (r.buffer == seg.buffer && seg.offset >= r.src + r.bytes && dst >= r.dst + r.bytes && seg.offset - r.src == dst - r.dst) {
+                    if (r.buffer == seg.buffer && seg.offset >= r.src + r.bytes && dst >= r.dst + r.bytes &&
+                        seg.offset - r.src == dst - r.dst) {
                         r.bytes = seg.offset + seg.bytes - r.src;
                         continue;
                     }
@@ -611,7 +625,8 @@ flexrt_status Engine::load_hidden(int32_t i, int32_t j, int32_t k) noexcept {
             std::vector<Event> ev;
             for (const auto& g : m.hidden_home[k]) {
                 const uint64_t bytes = g.group.count * seq * H * E;
-                ev.push_back(m.copy(g.group.tier, {m.in_slot[s].get(), g.group.first * seq * H * E, bytes}, {g.buf.get(), 0, bytes}, after));
+                ev.push_back(
+                    m.copy(g.group.tier, {m.in_slot[s].get(), g.group.first * seq * H * E, bytes}, {g.buf.get(), 0, bytes}, after));
             }
             m.in_ready[s] = m.join(std::move(ev));
         }
@@ -709,8 +724,8 @@ flexrt_status Engine::compute_layer(int32_t i, int32_t j, int32_t k) noexcept {
                     const uint8_t* host_mask = on_host ? m.masks_host[k].data() + (g.group.first + b) * m.max_len : nullptr;
                     if (m.cache_rows)  // compressed past rows, (max_len, count) blocks, K then V: attended as they are
                         kv.push_back({base + b * m.row_bytes, base + (m.max_len * count + b) * m.row_bytes,
-                                      count * static_cast<int64_t>(m.row_bytes), o.at(fresh, b * H), o.at(fresh, m.prompt_len * c_h + b * H),
-                                      c_h, host_mask, &*m.cache_rows});
+                                      count * static_cast<int64_t>(m.row_bytes), o.at(fresh, b * H),
+                                      o.at(fresh, m.prompt_len * c_h + b * H), c_h, host_mask, &*m.cache_rows});
                     else
                         kv.push_back({o.at(base, b * H), o.at(base, m.max_len * c_h + b * H), c_h, o.at(fresh, b * H),
                                       o.at(fresh, m.prompt_len * c_h + b * H), c_h, host_mask});
@@ -748,7 +763,8 @@ flexrt_status Engine::store_hidden(int32_t i, int32_t j, int32_t k) noexcept {
         if (!m.wrap_store(i, j, k) || m.skips(i, k)) return Status::ok();
         const int s = m.slot(j, k);
         if (!(m.out_tag[s] == Tag{i, j, k}))
-            return {FLEXRT_STATUS_INVALID_ARGUMENT, "schedule error: store_hidden" + tag_text(i, j, k) + " before compute_layer" + tag_text(i, j, k)};
+            return {FLEXRT_STATUS_INVALID_ARGUMENT,
+                    "schedule error: store_hidden" + tag_text(i, j, k) + " before compute_layer" + tag_text(i, j, k)};
         m.out_tag[s] = Tag{};
         if (layers_[j]->is_output()) {  // the tokens: into the result, with stop handling
             for (int64_t b = 0; b < m.gbs; ++b) {
@@ -781,7 +797,8 @@ flexrt_status Engine::store_cache(int32_t i, int32_t j, int32_t k) noexcept {
         if (!m.wrap_store(i, j, k) || m.skips(i, k) || !layers_[j]->has_cache()) return Status::ok();
         const int s = m.slot(j, k);
         if (!(m.kv_new_tag[s] == Tag{i, j, k}))
-            return {FLEXRT_STATUS_INVALID_ARGUMENT, "schedule error: store_cache" + tag_text(i, j, k) + " before compute_layer" + tag_text(i, j, k)};
+            return {FLEXRT_STATUS_INVALID_ARGUMENT,
+                    "schedule error: store_cache" + tag_text(i, j, k) + " before compute_layer" + tag_text(i, j, k)};
         m.kv_new_tag[s] = Tag{};
         if (i == m.gen_len - 1) return Status::ok();  // the last step's KV is never read
         const uint64_t E = m.elem, H = m.h, seq = m.seq_len(i), start = m.past_len(i);
@@ -796,7 +813,8 @@ flexrt_status Engine::store_cache(int32_t i, int32_t j, int32_t k) noexcept {
                 auto* out = reinterpret_cast<uint8_t*>(m.kv_packed[s]->data());
                 const std::byte* in = m.kv_new[s]->data();
                 m.tiers.ops.quantize_rows_group4(in + plain, rows, out + packed);
-                m.tiers.ops.quantize_rows_group4(in + plain + m.prompt_len * c * H * E, rows, out + packed + m.prompt_len * c * m.row_bytes);
+                m.tiers.ops.quantize_rows_group4(in + plain + m.prompt_len * c * H * E, rows,
+                                                 out + packed + m.prompt_len * c * m.row_bytes);
             }
             if (m.transfers_follow_compute) after_quantize.push_back(m.compute_done());
         }
@@ -835,8 +853,10 @@ flexrt_status Engine::end_step(int32_t i, int32_t* all_stopped) noexcept {
         m.steps_ended = i + 1;
         if (m.progress) {
             char line[128];
-            if (i == 0) std::snprintf(line, sizeof line, "prefill: %.3f s", secs);
-            else std::snprintf(line, sizeof line, "decode step %d/%lld: %.3f s", i, static_cast<long long>(m.gen_len - 1), secs);
+            if (i == 0)
+                std::snprintf(line, sizeof line, "prefill: %.3f s", secs);
+            else
+                std::snprintf(line, sizeof line, "decode step %d/%lld: %.3f s", i, static_cast<long long>(m.gen_len - 1), secs);
             if (i == 0 || i + 1 == m.gen_len || i % std::max<int64_t>(1, m.gen_len / 8) == 0) m.progress(line);
         }
         *all_stopped = m.stops() && std::all_of(m.stopped.begin(), m.stopped.end(), [](uint8_t x) { return x; });

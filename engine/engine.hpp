@@ -31,8 +31,8 @@ class PackedWeightStore;
 struct GenerateOptions {
     bool do_sample = false;
     double temperature = 1.0;
-    int64_t top_k = 0;    // 0: off
-    double top_p = 1.0;   // 1: off
+    int64_t top_k = 0;   // 0: off
+    double top_p = 1.0;  // 1: off
     uint64_t seed = 0;
     int64_t stop_token = -1;     // -1: none
     bool record_logits = false;  // keep every step's next-token logits (tests)
@@ -74,8 +74,7 @@ public:
 
     // Runs one block: `prompts` holds policy.block_size() token lists of 1..prompt_len tokens (left-padded
     // here). The scheduler orders the primitives. Throws flexrt::Error with the first failure.
-    GenerationResult generate(const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& options,
-                              IScheduler& scheduler);
+    GenerationResult generate(const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& options, IScheduler& scheduler);
 
     const std::vector<std::unique_ptr<opt::Layer>>& layers() const { return layers_; }
 

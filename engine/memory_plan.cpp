@@ -34,9 +34,10 @@ MemoryPlan plan_memory(const opt::OptConfig& model, const Policy& policy, int64_
     };
     const uint64_t E = elem, H = static_cast<uint64_t>(model.hidden_size), F = static_cast<uint64_t>(model.ffn_size);
     const int64_t gbs = policy.gpu_batch_size, ngb = policy.num_gpu_batches, max_len = prompt_len + gen_len - 1;
-    const uint64_t row_bytes = policy.compress_cache && format
-                                   ? static_cast<uint64_t>(ops::Group4Layout::rows(1, model.hidden_size, format->group_size, format->symmetric != 0).slab_bytes)
-                                   : H * E;
+    const uint64_t row_bytes =
+        policy.compress_cache && format
+            ? static_cast<uint64_t>(ops::Group4Layout::rows(1, model.hidden_size, format->group_size, format->symmetric != 0).slab_bytes)
+            : H * E;
     const auto layers = opt::build_layers(model, policy.separate_attention_mlp);
 
     // Weights: each layer's blob, split byte-exactly; the slots hold the part off the compute device.
@@ -60,7 +61,8 @@ MemoryPlan plan_memory(const opt::OptConfig& model, const Policy& policy, int64_
         const uint64_t cpu_end = std::max(gpu_end, split_point(total, policy.weights.gpu + policy.weights.cpu));
         bool direct = true;  // the disk part is read straight from the weight files
         for (size_t n = 0; n < specs.size(); ++n)
-            if (offsets[n] + static_cast<uint64_t>(numel(specs[n].shape)) * 2 > cpu_end && (packed[n] || !weights.locate(specs[n]))) direct = false;
+            if (offsets[n] + static_cast<uint64_t>(numel(specs[n].shape)) * 2 > cpu_end && (packed[n] || !weights.locate(specs[n])))
+                direct = false;
         add(TierKind::compute, "weights", gpu_end);
         add(TierKind::host, "weights", cpu_end - gpu_end);
         if (!direct) add(TierKind::disk, "weights", total - cpu_end);
@@ -75,7 +77,8 @@ MemoryPlan plan_memory(const opt::OptConfig& model, const Policy& policy, int64_
 
     // KV cache: per layer that has one and GPU batch, the batch's sequences split over the tiers.
     const auto cache_groups = split_sequences(gbs, policy.cache);
-    const auto cache_layers = static_cast<uint64_t>(std::count_if(layers.begin(), layers.end(), [](const auto& l) { return l->has_cache(); }));
+    const auto cache_layers =
+        static_cast<uint64_t>(std::count_if(layers.begin(), layers.end(), [](const auto& l) { return l->has_cache(); }));
     uint64_t cache_slot = 0;
     for (const SeqGroup& g : cache_groups) {
         const uint64_t bytes = 2 * static_cast<uint64_t>(max_len * g.count) * row_bytes;

@@ -11,7 +11,6 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     try {
         flexrt::load_config(std::string(reinterpret_cast<const char*>(data), size), "fuzz.toml", {});
-    } catch (const flexrt::Error&) {
-    }
+    } catch (const flexrt::Error&) {}
     return 0;
 }

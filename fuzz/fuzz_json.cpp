@@ -13,8 +13,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const std::string_view s(reinterpret_cast<const char*>(data), size);
     try {
         flexrt::text::parse_json(s, "fuzz.json");
-    } catch (const flexrt::Error&) {
-    }
+    } catch (const flexrt::Error&) {}
     if (flexrt::text::parse_json(flexrt::text::json_quote(s), "quoted").text != s) std::abort();
     return 0;
 }

@@ -13,7 +13,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         const flexrt::NpyHeader h = flexrt::parse_npy_header(data, size, "fuzz.npy");
         if (h.data_offset > size + (1u << 20)) std::abort();  // a header cannot claim to end beyond what it was read from
         (void)h.data_bytes();
-    } catch (const flexrt::Error&) {
-    }
+    } catch (const flexrt::Error&) {}
     return 0;
 }

@@ -4,12 +4,12 @@
 
 #include <flexrt/status.hpp>
 
+#include <unistd.h>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <fstream>
 #include <string>
-#include <unistd.h>
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     static const std::string path = "/tmp/flexrt-fuzz-" + std::to_string(::getpid()) + ".safetensors";
@@ -21,7 +21,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         const flexrt::SafetensorsFile f = flexrt::read_safetensors_header(path);
         for (const auto& [name, t] : f.tensors)
             if (t.offset + t.bytes > f.file_bytes || t.offset < 8) std::abort();
-    } catch (const flexrt::Error&) {
-    }
+    } catch (const flexrt::Error&) {}
     return 0;
 }

@@ -11,8 +11,8 @@
 #include <string_view>
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-    static const flexrt::text::Gpt2Tokenizer tok = flexrt::text::Gpt2Tokenizer::from_files(
-        FLEXRT_FUZZ_TOKENIZER_DIR "/vocab.json", FLEXRT_FUZZ_TOKENIZER_DIR "/merges.txt");
+    static const flexrt::text::Gpt2Tokenizer tok =
+        flexrt::text::Gpt2Tokenizer::from_files(FLEXRT_FUZZ_TOKENIZER_DIR "/vocab.json", FLEXRT_FUZZ_TOKENIZER_DIR "/merges.txt");
     const std::string_view s(reinterpret_cast<const char*>(data), size);
     try {
         const auto ids = tok.encode(s, /*add_bos=*/false);

@@ -21,7 +21,7 @@ struct SeqKv {
 // past: cached positions; mask: (batch, mask_stride), columns [0, past + seq) valid, 0 = padding;
 // out: (batch, seq, heads * head_dim). Masked scores get the lowest float (as HF does), so a row with
 // every key masked (a pad query) averages uniformly instead of producing NaN.
-void attention(const float* q, const SeqKv* kv, int64_t batch, int64_t seq,
-               int64_t past, int64_t heads, int64_t head_dim, const uint8_t* mask, int64_t mask_stride, float* out);
+void attention(const float* q, const SeqKv* kv, int64_t batch, int64_t seq, int64_t past, int64_t heads, int64_t head_dim,
+               const uint8_t* mask, int64_t mask_stride, float* out);
 
 }  // namespace flexrt::ops

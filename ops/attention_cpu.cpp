@@ -7,8 +7,8 @@
 
 namespace flexrt::ops {
 
-void attention(const float* q, const SeqKv* kv, int64_t batch, int64_t seq,
-               int64_t past, int64_t heads, int64_t head_dim, const uint8_t* mask, int64_t mask_stride, float* out) {
+void attention(const float* q, const SeqKv* kv, int64_t batch, int64_t seq, int64_t past, int64_t heads, int64_t head_dim,
+               const uint8_t* mask, int64_t mask_stride, float* out) {
     const int64_t h = heads * head_dim, keys = past + seq;
     const float lowest = std::numeric_limits<float>::lowest();
     std::vector<float> score(keys);

@@ -16,8 +16,8 @@ constexpr int kMaxPerLane = 8;  // head_dim <= 256
 
 // Row t of one sequence's keys (or values), at head n: cached rows first, then this step's.
 __device__ inline const __half* kv_row(const SeqKvHalf& sk, int64_t past, int64_t t, bool value, int64_t n, int64_t hd) {
-    const uint16_t* base = t < past ? (value ? sk.past_v : sk.past_k) + t * sk.past_stride
-                                    : (value ? sk.new_v : sk.new_k) + (t - past) * sk.new_stride;
+    const uint16_t* base =
+        t < past ? (value ? sk.past_v : sk.past_k) + t * sk.past_stride : (value ? sk.new_v : sk.new_k) + (t - past) * sk.new_stride;
     return reinterpret_cast<const __half*>(base) + n * hd;
 }
 
@@ -159,10 +159,10 @@ constexpr int kTileQ = 8, kTileK = 32;
 __global__ void attention_tiled_kernel(const __half* q, const SeqKvHalf* kv, int64_t seq, int64_t past, int64_t heads, int64_t hd,
                                        const uint8_t* mask, int64_t mask_stride, __half* out) {
     extern __shared__ float smem[];
-    const int64_t kpad = hd + 1;                          // floats per K row in shared memory
-    float* ks = smem;                                     // (kTileK, kpad)
-    float* vs = ks + kTileK * kpad;                       // (kTileK, hd)
-    float* qs = vs + kTileK * hd;                         // (kTileQ, hd)
+    const int64_t kpad = hd + 1;     // floats per K row in shared memory
+    float* ks = smem;                // (kTileK, kpad)
+    float* vs = ks + kTileK * kpad;  // (kTileK, hd)
+    float* qs = vs + kTileK * hd;    // (kTileQ, hd)
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int64_t tiles_q = (seq + kTileQ - 1) / kTileQ;
     const int64_t qt = blockIdx.x % tiles_q, n = (blockIdx.x / tiles_q) % heads, b = blockIdx.x / (tiles_q * heads);
@@ -242,7 +242,7 @@ namespace wm = nvcuda::wmma;
 constexpr int kFlashQ = 64, kFlashK = 64;
 
 struct FlashLayout {
-    int64_t ldh, lds, ldp, ldo;           // leading dimensions (elements)
+    int64_t ldh, lds, ldp, ldo;            // leading dimensions (elements)
     size_t q, k, v, s, p, o, m, l, scale;  // byte offsets in dynamic shared memory
     size_t bytes;
 };
@@ -394,7 +394,7 @@ template <int HD>
 __global__ void attention_decode_packed_kernel(const __half* q, const SeqKvHalf* kv, PackedRows pr, int64_t past, int64_t heads,
                                                const uint8_t* mask, int64_t mask_stride, __half* out) {
     constexpr int kLanes = HD / 16, kKeys = 32 / kLanes;  // lanes per key, keys per warp at a time
-    constexpr int kParts = kDecodeWarps * kKeys;           // independent softmax states in the block
+    constexpr int kParts = kDecodeWarps * kKeys;          // independent softmax states in the block
     __shared__ float part_max[kParts], part_sum[kParts];
     __shared__ float part_acc[kParts][HD];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, sub = lane % kLanes, slot = lane / kLanes;
@@ -456,7 +456,8 @@ __global__ void attention_decode_packed_kernel(const __half* q, const SeqKvHalf*
     for (int p = 0; p < kParts; ++p)
         if (part_sum[p] > 0.0f) gm = fmaxf(gm, part_max[p]);
     for (int p = 0; p < kParts; ++p) total += part_sum[p] > 0.0f ? part_sum[p] * __expf(part_max[p] - gm) : 0.0f;
-    if (total == 0.0f) {  // nothing visible (a pad query; the same for the whole block): the uniform average over every key, as the CPU does
+    if (total ==
+        0.0f) {  // nothing visible (a pad query; the same for the whole block): the uniform average over every key, as the CPU does
 #pragma unroll
         for (int i = 0; i < 16; ++i) acc[i] = 0.0f;
         for (int64_t t = part; t < keys; t += kParts) {
@@ -492,26 +493,29 @@ template <bool PACKED>
 void decode(const __half* q, const SeqKvHalf* kv, const PackedRows& pr, int64_t batch, int64_t past, int64_t heads, int64_t head_dim,
             const uint8_t* mask, int64_t mask_stride, __half* out, cudaStream_t s) {
     const dim3 grid(static_cast<unsigned>(batch * heads)), block(32 * kDecodeWarps);
-    if (head_dim == 128) attention_decode_kernel<4, PACKED><<<grid, block, 0, s>>>(q, kv, pr, past, heads, head_dim, mask, mask_stride, out);
-    else if (head_dim == 64) attention_decode_kernel<2, PACKED><<<grid, block, 0, s>>>(q, kv, pr, past, heads, head_dim, mask, mask_stride, out);
-    else attention_decode_kernel<0, PACKED><<<grid, block, 0, s>>>(q, kv, pr, past, heads, head_dim, mask, mask_stride, out);
+    if (head_dim == 128)
+        attention_decode_kernel<4, PACKED><<<grid, block, 0, s>>>(q, kv, pr, past, heads, head_dim, mask, mask_stride, out);
+    else if (head_dim == 64)
+        attention_decode_kernel<2, PACKED><<<grid, block, 0, s>>>(q, kv, pr, past, heads, head_dim, mask, mask_stride, out);
+    else
+        attention_decode_kernel<0, PACKED><<<grid, block, 0, s>>>(q, kv, pr, past, heads, head_dim, mask, mask_stride, out);
     FLEXRT_CUDA_LAUNCH_CHECK();
 }
 
 }  // namespace
 
-void attention(const uint16_t* q, const SeqKvHalf* kv, int64_t batch, int64_t seq, int64_t past, int64_t heads,
-               int64_t head_dim, const uint8_t* mask, int64_t mask_stride, uint16_t* out, void* stream) {
+void attention(const uint16_t* q, const SeqKvHalf* kv, int64_t batch, int64_t seq, int64_t past, int64_t heads, int64_t head_dim,
+               const uint8_t* mask, int64_t mask_stride, uint16_t* out, void* stream) {
     if (head_dim > 32 * kMaxPerLane)
-        throw Error(FLEXRT_STATUS_UNSUPPORTED, "attention: head_dim " + std::to_string(head_dim) + " > " +
-                                                   std::to_string(32 * kMaxPerLane));
+        throw Error(FLEXRT_STATUS_UNSUPPORTED,
+                    "attention: head_dim " + std::to_string(head_dim) + " > " + std::to_string(32 * kMaxPerLane));
     const int64_t rows = batch * heads * seq;
     if (rows == 0) return;
     if (seq > 1 && attention_prefill_mma(q, kv, batch, seq, past, heads, head_dim, mask, mask_stride, out, stream)) return;
     if (seq > 1 && head_dim % 16 == 0 && head_dim <= 128) {  // prefill on the tensor cores, other head sizes
         const FlashLayout L = flash_layout(head_dim);
-        FLEXRT_CUDA_CHECK(cudaFuncSetAttribute(attention_flash_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                               static_cast<int>(L.bytes)));
+        FLEXRT_CUDA_CHECK(
+            cudaFuncSetAttribute(attention_flash_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(L.bytes)));
         const int64_t tiles_q = (seq + kFlashQ - 1) / kFlashQ;
         attention_flash_kernel<<<static_cast<unsigned>(batch * heads * tiles_q), 128, L.bytes, static_cast<cudaStream_t>(stream)>>>(
             reinterpret_cast<const __half*>(q), kv, seq, past, heads, head_dim, mask, mask_stride, reinterpret_cast<__half*>(out));
@@ -522,11 +526,10 @@ void attention(const uint16_t* q, const SeqKvHalf* kv, int64_t batch, int64_t se
         const int64_t tiles_q = (seq + kTileQ - 1) / kTileQ;
         const size_t shared = sizeof(float) * static_cast<size_t>(kTileK * (head_dim + 1) + kTileK * head_dim + kTileQ * head_dim);
         if (shared > 48 * 1024)  // above the default limit a kernel must ask (head_dim > 160)
-            FLEXRT_CUDA_CHECK(cudaFuncSetAttribute(attention_tiled_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                   static_cast<int>(shared)));
-        attention_tiled_kernel<<<static_cast<unsigned>(batch * heads * tiles_q), 32 * kTileQ, shared,
-                                 static_cast<cudaStream_t>(stream)>>>(reinterpret_cast<const __half*>(q), kv, seq, past, heads,
-                                                                      head_dim, mask, mask_stride, reinterpret_cast<__half*>(out));
+            FLEXRT_CUDA_CHECK(
+                cudaFuncSetAttribute(attention_tiled_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)));
+        attention_tiled_kernel<<<static_cast<unsigned>(batch * heads * tiles_q), 32 * kTileQ, shared, static_cast<cudaStream_t>(stream)>>>(
+            reinterpret_cast<const __half*>(q), kv, seq, past, heads, head_dim, mask, mask_stride, reinterpret_cast<__half*>(out));
         FLEXRT_CUDA_LAUNCH_CHECK();
         return;
     }
@@ -537,14 +540,14 @@ void attention(const uint16_t* q, const SeqKvHalf* kv, int64_t batch, int64_t se
     decode<false>(qh, kv, PackedRows{}, batch, past, heads, head_dim, mask, mask_stride, oh, s);
 }
 
-void attention_decode_packed(const uint16_t* q, const SeqKvHalf* kv, const PackedRows& rows, int64_t batch, int64_t past,
-                             int64_t heads, int64_t head_dim, const uint8_t* mask, int64_t mask_stride, uint16_t* out, void* stream) {
+void attention_decode_packed(const uint16_t* q, const SeqKvHalf* kv, const PackedRows& rows, int64_t batch, int64_t past, int64_t heads,
+                             int64_t head_dim, const uint8_t* mask, int64_t mask_stride, uint16_t* out, void* stream) {
     if (head_dim > 32 * kMaxPerLane)
-        throw Error(FLEXRT_STATUS_UNSUPPORTED, "attention: head_dim " + std::to_string(head_dim) + " > " +
-                                                   std::to_string(32 * kMaxPerLane));
+        throw Error(FLEXRT_STATUS_UNSUPPORTED,
+                    "attention: head_dim " + std::to_string(head_dim) + " > " + std::to_string(32 * kMaxPerLane));
     if (rows.group_size % 8 != 0)
-        throw Error(FLEXRT_STATUS_UNSUPPORTED, "attention over a compressed cache: group_size " + std::to_string(rows.group_size) +
-                                                   " is not a multiple of 8");
+        throw Error(FLEXRT_STATUS_UNSUPPORTED,
+                    "attention over a compressed cache: group_size " + std::to_string(rows.group_size) + " is not a multiple of 8");
     if (batch * heads == 0) return;
     const auto* qh = reinterpret_cast<const __half*>(q);
     auto* oh = reinterpret_cast<__half*>(out);

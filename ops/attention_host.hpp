@@ -27,7 +27,7 @@ struct SeqKvHost {
 // attention() (attention.hpp) for one new token per sequence, in fp32 with the fp16 inputs widened on the
 // fly. q, out: (batch, heads * head_dim) fp16, q pre-scaled. Splits (sequence, head) pairs over `threads`
 // threads (0: the hardware's count).
-void attention_decode_host(const uint16_t* q, const SeqKvHost* kv, int64_t batch, int64_t past, int64_t heads,
-                           int64_t head_dim, uint16_t* out, unsigned threads = 0);
+void attention_decode_host(const uint16_t* q, const SeqKvHost* kv, int64_t batch, int64_t past, int64_t heads, int64_t head_dim,
+                           uint16_t* out, unsigned threads = 0);
 
 }  // namespace flexrt::ops

@@ -32,9 +32,8 @@ const std::array<float, 65536>& half_table() {
 // `K` supplies the three vector steps (widen the query, dot a key, accumulate a value) for the precision
 // and instruction set at hand; the rest is shared.
 template <typename K>
-[[gnu::always_inline]] inline void one_head(const uint16_t* q, const SeqKvHost& kv, int64_t past, int64_t n, int64_t hd,
-                                            uint16_t* out, std::vector<float>& score, std::vector<float>& qf,
-                                            std::vector<typename K::Acc>& acc) {
+[[gnu::always_inline]] inline void one_head(const uint16_t* q, const SeqKvHost& kv, int64_t past, int64_t n, int64_t hd, uint16_t* out,
+                                            std::vector<float>& score, std::vector<float>& qf, std::vector<typename K::Acc>& acc) {
     const int64_t keys = past + 1;
     const float lowest = std::numeric_limits<float>::lowest();
     K::widen(q + n * hd, qf.data(), hd);
@@ -74,8 +73,8 @@ struct TableKernels {
     }
 };
 
-void one_head_table(const uint16_t* q, const SeqKvHost& kv, int64_t past, int64_t n, int64_t hd, uint16_t* out,
-                    std::vector<float>& score, std::vector<float>& qf, std::vector<double>& acc) {
+void one_head_table(const uint16_t* q, const SeqKvHost& kv, int64_t past, int64_t n, int64_t hd, uint16_t* out, std::vector<float>& score,
+                    std::vector<float>& qf, std::vector<double>& acc) {
     one_head<TableKernels>(q, kv, past, n, hd, out, score, qf, acc);
 }
 
@@ -152,8 +151,8 @@ SeqKvHost widen_head(const SeqKvHost& kv, int64_t past, int64_t n, int64_t hd, s
 
 }  // namespace
 
-void attention_decode_host(const uint16_t* q, const SeqKvHost* kv, int64_t batch, int64_t past, int64_t heads,
-                           int64_t head_dim, uint16_t* out, unsigned threads) {
+void attention_decode_host(const uint16_t* q, const SeqKvHost* kv, int64_t batch, int64_t past, int64_t heads, int64_t head_dim,
+                           uint16_t* out, unsigned threads) {
     const int64_t pairs = batch * heads, h = heads * head_dim;
     if (pairs == 0) return;
     half_table();  // built once, before the threads race for it

@@ -34,10 +34,11 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* 
 
 // d += a b: a 16x16 fp16 (row), b 16x8 fp16 (col), d 16x8 fp32.
 __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-                 "{%0, %1, %2, %3};\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 __device__ __forceinline__ void cp_async16(void* dst, const void* src) {
@@ -45,7 +46,9 @@ __device__ __forceinline__ void cp_async16(void* dst, const void* src) {
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+__device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
 
 __device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
     const __half2 h = __floats2half2_rn(lo, hi);
@@ -54,22 +57,21 @@ __device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
 
 // Row t of one sequence's keys (or values) at head n: cached rows first, then this step's.
 __device__ __forceinline__ const __half* row_of(const SeqKvHalf& sk, int64_t past, int64_t t, bool value, int64_t n, int hd) {
-    const uint16_t* base = t < past ? (value ? sk.past_v : sk.past_k) + t * sk.past_stride
-                                    : (value ? sk.new_v : sk.new_k) + (t - past) * sk.new_stride;
+    const uint16_t* base =
+        t < past ? (value ? sk.past_v : sk.past_k) + t * sk.past_stride : (value ? sk.new_v : sk.new_k) + (t - past) * sk.new_stride;
     return reinterpret_cast<const __half*>(base) + n * hd;
 }
 
 template <int HD>
 struct Smem {
     static constexpr int kLd = HD + 8;  // halves: rows 16 bytes apart mod 128, so ldmatrix reads no bank twice
-    static constexpr size_t kTile = static_cast<size_t>(kKeys) * kLd;  // halves
+    static constexpr size_t kTile = static_cast<size_t>(kKeys) * kLd;                         // halves
     static constexpr size_t kBytes = (kRows * kLd + 4 * kTile) * sizeof(__half) + 2 * kKeys;  // Q, 2 x (K, V), 2 masks
 };
 
 template <int HD>
-__global__ void __launch_bounds__(kThreads, 2)
-    flash_prefill_kernel(const __half* q, const SeqKvHalf* kv, int64_t seq, int64_t past, int64_t heads, const uint8_t* mask,
-                         int64_t mask_stride, __half* out) {
+__global__ void __launch_bounds__(kThreads, 2) flash_prefill_kernel(const __half* q, const SeqKvHalf* kv, int64_t seq, int64_t past,
+                                                                    int64_t heads, const uint8_t* mask, int64_t mask_stride, __half* out) {
     using S = Smem<HD>;
     constexpr int LD = S::kLd, KT = HD / 16, NT = HD / 8;
     extern __shared__ __align__(128) unsigned char sm[];
@@ -236,7 +238,8 @@ void launch(const uint16_t* q, const SeqKvHalf* kv, int64_t batch, int64_t seq, 
             int64_t mask_stride, uint16_t* out, cudaStream_t s) {
     constexpr size_t bytes = Smem<HD>::kBytes;
     static const bool attributes_set = [] {  // once per instantiation: above 48 KiB a kernel must ask
-        FLEXRT_CUDA_CHECK(cudaFuncSetAttribute(flash_prefill_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+        FLEXRT_CUDA_CHECK(
+            cudaFuncSetAttribute(flash_prefill_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
         return true;
     }();
     (void)attributes_set;
@@ -252,11 +255,11 @@ bool attention_prefill_mma(const uint16_t* q, const SeqKvHalf* kv, int64_t batch
                            int64_t head_dim, const uint8_t* mask, int64_t mask_stride, uint16_t* out, void* stream) {
     auto s = static_cast<cudaStream_t>(stream);
     switch (head_dim) {
-        case 64: launch<64>(q, kv, batch, seq, past, heads, mask, mask_stride, out, s); return true;
-        case 80: launch<80>(q, kv, batch, seq, past, heads, mask, mask_stride, out, s); return true;
-        case 96: launch<96>(q, kv, batch, seq, past, heads, mask, mask_stride, out, s); return true;
-        case 128: launch<128>(q, kv, batch, seq, past, heads, mask, mask_stride, out, s); return true;
-        default: return false;
+    case 64: launch<64>(q, kv, batch, seq, past, heads, mask, mask_stride, out, s); return true;
+    case 80: launch<80>(q, kv, batch, seq, past, heads, mask, mask_stride, out, s); return true;
+    case 96: launch<96>(q, kv, batch, seq, past, heads, mask, mask_stride, out, s); return true;
+    case 128: launch<128>(q, kv, batch, seq, past, heads, mask, mask_stride, out, s); return true;
+    default: return false;
     }
 }
 

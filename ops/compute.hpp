@@ -47,14 +47,14 @@ public:
     virtual void layer_norm(const void* x, int64_t rows, int64_t h, const uint16_t* w, const uint16_t* b, double eps, void* y) = 0;
     // y = x W^T + b (+ residual, (rows, out), when not null: the layer's skip connection, added before the
     // rounding to the activation type - one pass over y fewer than a separate add()), or ReLU(x W^T + b).
-    virtual void linear(const void* x, int64_t rows, int64_t in, const uint16_t* w, const uint16_t* b, int64_t out, void* y,
-                        bool relu, const void* residual) = 0;
+    virtual void linear(const void* x, int64_t rows, int64_t in, const uint16_t* w, const uint16_t* b, int64_t out, void* y, bool relu,
+                        const void* residual) = 0;
     virtual void embed_tokens(const int32_t* ids, int64_t rows, const uint16_t* w_tok, int64_t vocab, int64_t dim, void* out) = 0;
     virtual void add_positions(void* x, int64_t batch, int64_t seq, const uint8_t* mask, int64_t mask_stride, int64_t mask_len,
                                const uint16_t* w_pos, int64_t n_pos, int64_t h) = 0;
     // kv: (batch,) views in host memory (the device variant uploads them).
-    virtual void attention(const void* q, const KvView* kv, int64_t batch, int64_t seq, int64_t past, int64_t heads,
-                           int64_t head_dim, const uint8_t* mask, int64_t mask_stride, void* out) = 0;
+    virtual void attention(const void* q, const KvView* kv, int64_t batch, int64_t seq, int64_t past, int64_t heads, int64_t head_dim,
+                           const uint8_t* mask, int64_t mask_stride, void* out) = 0;
     virtual void add(void* y, const void* x, int64_t n) = 0;  // y += x
     virtual void scale(void* x, int64_t n, float s) = 0;
     // This step's keys and values, k and v (batch, seq, h), to where each sequence keeps its new rows:
@@ -68,8 +68,8 @@ public:
     virtual void dequantize_group4(const uint8_t* packed, const Group4Layout& layout, uint16_t* out) = 0;
     // y = x W^T + b, optionally ReLU, with W (out, in) group4-compressed in the device's memory; used when
     // ops::fuses_group4(rows, layout) (ops/linear_group4.hpp): decode reads the 4-bit weights directly.
-    virtual void linear_group4(const void* x, int64_t rows, const uint8_t* packed, const Group4Layout& layout, const uint16_t* b,
-                               void* y, bool relu) = 0;
+    virtual void linear_group4(const void* x, int64_t rows, const uint8_t* packed, const Group4Layout& layout, const uint16_t* b, void* y,
+                               bool relu) = 0;
     // policy.compress_cache: `layout` (Group4Layout::rows: a block per row) rows of activations to group4
     // blocks, and blocks back to activations, all in the device's memory, in op order. A non-finite value
     // throws BAD_DATA (on a GPU at the next synchronize()).
@@ -79,8 +79,7 @@ public:
     virtual void copy(void* dst, const void* src, size_t bytes) = 0;
     // ids[r] (host memory) for each row of logits (rows, vocab): the argmax, or ops::sample with u[r]
     // (host memory; unused when greedy). Returns when the ids are on the host; on a GPU the logits stay there.
-    virtual void next_tokens(const void* logits, int64_t rows, int64_t vocab, const SamplingParams& how, const double* u,
-                             int32_t* ids) = 0;
+    virtual void next_tokens(const void* logits, int64_t rows, int64_t vocab, const SamplingParams& how, const double* u, int32_t* ids) = 0;
 
     // Host <-> device memory, in op order; upload returns once `src` may be reused (not when the copy is
     // done), to_host when the bytes are on the host.

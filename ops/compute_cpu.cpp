@@ -1,7 +1,6 @@
 // The CPU compute device: fp32 activations, the CPU variants of the ops (the oracle).
 #include "compute.hpp"
 
-
 #include "attention.hpp"
 #include "embedding.hpp"
 #include "f16.hpp"
@@ -30,8 +29,8 @@ public:
     void layer_norm(const void* x, int64_t rows, int64_t h, const uint16_t* w, const uint16_t* b, double eps, void* y) override {
         ops::layer_norm(f(x), rows, h, w, b, eps, f(y));
     }
-    void linear(const void* x, int64_t rows, int64_t in, const uint16_t* w, const uint16_t* b, int64_t out, void* y,
-                bool relu, const void* residual) override {
+    void linear(const void* x, int64_t rows, int64_t in, const uint16_t* w, const uint16_t* b, int64_t out, void* y, bool relu,
+                const void* residual) override {
         scratch_.resize(static_cast<size_t>(linear_scratch_floats(in)));
         ops::linear(f(x), rows, in, w, b, out, f(y), scratch_.data(), relu);
         FLEXRT_ASSERT(!residual || !relu);
@@ -53,8 +52,9 @@ public:
             const Group4Layout& row = *kv[0].packed;
             const int64_t h = heads * hd;
             if (row.outer != 1 || row.dim != h)
-                throw Error(FLEXRT_STATUS_INVALID_ARGUMENT, "attention: a compressed KV row layout of " + std::to_string(row.outer) + " x " +
-                                                                std::to_string(row.dim) + " values, expected 1 x " + std::to_string(h));
+                throw Error(FLEXRT_STATUS_INVALID_ARGUMENT, "attention: a compressed KV row layout of " + std::to_string(row.outer) +
+                                                                " x " + std::to_string(row.dim) + " values, expected 1 x " +
+                                                                std::to_string(h));
             packed_past_.resize(static_cast<size_t>(batch * 2 * past * h));
             for (int64_t b = 0; b < batch; ++b) {
                 float* k = packed_past_.data() + b * 2 * past * h;
@@ -104,8 +104,7 @@ public:
     void dequantize_group4(const uint8_t* packed, const Group4Layout& layout, uint16_t* out) override {
         ops::dequantize_group4(packed, layout, out);
     }
-    void next_tokens(const void* logits, int64_t rows, int64_t vocab, const SamplingParams& how, const double* u,
-                     int32_t* ids) override {
+    void next_tokens(const void* logits, int64_t rows, int64_t vocab, const SamplingParams& how, const double* u, int32_t* ids) override {
         for (int64_t r = 0; r < rows; ++r) {
             const float* row = static_cast<const float*>(logits) + r * vocab;
             ids[r] = how.greedy ? argmax(row, vocab) : sample(row, vocab, how.temperature, u[r], how.top_k, how.top_p);
@@ -117,8 +116,8 @@ public:
     void when_done(void (*fn)(void*), void* arg) override { fn(arg); }  // every op has already run
 
 private:
-    std::vector<float> scratch_;  // widened weight rows
-    std::vector<uint16_t> half_;  // KV cache rows in fp16, the format's input and output
+    std::vector<float> scratch_;      // widened weight rows
+    std::vector<uint16_t> half_;      // KV cache rows in fp16, the format's input and output
     std::vector<float> packed_past_;  // compressed past KV rows, dequantized for attention
 };
 

@@ -1,11 +1,11 @@
 // The GPU compute device: fp16 activations, the CUDA variants of the ops, all on one stream.
 #include "compute.hpp"
 
+#include "attention_host.hpp"
 #include "cuda_check.cuh"
 #include "f16.hpp"
 #include "group4.hpp"
 #include "linear_group4.hpp"
-#include "attention_host.hpp"
 #include "ops_cuda.hpp"
 #include "sampling.hpp"
 
@@ -15,12 +15,12 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
-#include <chrono>
 #include <array>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <map>
 #include <cstring>
+#include <map>
 #include <vector>
 
 namespace flexrt::ops {
@@ -204,7 +204,8 @@ public:
             ++calls_[m.name];
             if (trace::on() && anchor_ && cudaEventElapsedTime(&from, anchor_, m.begin) == cudaSuccess) {
                 if (track_ < 0) track_ = trace::new_track("GPU: compute stream");
-                const auto begin = anchor_host_ + std::chrono::duration_cast<trace::Clock::duration>(std::chrono::duration<double, std::milli>(from));
+                const auto begin =
+                    anchor_host_ + std::chrono::duration_cast<trace::Clock::duration>(std::chrono::duration<double, std::milli>(from));
                 const auto end = begin + std::chrono::duration_cast<trace::Clock::duration>(std::chrono::duration<double, std::milli>(ms));
                 trace::complete_on(track_, "gpu", m.name, begin, end);
             }
@@ -267,8 +268,8 @@ public:
     void layer_norm(const void* x, int64_t rows, int64_t hd, const uint16_t* w, const uint16_t* b, double eps, void* y) override {
         prof_.time("layer_norm", stream_, [&] { cuda::layer_norm(h(x), rows, hd, w, b, eps, h(y), stream_); });
     }
-    void linear(const void* x, int64_t rows, int64_t in, const uint16_t* w, const uint16_t* b, int64_t out, void* y,
-                bool relu, const void* residual) override {
+    void linear(const void* x, int64_t rows, int64_t in, const uint16_t* w, const uint16_t* b, int64_t out, void* y, bool relu,
+                const void* residual) override {
         prof_.time("linear", stream_, [&] { cuda::linear(h(x), rows, in, w, b, out, h(y), relu, stream_, h(residual)); });
     }
     // Bad ids and positions set bits of a device flag read at the next synchronisation.
@@ -279,7 +280,8 @@ public:
     void add_positions(void* x, int64_t batch, int64_t seq, const uint8_t* mask, int64_t stride, int64_t len, const uint16_t* w_pos,
                        int64_t n_pos, int64_t hd) override {
         n_pos_ = n_pos;
-        prof_.time("embed", stream_, [&] { cuda::add_positions(h(x), batch, seq, mask, stride, len, w_pos, n_pos, hd, stream_, input_errors_); });
+        prof_.time("embed", stream_,
+                   [&] { cuda::add_positions(h(x), batch, seq, mask, stride, len, w_pos, n_pos, hd, stream_, input_errors_); });
     }
     void write_new_kv(const KvView* kv, int64_t batch, int64_t seq, int64_t hd, const void* k, const void* v) override {
         if (batch == 0 || seq == 0) return;
@@ -296,22 +298,20 @@ public:
         if (seq == 1 && std::any_of(kv, kv + batch, on_host)) return attention_split(q, kv, batch, past, heads, hd, mask, stride, out);
         if (batch > 0 && kv[0].packed && past > 0) return attention_packed(q, kv, batch, seq, past, heads, hd, mask, stride, out);
         const auto* dev = device_views(kv, batch);
-        prof_.time(seq == 1 ? "attn_decode" : "attn_prefill", stream_, [&] {
-            cuda::attention(h(q), dev, batch, seq, past, heads, hd, mask, stride, h(out), stream_);
-        });
+        prof_.time(seq == 1 ? "attn_decode" : "attn_prefill", stream_,
+                   [&] { cuda::attention(h(q), dev, batch, seq, past, heads, hd, mask, stride, h(out), stream_); });
     }
     // Compressed past rows (policy.compress_cache) on the device: decode reads them as they are. Nothing else
     // attends over a cache with more than one query row (prefill has no past).
     void attention_packed(const void* q, const KvView* kv, int64_t batch, int64_t seq, int64_t past, int64_t heads, int64_t hd,
                           const uint8_t* mask, int64_t stride, void* out) {
         if (seq != 1)
-            throw Error(FLEXRT_STATUS_UNSUPPORTED, "attention over a compressed KV cache with " + std::to_string(seq) +
-                                                       " query rows: decode only (one a sequence)");
+            throw Error(FLEXRT_STATUS_UNSUPPORTED,
+                        "attention over a compressed KV cache with " + std::to_string(seq) + " query rows: decode only (one a sequence)");
         const auto* dev = device_views(kv, batch);
         const cuda::PackedRows rows = packed_rows(*kv[0].packed, heads * hd);
-        prof_.time("attn_decode", stream_, [&] {
-            cuda::attention_decode_packed(h(q), dev, rows, batch, past, heads, hd, mask, stride, h(out), stream_);
-        });
+        prof_.time("attn_decode", stream_,
+                   [&] { cuda::attention_decode_packed(h(q), dev, rows, batch, past, heads, hd, mask, stride, h(out), stream_); });
     }
     static cuda::PackedRows packed_rows(const Group4Layout& row, int64_t h) {
         if (row.outer != 1 || row.dim != h)
@@ -322,10 +322,10 @@ public:
     // Decode with some caches in host memory (cpu_cache_compute): their queries and new rows go down, the
     // host threads attend over the cache where it is while the GPU attends for the other sequences, and the
     // outputs come back up in op order.
-    void attention_split(const void* q, const KvView* kv, int64_t batch, int64_t past, int64_t heads, int64_t hd,
-                         const uint8_t* mask, int64_t stride, void* out) {
+    void attention_split(const void* q, const KvView* kv, int64_t batch, int64_t past, int64_t heads, int64_t hd, const uint8_t* mask,
+                         int64_t stride, void* out) {
         const int64_t width = heads * hd;
-        const size_t row = static_cast<size_t>(width) * 2;  // bytes
+        const size_t row = static_cast<size_t>(width) * 2;           // bytes
         const size_t need = static_cast<size_t>(batch * width) * 3;  // q, new k, new v of the host sequences
         if (host_rows_.size() < need) host_rows_.resize(need);
         auto* qh = host_rows_.data();
@@ -333,7 +333,8 @@ public:
         auto* vh = kh + batch * width;
         for (int64_t b = 0; b < batch; ++b)
             if (kv[b].host_mask) {
-                FLEXRT_CUDA_CHECK(cudaMemcpyAsync(qh + b * width, static_cast<const std::byte*>(q) + b * row, row, cudaMemcpyDeviceToHost, stream_));
+                FLEXRT_CUDA_CHECK(
+                    cudaMemcpyAsync(qh + b * width, static_cast<const std::byte*>(q) + b * row, row, cudaMemcpyDeviceToHost, stream_));
                 FLEXRT_CUDA_CHECK(cudaMemcpyAsync(kh + b * width, kv[b].new_k, row, cudaMemcpyDeviceToHost, stream_));
                 FLEXRT_CUDA_CHECK(cudaMemcpyAsync(vh + b * width, kv[b].new_v, row, cudaMemcpyDeviceToHost, stream_));
             }
@@ -360,8 +361,8 @@ public:
         std::vector<int64_t> which;
         for (int64_t b = 0; b < batch; ++b)
             if (kv[b].host_mask) {
-                seqs.push_back({static_cast<const uint16_t*>(kv[b].past_k), static_cast<const uint16_t*>(kv[b].past_v),
-                                kv[b].past_stride, kh + b * width, vh + b * width, kv[b].host_mask, kv[b].packed});
+                seqs.push_back({static_cast<const uint16_t*>(kv[b].past_k), static_cast<const uint16_t*>(kv[b].past_v), kv[b].past_stride,
+                                kh + b * width, vh + b * width, kv[b].host_mask, kv[b].packed});
                 which.push_back(b);
             }
         // Gather the host sequences' queries, attend, and scatter the outputs back to their rows.
@@ -369,14 +370,11 @@ public:
         host_out_.resize(which.size() * width);
         for (size_t i = 0; i < which.size(); ++i) std::memcpy(host_q_.data() + i * width, qh + which[i] * width, row);
         attention_decode_host(host_q_.data(), seqs.data(), static_cast<int64_t>(seqs.size()), past, heads, hd, host_out_.data());
-        for (size_t i = 0; i < which.size(); ++i)
-            upload(static_cast<std::byte*>(out) + which[i] * row, host_out_.data() + i * width, row);
+        for (size_t i = 0; i < which.size(); ++i) upload(static_cast<std::byte*>(out) + which[i] * row, host_out_.data() + i * width, row);
     }
     void add(void* y, const void* x, int64_t n) override {
         if (n == 0) return;
-        prof_.time("add", stream_, [&] {
-            elementwise<AddOp>(static_cast<__half*>(y), static_cast<const __half*>(x), n, 0.0f, stream_);
-        });
+        prof_.time("add", stream_, [&] { elementwise<AddOp>(static_cast<__half*>(y), static_cast<const __half*>(x), n, 0.0f, stream_); });
     }
     void scale(void* x, int64_t n, float s) override {
         if (n == 0) return;
@@ -385,7 +383,8 @@ public:
     void copy_rows(void* dst, int64_t dst_stride, const void* src, int64_t src_stride, int64_t rows, int64_t width) override {
         if (rows == 0) return;
         prof_.time("copy_rows", stream_, [&] {
-            FLEXRT_CUDA_CHECK(cudaMemcpy2DAsync(dst, dst_stride * 2, src, src_stride * 2, width * 2, rows, cudaMemcpyDeviceToDevice, stream_));
+            FLEXRT_CUDA_CHECK(
+                cudaMemcpy2DAsync(dst, dst_stride * 2, src, src_stride * 2, width * 2, rows, cudaMemcpyDeviceToDevice, stream_));
         });
     }
     void linear_group4(const void* x, int64_t rows, const uint8_t* packed, const Group4Layout& layout, const uint16_t* b, void* y,
@@ -409,12 +408,14 @@ public:
         // decode, where cudaMemcpyAsync took ~8 us each (W1 profile) for a sub-microsecond copy.
         const bool halves = bytes % 16 == 0 && ((reinterpret_cast<uintptr_t>(dst) | reinterpret_cast<uintptr_t>(src)) & 15) == 0;
         prof_.time("copy", stream_, [&] {
-            if (halves) elementwise<CopyOp>(static_cast<__half*>(dst), static_cast<const __half*>(src), static_cast<int64_t>(bytes / 2), 0.0f, stream_);
-            else FLEXRT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
+            if (halves)
+                elementwise<CopyOp>(static_cast<__half*>(dst), static_cast<const __half*>(src), static_cast<int64_t>(bytes / 2), 0.0f,
+                                    stream_);
+            else
+                FLEXRT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
         });
     }
-    void next_tokens(const void* logits, int64_t rows, int64_t vocab, const SamplingParams& how, const double* u,
-                     int32_t* ids) override {
+    void next_tokens(const void* logits, int64_t rows, int64_t vocab, const SamplingParams& how, const double* u, int32_t* ids) override {
         if (rows == 0) return;
         FLEXRT_ASSERT(rows <= kIdsHost);
         auto* ids_dev = static_cast<int32_t*>(ids_dev_.get(rows * sizeof(int32_t), stream_));
@@ -423,7 +424,8 @@ public:
         } else {
             auto* u_dev = static_cast<double*>(u_dev_.get(rows * sizeof(double), stream_));
             ring_.copy(u_dev, u, rows * sizeof(double), stream_);
-            prof_.time("sample", stream_, [&] { cuda::sample(h(logits), rows, vocab, how.temperature, u_dev, how.top_k, how.top_p, ids_dev, stream_); });
+            prof_.time("sample", stream_,
+                       [&] { cuda::sample(h(logits), rows, vocab, how.temperature, u_dev, how.top_k, how.top_p, ids_dev, stream_); });
         }
         FLEXRT_CUDA_CHECK(cudaMemcpyAsync(ids_host_, ids_dev, rows * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
         synchronize();

@@ -13,7 +13,7 @@ void embed_tokens(const int32_t* ids, int64_t rows, const uint16_t* w_tok, int64
 // covering every position up to and including this step's. Position of a token = number of real tokens up
 // to and including it + 1 (pads get 1), as FlexLLMGen's cumsum(mask) * mask + 1 and HF's cumsum - 1 +
 // offset 2. w_pos: (n_pos, h) fp16. Throws when a position is beyond n_pos.
-void add_positions(float* x, int64_t batch, int64_t seq, const uint8_t* mask, int64_t mask_stride, int64_t mask_len,
-                   const uint16_t* w_pos, int64_t n_pos, int64_t h);
+void add_positions(float* x, int64_t batch, int64_t seq, const uint8_t* mask, int64_t mask_stride, int64_t mask_len, const uint16_t* w_pos,
+                   int64_t n_pos, int64_t h);
 
 }  // namespace flexrt::ops

@@ -18,8 +18,8 @@ void embed_tokens(const int32_t* ids, int64_t rows, const uint16_t* w_tok, int64
     }
 }
 
-void add_positions(float* x, int64_t batch, int64_t seq, const uint8_t* mask, int64_t mask_stride, int64_t mask_len,
-                   const uint16_t* w_pos, int64_t n_pos, int64_t h) {
+void add_positions(float* x, int64_t batch, int64_t seq, const uint8_t* mask, int64_t mask_stride, int64_t mask_len, const uint16_t* w_pos,
+                   int64_t n_pos, int64_t h) {
     std::vector<float> pos(h);
     for (int64_t b = 0; b < batch; ++b) {
         const uint8_t* m = mask + b * mask_stride;
@@ -30,9 +30,8 @@ void add_positions(float* x, int64_t batch, int64_t seq, const uint8_t* mask, in
             real += m[col];
             const int64_t p = m[col] ? real + 1 : 1;
             if (p >= n_pos)
-                FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, "position " + std::to_string(p - 2) +
-                                                                 " is beyond the model's " + std::to_string(n_pos - 2) +
-                                                                 " learned positions");
+                FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, "position " + std::to_string(p - 2) + " is beyond the model's " +
+                                                                 std::to_string(n_pos - 2) + " learned positions");
             half_to_float(w_pos + p * h, pos.data(), h);
             float* o = x + (b * seq + s) * h;
             for (int64_t i = 0; i < h; ++i) o[i] += pos[i];

@@ -71,17 +71,16 @@ void throw_input_errors(int flags, int64_t vocab, int64_t n_pos) {
     if (flags & kBadTokenId)
         throw Error(FLEXRT_STATUS_INVALID_ARGUMENT, "a token id is outside the vocabulary of " + std::to_string(vocab));
     if (flags & kBadPosition)
-        throw Error(FLEXRT_STATUS_INVALID_ARGUMENT, "a position is beyond the model's " + std::to_string(n_pos - 2) +
-                                                        " learned positions");
+        throw Error(FLEXRT_STATUS_INVALID_ARGUMENT, "a position is beyond the model's " + std::to_string(n_pos - 2) + " learned positions");
 }
 
-void embed_tokens(const int32_t* ids, int64_t rows, const uint16_t* w_tok, int64_t vocab, int64_t dim, uint16_t* out,
-                  void* stream, int* error_flags) {
+void embed_tokens(const int32_t* ids, int64_t rows, const uint16_t* w_tok, int64_t vocab, int64_t dim, uint16_t* out, void* stream,
+                  int* error_flags) {
     if (rows == 0) return;
     auto s = static_cast<cudaStream_t>(stream);
     with_flag(error_flags, s, vocab, 0, [&](int* flag) {
         embed_tokens_kernel<<<static_cast<unsigned>(rows), 256, 0, s>>>(ids, reinterpret_cast<const __half*>(w_tok), vocab, dim,
-                                                                       reinterpret_cast<__half*>(out), flag);
+                                                                        reinterpret_cast<__half*>(out), flag);
         FLEXRT_CUDA_LAUNCH_CHECK();
     });
 }
@@ -92,8 +91,7 @@ void add_positions(uint16_t* x, int64_t batch, int64_t seq, const uint8_t* mask,
     auto s = static_cast<cudaStream_t>(stream);
     with_flag(error_flags, s, 0, n_pos, [&](int* flag) {
         add_positions_kernel<<<static_cast<unsigned>(batch), 256, static_cast<size_t>(seq) * sizeof(int), s>>>(
-            reinterpret_cast<__half*>(x), seq, mask, mask_stride, mask_len, reinterpret_cast<const __half*>(w_pos), n_pos, h,
-            flag);
+            reinterpret_cast<__half*>(x), seq, mask, mask_stride, mask_len, reinterpret_cast<const __half*>(w_pos), n_pos, h, flag);
         FLEXRT_CUDA_LAUNCH_CHECK();
     });
 }

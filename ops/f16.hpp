@@ -39,7 +39,7 @@ inline uint16_t float_to_half(float f) noexcept {
     const uint32_t absx = x & 0x7fffffffu;
     if (absx >= 0x7f800000u) return static_cast<uint16_t>(sign | 0x7c00u | (absx > 0x7f800000u ? 0x200u : 0));
     if (absx >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds to >= 65520: inf
-    if (absx < 0x38800000u) {                                                // subnormal or zero in fp16
+    if (absx < 0x38800000u) {                                               // subnormal or zero in fp16
         if (absx < 0x33000000u) return static_cast<uint16_t>(sign);
         const uint32_t e = absx >> 23, m = (absx & 0x7fffffu) | 0x800000u;
         const uint32_t shift = 126 - e;  // value = m * 2^(e-150) = r * 2^-24, so r = m >> (126 - e); 14..24

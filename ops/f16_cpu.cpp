@@ -7,8 +7,7 @@ namespace flexrt::ops {
 namespace {
 __attribute__((target("avx,f16c"))) void half_to_float_f16c(const uint16_t* src, float* dst, int64_t n) noexcept {
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
     for (; i < n; ++i) dst[i] = half_to_float(src[i]);
 }
 // Round to nearest even, as float_to_half(float) does (_MM_FROUND_TO_NEAREST_INT; NaN stays NaN, overflow is inf).

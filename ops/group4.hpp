@@ -57,13 +57,16 @@ struct Group4Layout {
         return (static_cast<uint64_t>(slabs * groups() * group_size / 2 * inner) + 15) / 16 * 16;
     }
     FLEXRT_HOST_DEVICE uint64_t pair_bytes() const { return static_cast<uint64_t>((slab_bytes ? 1 : outer) * groups() * 2 * inner) * 2; }
-    FLEXRT_HOST_DEVICE uint64_t bytes() const { return slab_bytes ? static_cast<uint64_t>(outer * slab_bytes) : code_bytes() + pair_bytes(); }
+    FLEXRT_HOST_DEVICE uint64_t bytes() const {
+        return slab_bytes ? static_cast<uint64_t>(outer * slab_bytes) : code_bytes() + pair_bytes();
+    }
     // Byte offsets of slab o's codes, (ng * G / 2, inner), and of its (scale, min) pairs, (ng, 2, inner) fp16.
     FLEXRT_HOST_DEVICE uint64_t codes_at(int64_t o) const {
         return static_cast<uint64_t>(slab_bytes ? o * slab_bytes : o * groups() * group_size / 2 * inner);
     }
     FLEXRT_HOST_DEVICE uint64_t pairs_at(int64_t o) const {
-        return slab_bytes ? static_cast<uint64_t>(o * slab_bytes) + code_bytes() : code_bytes() + static_cast<uint64_t>(o * groups() * 2 * inner) * 2;
+        return slab_bytes ? static_cast<uint64_t>(o * slab_bytes) + code_bytes()
+                          : code_bytes() + static_cast<uint64_t>(o * groups() * 2 * inner) * 2;
     }
 };
 

@@ -47,7 +47,6 @@ __global__ void quantize_kernel(const __half* x, Group4Layout L, uint8_t* out, i
     }
 }
 
-
 // The weights' layout (inner % 8 == 0): a thread per 8 consecutive columns of one group, over the group's
 // rows - 8 reciprocals, then per row pair one 8-byte load and two 16-byte stores (the bytes of the output,
 // ~4x those of the input, are what bound this kernel). Grid: (columns / 8 / 128, groups, outer).
@@ -60,10 +59,11 @@ __global__ void dequantize_columns_kernel(const uint8_t* in_bytes, Group4Layout 
     const uint4 mv = *reinterpret_cast<const uint4*>(pairs + (g * 2 + 1) * in + c0);
     const __half* sh = reinterpret_cast<const __half*>(&sv);
     const __half* mh = reinterpret_cast<const __half*>(&mv);
-    Group4Divisor d[8] = {group4_divisor(__half2float(sh[0]), __half2float(mh[0])), group4_divisor(__half2float(sh[1]), __half2float(mh[1])),
-                    group4_divisor(__half2float(sh[2]), __half2float(mh[2])), group4_divisor(__half2float(sh[3]), __half2float(mh[3])),
-                    group4_divisor(__half2float(sh[4]), __half2float(mh[4])), group4_divisor(__half2float(sh[5]), __half2float(mh[5])),
-                    group4_divisor(__half2float(sh[6]), __half2float(mh[6])), group4_divisor(__half2float(sh[7]), __half2float(mh[7]))};
+    Group4Divisor d[8] = {
+        group4_divisor(__half2float(sh[0]), __half2float(mh[0])), group4_divisor(__half2float(sh[1]), __half2float(mh[1])),
+        group4_divisor(__half2float(sh[2]), __half2float(mh[2])), group4_divisor(__half2float(sh[3]), __half2float(mh[3])),
+        group4_divisor(__half2float(sh[4]), __half2float(mh[4])), group4_divisor(__half2float(sh[5]), __half2float(mh[5])),
+        group4_divisor(__half2float(sh[6]), __half2float(mh[6])), group4_divisor(__half2float(sh[7]), __half2float(mh[7]))};
     const uint8_t* codes = in_bytes + L.codes_at(o) + (g * G / 2) * in + c0;
     __half* y = out + (o * L.dim + g * G) * in + c0;
     const int64_t rows = min(G, L.dim - g * G);
@@ -98,7 +98,8 @@ __global__ void dequantize_rows_kernel(const uint8_t* in_bytes, Group4Layout L, 
         v[2 * k + 1] = group4_decode(byte & 0xf, d, L.symmetric);
     }
     __half* y = out + o * L.dim + e0;
-    if (e0 + 8 <= L.dim && L.dim % 8 == 0) *reinterpret_cast<uint4*>(y) = *reinterpret_cast<const uint4*>(v);
+    if (e0 + 8 <= L.dim && L.dim % 8 == 0)
+        *reinterpret_cast<uint4*>(y) = *reinterpret_cast<const uint4*>(v);
     else
         for (int k = 0; k < 8 && e0 + k < L.dim; ++k) y[k] = v[k];
 }
@@ -122,8 +123,7 @@ unsigned blocks(int64_t n, int threads) { return static_cast<unsigned>((n + thre
 void quantize_group4(const uint16_t* x, const Group4Layout& L, uint8_t* out, int64_t* bad_index, void* stream) {
     const int64_t n = L.outer * L.groups() * L.inner;
     if (n == 0) return;
-    quantize_kernel<<<blocks(n, 256), 256, 0, static_cast<cudaStream_t>(stream)>>>(reinterpret_cast<const __half*>(x), L, out,
-                                                                                   bad_index);
+    quantize_kernel<<<blocks(n, 256), 256, 0, static_cast<cudaStream_t>(stream)>>>(reinterpret_cast<const __half*>(x), L, out, bad_index);
     FLEXRT_CUDA_LAUNCH_CHECK();
 }
 

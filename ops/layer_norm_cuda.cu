@@ -29,7 +29,7 @@ __global__ void layer_norm_kernel(const __half* x, int64_t h, const __half* w, c
     const __half* xr = x + blockIdx.x * h;
     __half* yr = y + blockIdx.x * h;
     constexpr int V = WIDE ? 8 : 1;
-    auto load = [](const __half* p, int64_t i, float (&f)[V]) {
+    auto load = [](const __half* p, int64_t i, float(&f)[V]) {
         if constexpr (WIDE) {
             const uint4 u = *reinterpret_cast<const uint4*>(p + i);
             const __half* hv = reinterpret_cast<const __half*>(&u);
@@ -71,18 +71,20 @@ __global__ void layer_norm_kernel(const __half* x, int64_t h, const __half* w, c
 
 }  // namespace
 
-void layer_norm(const uint16_t* x, int64_t rows, int64_t h, const uint16_t* w, const uint16_t* b, double eps, uint16_t* y,
-                void* stream) {
+void layer_norm(const uint16_t* x, int64_t rows, int64_t h, const uint16_t* w, const uint16_t* b, double eps, uint16_t* y, void* stream) {
     if (rows == 0) return;
     const auto* xh = reinterpret_cast<const __half*>(x);
     const auto* wh = reinterpret_cast<const __half*>(w);
     const auto* bh = reinterpret_cast<const __half*>(b);
     auto* yh = reinterpret_cast<__half*>(y);
     const bool wide = h % 8 == 0 && ((reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(w) | reinterpret_cast<uintptr_t>(b) |
-                                      reinterpret_cast<uintptr_t>(y)) & 15) == 0;
+                                      reinterpret_cast<uintptr_t>(y)) &
+                                     15) == 0;
     auto s = static_cast<cudaStream_t>(stream);
-    if (wide) layer_norm_kernel<true><<<static_cast<unsigned>(rows), kThreads, 0, s>>>(xh, h, wh, bh, static_cast<float>(eps), yh);
-    else layer_norm_kernel<false><<<static_cast<unsigned>(rows), kThreads, 0, s>>>(xh, h, wh, bh, static_cast<float>(eps), yh);
+    if (wide)
+        layer_norm_kernel<true><<<static_cast<unsigned>(rows), kThreads, 0, s>>>(xh, h, wh, bh, static_cast<float>(eps), yh);
+    else
+        layer_norm_kernel<false><<<static_cast<unsigned>(rows), kThreads, 0, s>>>(xh, h, wh, bh, static_cast<float>(eps), yh);
     FLEXRT_CUDA_LAUNCH_CHECK();
 }
 

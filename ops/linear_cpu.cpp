@@ -18,8 +18,8 @@ constexpr int64_t kBlockFloats = 4ll << 20;
 // fp16 weight row once and widening it in registers halves the bytes and skips the packing.
 constexpr int64_t kMaxGemvRows = 8;
 
-__attribute__((target("avx2,fma,f16c"))) void gemv_rows_f16(const float* x, int64_t rows, int64_t in,
-                                                             const uint16_t* w, int64_t out, float* y) {
+__attribute__((target("avx2,fma,f16c"))) void gemv_rows_f16(const float* x, int64_t rows, int64_t in, const uint16_t* w, int64_t out,
+                                                            float* y) {
     for (int64_t o = 0; o < out; ++o) {
         const uint16_t* wr = w + o * in;
         __m256 acc[kMaxGemvRows];
@@ -46,8 +46,8 @@ const bool kHasAvx2Fma = __builtin_cpu_supports("avx2") && __builtin_cpu_support
 
 int64_t linear_scratch_floats(int64_t in_features) { return std::max(kBlockFloats, in_features); }
 
-void linear(const float* x, int64_t rows, int64_t in, const uint16_t* w, const uint16_t* b, int64_t out, float* y,
-            float* scratch, bool relu) {
+void linear(const float* x, int64_t rows, int64_t in, const uint16_t* w, const uint16_t* b, int64_t out, float* y, float* scratch,
+            bool relu) {
     const int64_t block = std::max<int64_t>(1, kBlockFloats / in);
     const bool gemv = rows <= kMaxGemvRows && kHasAvx2Fma;
     if (gemv) gemv_rows_f16(x, rows, in, w, out, y);
@@ -55,9 +55,8 @@ void linear(const float* x, int64_t rows, int64_t in, const uint16_t* w, const u
         const int64_t n = std::min(block, out - o0);
         half_to_float(w + o0 * in, scratch, n * in);
         // y[:, o0:o0+n] = x (rows, in) * Wblock^T (in, n)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(n),
-                    static_cast<int>(in), 1.0f, x, static_cast<int>(in), scratch, static_cast<int>(in), 0.0f, y + o0,
-                    static_cast<int>(out));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(n), static_cast<int>(in), 1.0f, x,
+                    static_cast<int>(in), scratch, static_cast<int>(in), 0.0f, y + o0, static_cast<int>(out));
     }
     if (b) {
         std::vector<float> bf(out);

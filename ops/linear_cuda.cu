@@ -47,7 +47,8 @@ void run(Lt& L, Lt::Plan& p, const uint16_t* x, const uint16_t* w, const uint16_
     if (b) FLEXRT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b, sizeof b));
     const float alpha = 1.0f, beta = residual ? 1.0f : 0.0f;
     const void* c = residual ? static_cast<const void*>(residual) : y;
-    FLEXRT_CUBLAS_CHECK(cublasLtMatmul(L.handle, p.desc, &alpha, w, p.a, x, p.b, &beta, c, p.c, y, p.c, &algo, L.workspace, Lt::kWorkspace, s));
+    FLEXRT_CUBLAS_CHECK(
+        cublasLtMatmul(L.handle, p.desc, &alpha, w, p.a, x, p.b, &beta, c, p.c, y, p.c, &algo, L.workspace, Lt::kWorkspace, s));
 }
 
 cublasLtMatmulAlgo_t fastest(Lt& L, Lt::Plan& p, const cublasLtMatmulHeuristicResult_t* results, int found, const uint16_t* x,
@@ -77,15 +78,15 @@ cublasLtMatmulAlgo_t fastest(Lt& L, Lt::Plan& p, const cublasLtMatmulHeuristicRe
 
 }  // namespace
 
-void linear(const uint16_t* x, int64_t rows, int64_t in, const uint16_t* w, const uint16_t* b, int64_t out, uint16_t* y,
-            bool relu, void* stream, const uint16_t* residual) {
+void linear(const uint16_t* x, int64_t rows, int64_t in, const uint16_t* w, const uint16_t* b, int64_t out, uint16_t* y, bool relu,
+            void* stream, const uint16_t* residual) {
     FLEXRT_ASSERT(!residual || (residual != y && !relu));  // the epilogue would apply ReLU after the sum
     if (rows == 0) return;
     Lt& L = lt();
     // Row-major Y (rows, out) is column-major Y^T (out, rows) = W (out, in) * X^T (in, rows): A is the stored
     // W read transposed, B the stored X as it is.
-    const cublasLtEpilogue_t epi = b ? (relu ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_BIAS)
-                                     : (relu ? CUBLASLT_EPILOGUE_RELU : CUBLASLT_EPILOGUE_DEFAULT);
+    const cublasLtEpilogue_t epi =
+        b ? (relu ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_BIAS) : (relu ? CUBLASLT_EPILOGUE_RELU : CUBLASLT_EPILOGUE_DEFAULT);
     std::lock_guard lock(L.m);
     auto key = std::make_tuple(rows, in, out, static_cast<int>(epi));
     auto it = L.plans.find(key);
@@ -112,8 +113,8 @@ void linear(const uint16_t* x, int64_t rows, int64_t in, const uint16_t* w, cons
         FLEXRT_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(L.handle, p.desc, p.a, p.b, p.c, p.c, pref, kCandidates, results, &found));
         cublasLtMatmulPreferenceDestroy(pref);
         if (found == 0)
-            throw Error(FLEXRT_STATUS_UNSUPPORTED, "cuBLASLt has no algorithm for a " + std::to_string(rows) + "x" +
-                                                       std::to_string(in) + "x" + std::to_string(out) + " fp16 GEMM");
+            throw Error(FLEXRT_STATUS_UNSUPPORTED, "cuBLASLt has no algorithm for a " + std::to_string(rows) + "x" + std::to_string(in) +
+                                                       "x" + std::to_string(out) + " fp16 GEMM");
         p.algo = results[0].algo;
         if (rows <= kTunedRows && found > 1) p.algo = fastest(L, p, results, found, x, w, b, y, static_cast<cudaStream_t>(stream));
         it = L.plans.emplace(key, p).first;

@@ -9,8 +9,7 @@ namespace flexrt::ops {
 
 // Blocks of groups (64 output rows each) small enough to stay in cache: widen a block, multiply it, place its
 // columns of y. Each output is the same sum as linear() over the fully dequantized matrix.
-void linear_group4(const float* x, int64_t rows, const uint8_t* packed, const Group4Layout& L, const uint16_t* b, float* y,
-                   bool relu) {
+void linear_group4(const float* x, int64_t rows, const uint8_t* packed, const Group4Layout& L, const uint16_t* b, float* y, bool relu) {
     const int64_t in = L.inner, out = L.dim, G = L.group_size, ng = L.groups();
     const int64_t groups_per_block = std::max<int64_t>(1, (1 << 20) / (G * in));
     std::vector<uint16_t> w(static_cast<size_t>(groups_per_block * G * in));

@@ -70,9 +70,9 @@ struct Args {
     int M, K, N;
     const uint8_t* codes;
     const __half* pairs;
-    int ng;               // groups along `out`
-    int tiles_per_split;  // 64-column steps of `in` per block
-    uint32_t code_base;   // 1024 + 8 * symmetric, twice, as half2 bits: fp16 (1024 + code) - base = code (- 8)
+    int ng;                 // groups along `out`
+    int tiles_per_split;    // 64-column steps of `in` per block
+    uint32_t code_base;     // 1024 + 8 * symmetric, twice, as half2 bits: fp16 (1024 + code) - base = code (- 8)
     uint32_t code_base_hi;  // the same for 64 + code: 64 + 8 * symmetric
     const __half* bias;
     __half* y;
@@ -158,7 +158,7 @@ __global__ void __launch_bounds__(kThreads, 4) linear_group4_kernel(Args a) {
         for (int c = lane; c < kBK; c += 32) {  // one reciprocal per column of the group, not a division per element
             // A zero-filled group (scale 0) gets a finite 1e4: its codes are 0 and min 0, so its weights stay 0. Real scales are
             // >= 15 / 131008 > 1e-4 (the widest fp16 range).
-                        // The hardware reciprocal (within 2 fp32 ulps, then rounded to fp16): no IEEE slow path on the way.
+            // The hardware reciprocal (within 2 fp32 ulps, then rounded to fp16): no IEEE slow path on the way.
             t.inv[warp][c] = __float2half_rn(__fdividef(1.0f, fmaxf(__half2float(t.pairs[s][gi][0][c]), 1e-4f)));
         }
         __syncwarp();
@@ -178,7 +178,7 @@ __global__ void __launch_bounds__(kThreads, 4) linear_group4_kernel(Args a) {
 #pragma unroll
                 for (int c = 0; c < 2; ++c)
 #pragma unroll
-                    for (int j = 0; j < 2; ++j) {  // bytes 2j and 2j + 1 of the word
+                    for (int j = 0; j < 2; ++j) {                                               // bytes 2j and 2j + 1 of the word
                         const uint32_t spread = __byte_perm(words[c], 0, j ? 0x4342 : 0x4140);  // [byte, 0, byte, 0]
                         // Each nibble masked in place under an exponent that makes it the units: fp16 1024 + code
                         // (low nibble), 64 + code (high nibble, bits 4-7: no shift).

@@ -6,9 +6,7 @@
 
 namespace flexrt::ops {
 
-int32_t argmax(const float* logits, int64_t vocab) {
-    return static_cast<int32_t>(std::max_element(logits, logits + vocab) - logits);
-}
+int32_t argmax(const float* logits, int64_t vocab) { return static_cast<int32_t>(std::max_element(logits, logits + vocab) - logits); }
 
 int32_t sample(const float* logits, int64_t vocab, double temperature, double u, int64_t top_k, double top_p) {
     const double mx = *std::max_element(logits, logits + vocab);

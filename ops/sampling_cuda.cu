@@ -88,8 +88,7 @@ __device__ T block_exclusive_scan(T v, T* buf) {
 
 // Each thread owns the contiguous ids [lo, hi): prefix sums in thread order are then sums in id order.
 __global__ void __launch_bounds__(kSampleThreads) sample_kernel(const __half* logits, int64_t vocab, double temperature,
-                                                               const double* uniforms, int64_t top_k, double top_p,
-                                                               int32_t* ids) {
+                                                                const double* uniforms, int64_t top_k, double top_p, int32_t* ids) {
     __shared__ float fscratch[32];
     __shared__ double dscratch[32];
     __shared__ int iscratch[32];
@@ -172,8 +171,10 @@ __global__ void __launch_bounds__(kSampleThreads) sample_kernel(const __half* lo
     for (int64_t v = lo; v < hi; ++v) {
         const uint32_t k = order_key(__half2float(row[v]));
         int slot = -1;
-        if (k > threshold) slot = atomicAdd(&n_greater, 1);
-        else if (k == threshold && tie_rank < tie_slots) slot = total_greater + tie_rank++;
+        if (k > threshold)
+            slot = atomicAdd(&n_greater, 1);
+        else if (k == threshold && tie_rank < tie_slots)
+            slot = total_greater + tie_rank++;
         if (slot >= 0) cand_key[slot] = k, cand_id[slot] = static_cast<int32_t>(v);
     }
     __syncthreads();
@@ -235,8 +236,8 @@ __global__ void __launch_bounds__(kSampleThreads) sample_kernel(const __half* lo
 
 void argmax(const uint16_t* logits, int64_t rows, int64_t vocab, int32_t* ids, void* stream) {
     if (rows == 0) return;
-    argmax_kernel<<<static_cast<unsigned>(rows), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-        reinterpret_cast<const __half*>(logits), vocab, ids);
+    argmax_kernel<<<static_cast<unsigned>(rows), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(reinterpret_cast<const __half*>(logits),
+                                                                                                   vocab, ids);
     FLEXRT_CUDA_LAUNCH_CHECK();
 }
 
@@ -244,8 +245,8 @@ void argmax(const uint16_t* logits, int64_t rows, int64_t vocab, int32_t* ids, v
 
 namespace flexrt::ops::cuda {
 
-void sample(const uint16_t* logits, int64_t rows, int64_t vocab, double temperature, const double* u, int64_t top_k,
-            double top_p, int32_t* ids, void* stream) {
+void sample(const uint16_t* logits, int64_t rows, int64_t vocab, double temperature, const double* u, int64_t top_k, double top_p,
+            int32_t* ids, void* stream) {
     if (rows == 0) return;
     if (top_k >= vocab) top_k = 0;  // the whole vocabulary, as the CPU reads it
     sample_kernel<<<static_cast<unsigned>(rows), kSampleThreads, 0, static_cast<cudaStream_t>(stream)>>>(

@@ -13,6 +13,7 @@ packages=(
   libopenblas-dev                  # CPU GEMMs
   fio                              # the reference beside `flexrt iobench`
   clang libclang-rt-14-dev         # libFuzzer (scripts/fuzz.sh)
+  clang-format clang-tidy          # the house style (.clang-format, checked by scripts/check_format.sh); .clang-tidy
 )
 
 missing=()

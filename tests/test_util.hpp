@@ -15,12 +15,12 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
 #include <filesystem>
 #include <fstream>
 #include <optional>
 #include <random>
 #include <string>
-#include <unistd.h>
 
 namespace flexrt::test {
 
@@ -67,8 +67,7 @@ inline std::string read_file(const fs::path& p) {
 inline size_t count_files(const fs::path& dir) {
     size_t n = 0;
     std::error_code ec;
-    for (auto it = fs::recursive_directory_iterator(dir, ec); it != fs::recursive_directory_iterator(); ++it)
-        n += it->is_regular_file();
+    for (auto it = fs::recursive_directory_iterator(dir, ec); it != fs::recursive_directory_iterator(); ++it) n += it->is_regular_file();
     return n;
 }
 
@@ -81,8 +80,7 @@ inline opt::OptConfig tiny_config(const std::string& fixture = "tiny_opt") {
         in >> value;
         try {
             kv[key] = std::stoll(value);
-        } catch (...) {
-        }
+        } catch (...) {}
     }
     opt::OptConfig c;
     c.name = "tiny";
@@ -98,8 +96,7 @@ inline opt::OptConfig tiny_config(const std::string& fixture = "tiny_opt") {
 }
 
 // A storage plugin from the build tree, created with its default options.
-inline PluginPtr<IStorage> make_storage(const std::string& name, const std::vector<SearchDir>& extra = {},
-                                        toml::table options = {}) {
+inline PluginPtr<IStorage> make_storage(const std::string& name, const std::vector<SearchDir>& extra = {}, toml::table options = {}) {
     auto search = plugin_search_path({});
     search.insert(search.begin(), extra.begin(), extra.end());
     PluginRef ref = find_plugin(FLEXRT_PLUGIN_KIND_STORAGE, name, search);

@@ -68,8 +68,8 @@ Gpt2Tokenizer Gpt2Tokenizer::from_files(const std::filesystem::path& vocab_json,
     std::vector<std::pair<std::string, int64_t>> entries;
     for (const auto& [tok, v] : doc.members) {
         if (v.type != JsonValue::Type::number || v.text.find_first_not_of("0123456789") != std::string::npos || v.text.size() > 9)
-            FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA, "tokenizer vocabulary " + vocab_json.string() + ": the id of \"" + tok + "\" is " + v.text +
-                                                     ", not a non-negative integer");
+            FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA, "tokenizer vocabulary " + vocab_json.string() + ": the id of \"" + tok + "\" is " +
+                                                     v.text + ", not a non-negative integer");
         entries.emplace_back(tok, std::stoll(v.text));
     }
     int64_t max_id = -1;
@@ -91,8 +91,9 @@ Gpt2Tokenizer Gpt2Tokenizer::from_files(const std::filesystem::path& vocab_json,
                                                      " (ids must run from 0 without gaps)");
     for (int b = 0; b < 256; ++b)
         if (!t.ids_.count(t.byte_symbol_[b]))
-            FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA, "tokenizer vocabulary " + vocab_json.string() + " lacks the token of byte " + std::to_string(b) +
-                                                     " (\"" + t.byte_symbol_[b] + "\"): not a byte-level BPE vocabulary");
+            FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA, "tokenizer vocabulary " + vocab_json.string() + " lacks the token of byte " +
+                                                     std::to_string(b) + " (\"" + t.byte_symbol_[b] +
+                                                     "\"): not a byte-level BPE vocabulary");
 
     const std::string mtext = read_all(merges_txt, "merges");
     std::istringstream lines(mtext);
@@ -104,12 +105,13 @@ Gpt2Tokenizer Gpt2Tokenizer::from_files(const std::filesystem::path& vocab_json,
         if (line.empty() || (number == 1 && line.rfind("#version", 0) == 0)) continue;
         const size_t sp = line.find(' ');
         if (sp == std::string::npos || sp == 0 || sp + 1 == line.size() || line.find(' ', sp + 1) != std::string::npos)
-            FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA, "tokenizer merges " + merges_txt.string() + " line " + std::to_string(number) + ": \"" + line +
-                                                     "\" is not two tokens separated by one space");
+            FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA, "tokenizer merges " + merges_txt.string() + " line " + std::to_string(number) + ": \"" +
+                                                     line + "\" is not two tokens separated by one space");
         const std::string a = line.substr(0, sp), b = line.substr(sp + 1);
         if (!t.ids_.count(a + b))
-            FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA, "tokenizer merges " + merges_txt.string() + " line " + std::to_string(number) + ": the merge of \"" +
-                                                     a + "\" and \"" + b + "\" is not in the vocabulary " + vocab_json.string());
+            FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA, "tokenizer merges " + merges_txt.string() + " line " + std::to_string(number) +
+                                                     ": the merge of \"" + a + "\" and \"" + b + "\" is not in the vocabulary " +
+                                                     vocab_json.string());
         t.ranks_.emplace(pair_key(a, b), static_cast<int32_t>(t.ranks_.size()));
     }
 
@@ -117,7 +119,8 @@ Gpt2Tokenizer Gpt2Tokenizer::from_files(const std::filesystem::path& vocab_json,
     auto special = [&](const char* s) {
         const auto it = t.ids_.find(s);
         if (it == t.ids_.end())
-            FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA, "tokenizer vocabulary " + vocab_json.string() + " has no \"" + s + "\" (an OPT special token)");
+            FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA,
+                         "tokenizer vocabulary " + vocab_json.string() + " has no \"" + s + "\" (an OPT special token)");
         t.specials_.emplace_back(s, it->second);
         return it->second;
     };
@@ -142,7 +145,8 @@ std::vector<int32_t> Gpt2Tokenizer::encode(std::string_view utf8, bool add_bos) 
         int32_t best_id = -1;
         for (const auto& [s, id] : specials_) {
             const size_t p = utf8.find(s, at);
-            if (p != std::string_view::npos && (p < best || (p == best && s.size() > best_len))) best = p, best_len = s.size(), best_id = id;
+            if (p != std::string_view::npos && (p < best || (p == best && s.size() > best_len)))
+                best = p, best_len = s.size(), best_id = id;
         }
         encode_piece(utf8.substr(at, best == std::string_view::npos ? std::string_view::npos : best - at), cache, out);
         if (best == std::string_view::npos) break;
@@ -247,8 +251,8 @@ std::string Gpt2Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_spe
     std::string bytes;
     for (const int32_t id : ids) {
         if (id < 0 || static_cast<size_t>(id) >= tokens_.size())
-            FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, "decode: token id " + std::to_string(id) + " is outside the vocabulary of " +
-                                                             std::to_string(tokens_.size()));
+            FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT,
+                         "decode: token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(tokens_.size()));
         if (skip_special && is_special_[id]) continue;
         const std::string& tok = tokens_[id];
         for (size_t i = 0; i < tok.size();) {
@@ -259,8 +263,10 @@ std::string Gpt2Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_spe
                 continue;
             }
             const auto it = symbol_byte_.find(c);
-            if (it != symbol_byte_.end()) bytes += static_cast<char>(it->second);
-            else bytes.append(tok, i, static_cast<size_t>(n));
+            if (it != symbol_byte_.end())
+                bytes += static_cast<char>(it->second);
+            else
+                bytes.append(tok, i, static_cast<size_t>(n));
             i += static_cast<size_t>(n);
         }
     }

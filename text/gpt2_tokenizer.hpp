@@ -37,12 +37,12 @@ private:
     void encode_piece(std::string_view utf8, WordCache& cache, std::vector<int32_t>& out) const;
     void bpe(const std::string& word, std::vector<int32_t>& out) const;
 
-    std::unordered_map<std::string, int32_t> ids_;  // token (byte stand-ins, UTF-8) -> id
-    std::vector<std::string> tokens_;                // id -> token
-    std::unordered_map<std::string, int32_t> ranks_;  // "left right" -> rank (lower merges first)
-    std::vector<std::pair<std::string, int32_t>> specials_;         // split out of the text before BPE
+    std::unordered_map<std::string, int32_t> ids_;           // token (byte stand-ins, UTF-8) -> id
+    std::vector<std::string> tokens_;                        // id -> token
+    std::unordered_map<std::string, int32_t> ranks_;         // "left right" -> rank (lower merges first)
+    std::vector<std::pair<std::string, int32_t>> specials_;  // split out of the text before BPE
     std::vector<bool> is_special_;
-    std::string byte_symbol_[256];  // byte -> its stand-in, UTF-8
+    std::string byte_symbol_[256];                       // byte -> its stand-in, UTF-8
     std::unordered_map<uint32_t, uint8_t> symbol_byte_;  // stand-in code point -> byte
     int32_t bos_ = -1, eos_ = -1, pad_ = -1, unk_ = -1;
 };

@@ -118,10 +118,14 @@ private:
         for (int k = 0; k < 4; ++k) {
             const char c = s_[i_++];
             v <<= 4;
-            if (c >= '0' && c <= '9') v |= static_cast<uint32_t>(c - '0');
-            else if (c >= 'a' && c <= 'f') v |= static_cast<uint32_t>(c - 'a' + 10);
-            else if (c >= 'A' && c <= 'F') v |= static_cast<uint32_t>(c - 'A' + 10);
-            else fail("a bad \\u escape");
+            if (c >= '0' && c <= '9')
+                v |= static_cast<uint32_t>(c - '0');
+            else if (c >= 'a' && c <= 'f')
+                v |= static_cast<uint32_t>(c - 'a' + 10);
+            else if (c >= 'A' && c <= 'F')
+                v |= static_cast<uint32_t>(c - 'A' + 10);
+            else
+                fail("a bad \\u escape");
         }
         return v;
     }
@@ -139,29 +143,29 @@ private:
             }
             const char e = i_ < s_.size() ? s_[i_++] : '\0';
             switch (e) {
-                case '"': out += '"'; break;
-                case '\\': out += '\\'; break;
-                case '/': out += '/'; break;
-                case 'b': out += '\b'; break;
-                case 'f': out += '\f'; break;
-                case 'n': out += '\n'; break;
-                case 'r': out += '\r'; break;
-                case 't': out += '\t'; break;
-                case 'u': {
-                    uint32_t cp = hex4();
-                    if (cp >= 0xd800 && cp <= 0xdbff) {  // a surrogate pair
-                        if (peek() != '\\' || i_ + 1 >= s_.size() || s_[i_ + 1] != 'u') fail("a lone high surrogate");
-                        i_ += 2;
-                        const uint32_t low = hex4();
-                        if (low < 0xdc00 || low > 0xdfff) fail("a bad low surrogate");
-                        cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
-                    } else if (cp >= 0xdc00 && cp <= 0xdfff) {
-                        fail("a lone low surrogate");
-                    }
-                    append_utf8(out, cp);
-                    break;
+            case '"': out += '"'; break;
+            case '\\': out += '\\'; break;
+            case '/': out += '/'; break;
+            case 'b': out += '\b'; break;
+            case 'f': out += '\f'; break;
+            case 'n': out += '\n'; break;
+            case 'r': out += '\r'; break;
+            case 't': out += '\t'; break;
+            case 'u': {
+                uint32_t cp = hex4();
+                if (cp >= 0xd800 && cp <= 0xdbff) {  // a surrogate pair
+                    if (peek() != '\\' || i_ + 1 >= s_.size() || s_[i_ + 1] != 'u') fail("a lone high surrogate");
+                    i_ += 2;
+                    const uint32_t low = hex4();
+                    if (low < 0xdc00 || low > 0xdfff) fail("a bad low surrogate");
+                    cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
+                } else if (cp >= 0xdc00 && cp <= 0xdfff) {
+                    fail("a lone low surrogate");
                 }
-                default: fail("an unknown escape");
+                append_utf8(out, cp);
+                break;
+            }
+            default: fail("an unknown escape");
             }
         }
     }
@@ -192,19 +196,19 @@ std::string json_quote(std::string_view s) {
     std::string out = "\"";
     for (const char c : s) {
         switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
-            default:
-                if (static_cast<uint8_t>(c) < 0x20) {
-                    char buf[8];
-                    std::snprintf(buf, sizeof buf, "\\u%04x", c);
-                    out += buf;
-                } else {
-                    out += c;
-                }
+        case '"': out += "\\\""; break;
+        case '\\': out += "\\\\"; break;
+        case '\n': out += "\\n"; break;
+        case '\r': out += "\\r"; break;
+        case '\t': out += "\\t"; break;
+        default:
+            if (static_cast<uint8_t>(c) < 0x20) {
+                char buf[8];
+                std::snprintf(buf, sizeof buf, "\\u%04x", c);
+                out += buf;
+            } else {
+                out += c;
+            }
         }
     }
     return out + "\"";

@@ -34,10 +34,14 @@ inline int utf8_sequence(std::string_view s, size_t i, uint32_t* cp) {
     int need;
     uint8_t lo = 0x80, hi = 0xbf;
     uint32_t v;
-    if (b >= 0xc2 && b <= 0xdf) need = 1, v = b & 0x1f;
-    else if (b >= 0xe0 && b <= 0xef) need = 2, v = b & 0x0f, lo = b == 0xe0 ? 0xa0 : 0x80, hi = b == 0xed ? 0x9f : 0xbf;
-    else if (b >= 0xf0 && b <= 0xf4) need = 3, v = b & 0x07, lo = b == 0xf0 ? 0x90 : 0x80, hi = b == 0xf4 ? 0x8f : 0xbf;
-    else return -1;
+    if (b >= 0xc2 && b <= 0xdf)
+        need = 1, v = b & 0x1f;
+    else if (b >= 0xe0 && b <= 0xef)
+        need = 2, v = b & 0x0f, lo = b == 0xe0 ? 0xa0 : 0x80, hi = b == 0xed ? 0x9f : 0xbf;
+    else if (b >= 0xf0 && b <= 0xf4)
+        need = 3, v = b & 0x07, lo = b == 0xf0 ? 0x90 : 0x80, hi = b == 0xf4 ? 0x8f : 0xbf;
+    else
+        return -1;
     size_t j = i + 1;
     for (int k = 0; k < need; ++k, ++j) {
         const uint8_t min = k == 0 ? lo : 0x80, max = k == 0 ? hi : 0xbf;

@@ -49,9 +49,9 @@ const std::vector<std::string>& model_names() {
 constexpr double kMaxInt = 9.0e15;
 
 const std::vector<KeySpec>& schema() {
+    // clang-format off: one key per row reads as a table
     static const std::vector<KeySpec> specs = {
-        {"model.name", Kind::string, std::string("opt-125m"), "OPT size, or \"custom\" with the shape keys below", 1, 0,
-         model_names()},
+        {"model.name", Kind::string, std::string("opt-125m"), "OPT size, or \"custom\" with the shape keys below", 1, 0, model_names()},
         {"model.weights", Kind::string, std::string("dummy"),
          "\"dummy\" (random, seeded by run.seed), a Hugging Face checkpoint directory (model.safetensors, or its sharded "
          "index), or a FlexLLMGen numpy weight directory"},
@@ -82,25 +82,31 @@ const std::vector<KeySpec>& schema() {
         {"run.top_k", Kind::integer, int64_t{0}, "sample among the k most likely tokens (0: all)", 0, 1 << 24},
         {"run.top_p", Kind::number, 1.0, "sample among the most likely tokens covering this probability (1: all)", 1e-9, 1},
         {"run.seed", Kind::integer, int64_t{42}, "seed of sampling, dummy weights and dummy prompts", 0, kMaxInt},
-        {"run.stop_token", Kind::integer, int64_t{-1}, "token id that ends a sequence (-1: none; text prompts: the tokenizer's </s>)", -1, 1 << 24},
+        {"run.stop_token", Kind::integer, int64_t{-1}, "token id that ends a sequence (-1: none; text prompts: the tokenizer's </s>)", -1,
+         1 << 24},
         {"policy.gpu_batch_size", Kind::integer, int64_t{4}, "sequences per GPU batch", 1, 1 << 20},
         {"policy.num_gpu_batches", Kind::integer, int64_t{1}, "GPU batches per block", 1, 1 << 20},
-        {"policy.percent", Kind::int_list, std::vector<std::string>{},
+        {"policy.percent",
+         Kind::int_list,
+         std::vector<std::string>{},
          "FlexLLMGen's --percent shorthand [w_gpu, w_cpu, c_gpu, c_cpu, a_gpu, a_cpu]; sets the three tables below",
-         0, 100, {}, 6},
+         0,
+         100,
+         {},
+         6},
         {"policy.weights.gpu", Kind::number, 100.0, "percent of each layer's weight bytes on the compute device", 0, 100},
         {"policy.weights.cpu", Kind::number, 0.0, "percent in host memory (the rest on disk)", 0, 100},
         {"policy.cache.gpu", Kind::number, 100.0, "percent of the KV cache (by sequence) on the compute device", 0, 100},
         {"policy.cache.cpu", Kind::number, 0.0, "percent in host memory (the rest on disk)", 0, 100},
-        {"policy.activations.gpu", Kind::number, 100.0, "percent of hidden states (by sequence) on the compute device",
-         0, 100},
+        {"policy.activations.gpu", Kind::number, 100.0, "percent of hidden states (by sequence) on the compute device", 0, 100},
         {"policy.activations.cpu", Kind::number, 0.0, "percent in host memory (the rest on disk)", 0, 100},
         {"policy.pin_weights", Kind::boolean, true, "host-resident weights in pinned memory (GPU builds)"},
         {"policy.cpu_cache_compute", Kind::boolean, false,
          "decode attention on the CPU where the KV cache lives (GPU builds; the CPU path always computes there)"},
         {"policy.separate_attention_mlp", Kind::boolean, true, "attention and MLP as separate layers (sep_layer)"},
         {"policy.compress_weights", Kind::boolean, false, "4-bit group-wise weights, through compress.plugin"},
-        {"policy.compress_cache", Kind::boolean, false, "4-bit group-wise KV cache (the compress plugin's format, groups along each token's row)"},
+        {"policy.compress_cache", Kind::boolean, false,
+         "4-bit group-wise KV cache (the compress plugin's format, groups along each token's row)"},
         {"compress.plugin", Kind::string, std::string("group4"), "compress plugin name or library path (loaded when compressing)"},
         {"compress.store_dir", Kind::string, std::string(""),
          "keep compressed weights here between runs: quantized once, read back by later runs (empty: off)"},
@@ -109,22 +115,29 @@ const std::vector<KeySpec>& schema() {
          "directory for disk-tier files (a private subdirectory per run, removed at exit)"},
         {"schedule.plugin", Kind::string, std::string("normal"), "schedule plugin name or library path"},
         {"runtime.plugin_path", Kind::string_list, std::vector<std::string>{}, "extra directories searched for plugins"},
-        {"runtime.compute", Kind::string, std::string("auto"), "compute device: \"cuda\", \"cpu\", or \"auto\" (cuda when a GPU is present)",
-         1, 0, {"auto", "cpu", "cuda"}},
+        {"runtime.compute",
+         Kind::string,
+         std::string("auto"),
+         "compute device: \"cuda\", \"cpu\", or \"auto\" (cuda when a GPU is present)",
+         1,
+         0,
+         {"auto", "cpu", "cuda"}},
         {"runtime.gpu_memory_gib", Kind::number, 0.0, "the GPU pool, GiB (0: 90% of the GPU's free memory)", 0, 1 << 20},
         {"runtime.pinned_gib", Kind::number, 0.0, "cap of the pinned host tier, GiB (0: no cap)", 0, 1 << 20},
         {"runtime.io_threads", Kind::integer, int64_t{2}, "transfer worker threads", 1, 256},
         {"runtime.staging_mib", Kind::integer, int64_t{128},
          "staging pool for bounced and disk -> GPU transfers, MiB, allocated (pinned) once at start: 16 MiB chunks, one "
-         "disk request each", 32, 1 << 20},
+         "disk request each",
+         32, 1 << 20},
         {"runtime.progress", Kind::boolean, true, "progress lines on stderr (when it is a terminal, or with --progress)"},
     };
+    // clang-format on
     return specs;
 }
 
 const std::set<std::string>& known_tables() {
-    static const std::set<std::string> t = {"model", "run", "policy", "policy.weights", "policy.cache",
-                                            "policy.activations", "storage", "schedule", "compress", "runtime"};
+    static const std::set<std::string> t = {"model",   "run",      "policy",   "policy.weights", "policy.cache", "policy.activations",
+                                            "storage", "schedule", "compress", "runtime"};
     return t;
 }
 const std::set<std::string>& plugin_option_tables() {
@@ -174,7 +187,8 @@ public:
             remember(key, node);
             if (plugin_option_tables().count(key) || known_tables().count(key)) {
                 if (!node.is_table()) fail(key, node, "expected a table");
-                if (known_tables().count(key)) check_table(*node.as_table(), key);
+                if (known_tables().count(key))
+                    check_table(*node.as_table(), key);
                 else  // checked once the plugin is loaded: keep where each option came from
                     for (const auto& [ok, on] : *node.as_table()) remember(key + "." + std::string(ok.str()), on);
                 continue;
@@ -200,8 +214,8 @@ private:
 
     void check_range(const KeySpec& s, const toml::node& node, double v) const {
         if (s.min <= s.max && (v < s.min || v > s.max))
-            fail(s.key, node, "value " + format_double(v) + " is out of range; expected " + format_double(s.min) +
-                                  " to " + format_double(s.max));
+            fail(s.key, node,
+                 "value " + format_double(v) + " is out of range; expected " + format_double(s.min) + " to " + format_double(s.max));
     }
 
     void check_value(const KeySpec& s, const toml::node& node) const {
@@ -217,8 +231,7 @@ private:
         case Kind::number:
             if (!node.is_number()) expected();
             check_range(s, node, node.is_integer() ? static_cast<double>(node.as_integer()->get()) : node.as_floating_point()->get());
-            if (node.is_floating_point() && !std::isfinite(node.as_floating_point()->get()))
-                fail(s.key, node, "expected a finite number");
+            if (node.is_floating_point() && !std::isfinite(node.as_floating_point()->get())) fail(s.key, node, "expected a finite number");
             break;
         case Kind::string:
             if (!node.is_string()) expected();
@@ -299,8 +312,10 @@ void expand_percent(toml::table& root, Config& cfg) {
         std::string origin = cfg.override_origin.count("policy.percent") ? cfg.override_origin["policy.percent"] : "";
         for (const char* side : {"gpu", "cpu"}) {
             std::string key = std::string("policy.") + tables[t] + "." + side;
-            if (!origin.empty()) cfg.override_origin[key] = origin;
-            else cfg.override_origin[key] = cfg.where("policy.percent", *p);
+            if (!origin.empty())
+                cfg.override_origin[key] = origin;
+            else
+                cfg.override_origin[key] = cfg.where("policy.percent", *p);
         }
     }
     policy->erase("percent");
@@ -308,8 +323,7 @@ void expand_percent(toml::table& root, Config& cfg) {
 
 void apply_override(toml::table& root, Config& cfg, const std::string& arg) {
     auto eq = arg.find('=');
-    if (eq == std::string::npos || eq == 0)
-        FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, "--set " + arg + ": expected KEY=VALUE");
+    if (eq == std::string::npos || eq == 0) FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, "--set " + arg + ": expected KEY=VALUE");
     std::string key = arg.substr(0, eq), value = arg.substr(eq + 1);
     std::string last = key.substr(key.rfind('.') + 1);
     toml::table parsed;
@@ -320,8 +334,7 @@ void apply_override(toml::table& root, Config& cfg, const std::string& arg) {
         parsed.insert("v", value);  // a bare word: a string (paths, plugin names)
     }
     toml::table* parent = table_at(root, parent_of(key), true);
-    if (!parent)
-        FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, "--set " + arg + ": " + parent_of(key) + " is not a table");
+    if (!parent) FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, "--set " + arg + ": " + parent_of(key) + " is not a table");
     parsed.get("v")->visit([&](const auto& v) { parent->insert_or_assign(last, v); });
     cfg.override_origin[key] = "--set " + arg;
     if (key == "policy.percent") expand_percent(root, cfg);
@@ -334,14 +347,20 @@ public:
     explicit Reader(const toml::table& root) : root_(root) {}
     const toml::node* node(const std::string& key) const { return root_.at_path(key).node(); }
 
-    bool boolean(const std::string& key) const { return get(key, [](const toml::node& n) { return n.as_boolean()->get(); }); }
-    int64_t integer(const std::string& key) const { return get(key, [](const toml::node& n) { return n.as_integer()->get(); }); }
+    bool boolean(const std::string& key) const {
+        return get(key, [](const toml::node& n) { return n.as_boolean()->get(); });
+    }
+    int64_t integer(const std::string& key) const {
+        return get(key, [](const toml::node& n) { return n.as_integer()->get(); });
+    }
     double number(const std::string& key) const {
         return get(key, [](const toml::node& n) {
             return n.is_integer() ? static_cast<double>(n.as_integer()->get()) : n.as_floating_point()->get();
         });
     }
-    std::string string(const std::string& key) const { return get(key, [](const toml::node& n) { return n.as_string()->get(); }); }
+    std::string string(const std::string& key) const {
+        return get(key, [](const toml::node& n) { return n.as_string()->get(); });
+    }
     std::vector<std::string> strings(const std::string& key) const {
         std::vector<std::string> out;
         if (const toml::node* n = node(key))
@@ -432,16 +451,15 @@ void fill(Config& cfg, const toml::table& root) {
         double gpu = r.number(key + ".gpu"), cpu = r.number(key + ".cpu");
         if (gpu + cpu > 100.0 + 1e-9) {
             const std::string side = r.node(key + ".gpu") ? key + ".gpu" : key + ".cpu";
-            FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, cfg.where(side, *r.node(side)) + ": " + key + ": gpu + cpu = " +
-                                                             format_double(gpu + cpu) +
+            FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, cfg.where(side, *r.node(side)) + ": " + key +
+                                                             ": gpu + cpu = " + format_double(gpu + cpu) +
                                                              " percent is more than 100 (the rest goes to disk)");
         }
     }
     if (cfg.model.name == "custom") {
         for (const char* k : {"num_layers", "hidden_size", "num_heads", "ffn_size", "vocab_size", "max_seq_len"})
             if (r.integer(std::string("model.") + k) <= 0)
-                FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT,
-                             cfg.source + ": model.name = \"custom\" needs model." + k + " > 0");
+                FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, cfg.source + ": model.name = \"custom\" needs model." + k + " > 0");
     }
 
     // The effective configuration: every key, defaults included.
@@ -494,8 +512,8 @@ Config load_config(const std::string& text, const std::string& source_name, cons
     try {
         root = toml::parse(text, source_name);
     } catch (const toml::parse_error& e) {
-        FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, source_name + ":" + std::to_string(e.source().begin.line) +
-                                                         ": not valid TOML: " + std::string(e.description()));
+        FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT,
+                     source_name + ":" + std::to_string(e.source().begin.line) + ": not valid TOML: " + std::string(e.description()));
     }
     return load_from_table(std::move(root), source_name, overrides);
 }
@@ -523,9 +541,9 @@ PluginOptions resolve_plugin_options(const Config& cfg, const PluginSlot& slot, 
     for (const auto& [k, node] : slot.options) {
         std::string key = table + "." + std::string(k.str());
         if (!declared(std::string(k.str())))
-            FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT,
-                         cfg.where(key, node) + ": " + key + ": plugin " + plugin_id + " has no option '" +
-                             std::string(k.str()) + "'; its options are: " + (valid.empty() ? "(none)" : valid));
+            FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, cfg.where(key, node) + ": " + key + ": plugin " + plugin_id + " has no option '" +
+                                                             std::string(k.str()) +
+                                                             "'; its options are: " + (valid.empty() ? "(none)" : valid));
     }
     for (uint32_t i = 0; i < desc.n_options; ++i) {
         const flexrt_option_desc& o = desc.options[i];
@@ -584,11 +602,16 @@ std::string config_reference() {
         return std::visit(
             [](const auto& v) -> std::string {
                 using T = std::decay_t<decltype(v)>;
-                if constexpr (std::is_same_v<T, bool>) return v ? "true" : "false";
-                else if constexpr (std::is_same_v<T, int64_t>) return std::to_string(v);
-                else if constexpr (std::is_same_v<T, double>) return format_double(v);
-                else if constexpr (std::is_same_v<T, std::string>) return "\"" + v + "\"";
-                else return "[]";
+                if constexpr (std::is_same_v<T, bool>)
+                    return v ? "true" : "false";
+                else if constexpr (std::is_same_v<T, int64_t>)
+                    return std::to_string(v);
+                else if constexpr (std::is_same_v<T, double>)
+                    return format_double(v);
+                else if constexpr (std::is_same_v<T, std::string>)
+                    return "\"" + v + "\"";
+                else
+                    return "[]";
             },
             d);
     };

@@ -33,9 +33,9 @@ struct RunSection {
     int64_t top_k = 0;   // 0: off
     double top_p = 1.0;  // 1: off
     uint64_t seed = 0;
-    int64_t stop_token = -1;  // -1: none
-    std::string prompts;      // a file of text prompts ("": dummy prompts)
-    std::string output;       // JSONL results of text prompts ("": readable text on stdout)
+    int64_t stop_token = -1;                // -1: none
+    std::string prompts;                    // a file of text prompts ("": dummy prompts)
+    std::string output;                     // JSONL results of text prompts ("": readable text on stdout)
     std::vector<std::string> stop_strings;  // text prompts: a completion ends where one appears
 };
 
@@ -84,11 +84,11 @@ struct Config {
     PluginSlot storage;
     std::string offload_dir;
     PluginSlot schedule;
-    PluginSlot compress;  // loaded only when policy.compress_weights or compress_cache
+    PluginSlot compress;             // loaded only when policy.compress_weights or compress_cache
     std::string compress_store_dir;  // compress.store_dir: compressed weights kept between runs ("": off)
     RuntimeSection runtime;
 
-    std::string source;  // the file, or "embedded default"
+    std::string source;     // the file, or "embedded default"
     toml::table effective;  // every key with its effective value, for --print-config
     // Where each key set on the command line came from: "policy.gpu_batch_size" -> "--set policy...=8".
     std::map<std::string, std::string> override_origin;

@@ -5,15 +5,15 @@
 
 #include <flexrt/status.hpp>
 
+#include <sys/statvfs.h>
 #include <cctype>
 #include <csignal>
 #include <cstdio>
-#include <sys/statvfs.h>
 
+#include <unistd.h>
 #include <cstdlib>
 #include <cstring>
 #include <system_error>
-#include <unistd.h>
 
 namespace flexrt {
 
@@ -37,8 +37,7 @@ std::string gib_text(uint64_t bytes) {
 void IDevice::account(int64_t delta) noexcept {
     uint64_t now = allocated_.fetch_add(static_cast<uint64_t>(delta)) + static_cast<uint64_t>(delta);
     uint64_t peak = peak_.load();
-    while (now > peak && !peak_.compare_exchange_weak(peak, now)) {
-    }
+    while (now > peak && !peak_.compare_exchange_weak(peak, now)) {}
 }
 
 // --- host memory -----------------------------------------------------------------------------------
@@ -54,15 +53,13 @@ public:
         if (device.pinned()) {
             try {
                 data_ = static_cast<std::byte*>(pinned_alloc(rounded));  // page-aligned
-            } catch (const Error& e) {
-                FLEXRT_THROW(e.status(), std::string(e.what()) + " for " + purpose);
-            }
+            } catch (const Error& e) { FLEXRT_THROW(e.status(), std::string(e.what()) + " for " + purpose); }
         } else {
             data_ = static_cast<std::byte*>(std::aligned_alloc(kAlignment, rounded));
         }
         if (!data_)
-            FLEXRT_THROW(FLEXRT_STATUS_OUT_OF_MEMORY, "cannot allocate " + std::to_string(bytes) + " bytes of " +
-                                                          device.name() + " memory for " + purpose);
+            FLEXRT_THROW(FLEXRT_STATUS_OUT_OF_MEMORY,
+                         "cannot allocate " + std::to_string(bytes) + " bytes of " + device.name() + " memory for " + purpose);
         dev_.account(static_cast<int64_t>(bytes));
     }
     ~MemoryBuffer() override {
@@ -81,8 +78,8 @@ std::unique_ptr<Buffer> MemoryDevice::allocate(uint64_t bytes, const std::string
     if (cap_) {
         lock = std::unique_lock<std::mutex>(cap_mutex_);
         if (allocated_bytes() + bytes > cap_)
-            FLEXRT_THROW(FLEXRT_STATUS_OUT_OF_MEMORY, "the " + name_ + " tier's cap of " + gib_text(cap_) + " is reached: " +
-                                                          std::to_string(bytes) + " bytes for " + purpose + ", " +
+            FLEXRT_THROW(FLEXRT_STATUS_OUT_OF_MEMORY, "the " + name_ + " tier's cap of " + gib_text(cap_) +
+                                                          " is reached: " + std::to_string(bytes) + " bytes for " + purpose + ", " +
                                                           gib_text(allocated_bytes()) + " already in use (runtime.pinned_gib)");
     }
     return std::make_unique<MemoryBuffer>(*this, bytes, purpose);
@@ -103,15 +100,11 @@ DiskDevice::DiskDevice(IStorage& storage, const std::filesystem::path& offload_d
     namespace fs = std::filesystem;
     std::error_code ec;
     if (fs::exists(offload_dir, ec) && !fs::is_directory(offload_dir, ec))
-        FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT,
-                     "storage.offload_dir '" + offload_dir.string() + "' exists and is not a directory");
+        FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, "storage.offload_dir '" + offload_dir.string() + "' exists and is not a directory");
     fs::create_directories(offload_dir, ec);
-    if (ec)
-        FLEXRT_THROW(FLEXRT_STATUS_IO_ERROR,
-                     "storage.offload_dir '" + offload_dir.string() + "' cannot be created: " + ec.message());
+    if (ec) FLEXRT_THROW(FLEXRT_STATUS_IO_ERROR, "storage.offload_dir '" + offload_dir.string() + "' cannot be created: " + ec.message());
     if (::access(offload_dir.c_str(), W_OK | X_OK) != 0)
-        FLEXRT_THROW(FLEXRT_STATUS_IO_ERROR,
-                     "storage.offload_dir '" + offload_dir.string() + "' is not writable: " + errno_text(errno));
+        FLEXRT_THROW(FLEXRT_STATUS_IO_ERROR, "storage.offload_dir '" + offload_dir.string() + "' is not writable: " + errno_text(errno));
     // Run directories of processes that are gone: a crash or kill -9 left them; nobody will read them.
     for (const auto& e : fs::directory_iterator(offload_dir, ec)) {
         const std::string n = e.path().filename().string();
@@ -127,8 +120,8 @@ DiskDevice::DiskDevice(IStorage& storage, const std::filesystem::path& offload_d
         run_dir_ = offload_dir / ("flexrt-" + std::to_string(::getpid()) + "-" + std::to_string(attempt));
         if (fs::create_directory(run_dir_, ec)) break;
         if (ec || attempt > 1000)
-            FLEXRT_THROW(FLEXRT_STATUS_IO_ERROR, "storage.offload_dir '" + offload_dir.string() +
-                                                     "' is not writable: " + (ec ? ec.message() : "name clash"));
+            FLEXRT_THROW(FLEXRT_STATUS_IO_ERROR,
+                         "storage.offload_dir '" + offload_dir.string() + "' is not writable: " + (ec ? ec.message() : "name clash"));
     }
 }
 
@@ -147,9 +140,7 @@ void DiskDevice::check_free_space(uint64_t bytes, const std::string& what) const
                                                  " free; move storage.offload_dir or keep more on the gpu/cpu tiers");
 }
 
-std::unique_ptr<Buffer> DiskDevice::allocate(uint64_t bytes, const std::string& purpose) {
-    return create_file(bytes, purpose, ".scratch");
-}
+std::unique_ptr<Buffer> DiskDevice::allocate(uint64_t bytes, const std::string& purpose) { return create_file(bytes, purpose, ".scratch"); }
 
 std::unique_ptr<Buffer> DiskDevice::allocate_partial(uint64_t bytes, const std::string& purpose) {
     return create_file(bytes, purpose, ".partial");

@@ -51,7 +51,6 @@ Status read_to_gpu(DiskBuffer& src, uint64_t offset, uint64_t bytes, std::byte* 
 // The way back (the KV cache's): device memory `src` to [offset, offset + bytes) of `dst`, each chunk copied
 // to pinned staging and written while the next chunks are copied. An unaligned offset or tail goes through
 // the core's read-modify-write.
-Status write_from_gpu(const std::byte* src, DiskBuffer& dst, uint64_t offset, uint64_t bytes, StagingPool& pinned,
-                      unsigned depth);
+Status write_from_gpu(const std::byte* src, DiskBuffer& dst, uint64_t offset, uint64_t bytes, StagingPool& pinned, unsigned depth);
 
 }  // namespace flexrt

@@ -48,13 +48,20 @@ NpyHeader parse_npy_header(const void* bytes, uint64_t n, const std::string& nam
     if (!std::regex_search(h, m, std::regex(R"('descr'\s*:\s*'([^']*)')"))) bad(name, "no 'descr' in the header");
     const std::string descr = m[1];
     NpyHeader out;
-    if (descr == "<f2") out.dtype = DType::f16;
-    else if (descr == "<f4") out.dtype = DType::f32;
-    else if (descr == "<f8") out.dtype = DType::f64;
-    else if (descr == "<i4") out.dtype = DType::i32;
-    else if (descr == "<i8") out.dtype = DType::i64;
-    else if (descr == "|u1" || descr == "<u1") out.dtype = DType::u8;
-    else bad(name, "unsupported dtype '" + descr + "'");
+    if (descr == "<f2")
+        out.dtype = DType::f16;
+    else if (descr == "<f4")
+        out.dtype = DType::f32;
+    else if (descr == "<f8")
+        out.dtype = DType::f64;
+    else if (descr == "<i4")
+        out.dtype = DType::i32;
+    else if (descr == "<i8")
+        out.dtype = DType::i64;
+    else if (descr == "|u1" || descr == "<u1")
+        out.dtype = DType::u8;
+    else
+        bad(name, "unsupported dtype '" + descr + "'");
     if (std::regex_search(h, m, std::regex(R"('fortran_order'\s*:\s*True)"))) bad(name, "Fortran order is not supported");
     if (!std::regex_search(h, m, std::regex(R"('shape'\s*:\s*\(([^)]*)\))"))) bad(name, "no 'shape' in the header");
     std::string dims = m[1];
@@ -73,8 +80,8 @@ void write_npy(const std::string& path, DType dtype, const Shape& shape, const v
     h += '\n';
     std::ofstream out(path, std::ios::binary);
     if (!out) FLEXRT_THROW(FLEXRT_STATUS_IO_ERROR, "cannot create " + path + ": " + errno_text(errno));
-    unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, static_cast<unsigned char>(h.size() & 0xff),
-                             static_cast<unsigned char>(h.size() >> 8)};
+    unsigned char pre[10] = {
+        0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, static_cast<unsigned char>(h.size() & 0xff), static_cast<unsigned char>(h.size() >> 8)};
     out.write(reinterpret_cast<const char*>(pre), 10);
     out.write(h.data(), static_cast<std::streamsize>(h.size()));
     out.write(static_cast<const char*>(data), static_cast<std::streamsize>(numel(shape) * dtype_size(dtype)));

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <optional>
 #include <sstream>
 
 #ifndef FLEXRT_BUILD_PLUGIN_DIR
@@ -47,34 +48,34 @@ std::vector<PluginRef> open_plugin_library(const fs::path& path) {
     auto lib = std::make_shared<dll::shared_library>();
     boost::dll::fs::error_code ec;
     lib->load(path.string(), ec, dll::load_mode::rtld_now | dll::load_mode::rtld_local);
-    if (ec)
-        FLEXRT_THROW(FLEXRT_STATUS_NOT_FOUND, "cannot load plugin library " + path.string() + ": " + ec.message());
+    if (ec) FLEXRT_THROW(FLEXRT_STATUS_NOT_FOUND, "cannot load plugin library " + path.string() + ": " + ec.message());
     if (!lib->has(FLEXRT_PLUGIN_ENTRY))
-        FLEXRT_THROW(FLEXRT_STATUS_ABI_MISMATCH, "library " + path.string() + " is not a flexrt plugin: it exports no " +
-                                                     FLEXRT_PLUGIN_ENTRY + "()");
+        FLEXRT_THROW(FLEXRT_STATUS_ABI_MISMATCH,
+                     "library " + path.string() + " is not a flexrt plugin: it exports no " + FLEXRT_PLUGIN_ENTRY + "()");
     auto list = lib->get<const flexrt_plugin_desc*(uint32_t*)>(FLEXRT_PLUGIN_ENTRY);
     uint32_t count = 0;
     const flexrt_plugin_desc* descs = list(&count);
-    if (!descs || count == 0)
-        FLEXRT_THROW(FLEXRT_STATUS_ABI_MISMATCH, "plugin library " + path.string() + " lists no plugins");
+    if (!descs || count == 0) FLEXRT_THROW(FLEXRT_STATUS_ABI_MISMATCH, "plugin library " + path.string() + " lists no plugins");
     std::vector<PluginRef> out;
     for (uint32_t i = 0; i < count; ++i) {
         const flexrt_plugin_desc& d = descs[i];
         // The version fields sit right after struct_size in every ABI: read them before trusting the rest.
         if (d.abi_major != FLEXRT_ABI_MAJOR || d.abi_minor > FLEXRT_ABI_MINOR)
             FLEXRT_THROW(FLEXRT_STATUS_ABI_MISMATCH,
-                         "plugin library " + path.string() + " was built for flexrt ABI " + std::to_string(d.abi_major) +
-                             "." + std::to_string(d.abi_minor) + "; this flexrt has ABI " +
-                             std::to_string(FLEXRT_ABI_MAJOR) + "." + std::to_string(FLEXRT_ABI_MINOR) +
-                             " (the major must match and the minor must not be newer)");
+                         "plugin library " + path.string() + " was built for flexrt ABI " + std::to_string(d.abi_major) + "." +
+                             std::to_string(d.abi_minor) + "; this flexrt has ABI " + std::to_string(FLEXRT_ABI_MAJOR) + "." +
+                             std::to_string(FLEXRT_ABI_MINOR) + " (the major must match and the minor must not be newer)");
         if (d.struct_size < sizeof(flexrt_plugin_desc))
             FLEXRT_THROW(FLEXRT_STATUS_ABI_MISMATCH, "plugin library " + path.string() + " has a descriptor of " +
-                                                         std::to_string(d.struct_size) + " bytes; ABI " +
-                                                         std::to_string(FLEXRT_ABI_MAJOR) + " needs " +
-                                                         std::to_string(sizeof(flexrt_plugin_desc)));
+                                                         std::to_string(d.struct_size) + " bytes; ABI " + std::to_string(FLEXRT_ABI_MAJOR) +
+                                                         " needs " + std::to_string(sizeof(flexrt_plugin_desc)));
         if (!d.name || !d.create || !d.version || (d.n_options && !d.options))
             FLEXRT_THROW(FLEXRT_STATUS_ABI_MISMATCH,
                          "plugin library " + path.string() + " has an incomplete descriptor (name, version or create missing)");
+        for (const PluginRef& earlier : out)
+            if (earlier.desc->kind == d.kind && std::string(earlier.desc->name) == d.name)
+                FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT,
+                             "plugin library " + path.string() + " lists " + plugin_kind_name(d.kind) + "." + d.name + " twice");
         out.push_back({lib, &d, path});
     }
     return out;
@@ -106,24 +107,40 @@ PluginRef find_plugin(flexrt_plugin_kind kind, const std::string& name, const st
         auto plugins = open_plugin_library(name);
         for (auto& p : plugins)
             if (p.desc->kind == kind) return p;
-        FLEXRT_THROW(FLEXRT_STATUS_NOT_FOUND,
-                     "plugin library " + name + " holds no " + plugin_kind_name(kind) + " plugin");
+        FLEXRT_THROW(FLEXRT_STATUS_NOT_FOUND, "plugin library " + name + " holds no " + plugin_kind_name(kind) + " plugin");
     }
     const std::string prefix = std::string("libflexrt-") + plugin_kind_name(kind) + "-";
     std::string looked, refused;
+    // Every library on the path is looked at, not only up to the first match: two libraries that both provide
+    // the name are an error, not a silent choice by path order. The one exception is flexrt's own plugins
+    // found both in its build dir and its install dir (a developer's tree): the build dir's are taken.
+    std::optional<PluginRef> found;
+    std::string found_origin;
+    auto own = [](const std::string& origin) { return origin == "build dir" || origin == "install dir"; };
     for (const auto& sd : search) {
         looked += (looked.empty() ? "" : ", ") + sd.dir.string() + " (" + sd.origin + ")";
         for (const auto& lib : libraries_in(sd.dir, prefix)) {
+            std::error_code ec;
+            if (found && fs::weakly_canonical(lib, ec) == fs::weakly_canonical(found->path, ec)) continue;  // the same file again
+            std::vector<PluginRef> plugins;
             try {
-                for (auto& p : open_plugin_library(lib))
-                    if (p.desc->kind == kind && name == p.desc->name) return p;
-            } catch (const Error& e) {
-                refused += (refused.empty() ? "" : "; ") + std::string(e.what());
+                plugins = open_plugin_library(lib);
+            } catch (const Error& e) { refused += (refused.empty() ? "" : "; ") + std::string(e.what()); }
+            for (auto& p : plugins) {
+                if (p.desc->kind != kind || name != p.desc->name) continue;
+                if (!found) {
+                    found = p, found_origin = sd.origin;
+                } else if (!(own(found_origin) && own(sd.origin))) {
+                    FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, "plugin " + id + " is provided by two libraries: " + found->path.string() +
+                                                                     " (" + found_origin + ") and " + lib.string() + " (" + sd.origin +
+                                                                     "); remove one from the plugin path, or name the library by its path");
+                }
             }
         }
     }
-    std::string msg = "plugin " + id + " not found; looked for " + prefix + "*.so in: " +
-                      (looked.empty() ? std::string("(no directories)") : looked);
+    if (found) return *found;
+    std::string msg =
+        "plugin " + id + " not found; looked for " + prefix + "*.so in: " + (looked.empty() ? std::string("(no directories)") : looked);
     if (!refused.empty()) msg += "; refused: " + refused;
     FLEXRT_THROW(FLEXRT_STATUS_NOT_FOUND, msg);
 }
@@ -140,9 +157,7 @@ std::vector<LibraryScan> scan_plugins(const std::vector<SearchDir>& search) {
             LibraryScan scan{lib, {}, {}};
             try {
                 scan.plugins = open_plugin_library(lib);
-            } catch (const Error& e) {
-                scan.error = e.what();
-            }
+            } catch (const Error& e) { scan.error = e.what(); }
             out.push_back(std::move(scan));
         }
     }
@@ -156,9 +171,8 @@ void* create_plugin_object(const PluginRef& ref, const std::vector<flexrt_field>
     if (s != FLEXRT_STATUS_OK || !obj) {
         std::string detail = take_last_plugin_error();
         FLEXRT_THROW(s == FLEXRT_STATUS_OK ? FLEXRT_STATUS_INTERNAL : s,
-                     std::string("plugin ") + plugin_kind_name(ref.desc->kind) + "." + ref.desc->name + " (" +
-                         ref.path.string() + ") failed to start: " +
-                         (detail.empty() ? flexrt_status_name(s) : detail));
+                     std::string("plugin ") + plugin_kind_name(ref.desc->kind) + "." + ref.desc->name + " (" + ref.path.string() +
+                         ") failed to start: " + (detail.empty() ? flexrt_status_name(s) : detail));
     }
     return obj;
 }

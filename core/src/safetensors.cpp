@@ -52,7 +52,8 @@ SafetensorsFile read_safetensors_header(const std::filesystem::path& path) {
         if (!item) FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA, t + "unknown dtype " + s.dtype);
         uint64_t elements = 1;
         auto whole = [&](const text::JsonValue& x, const char* what) {
-            if (x.type != text::JsonValue::Type::number || x.text.find_first_not_of("0123456789") != std::string::npos || x.text.size() > 18)
+            if (x.type != text::JsonValue::Type::number || x.text.find_first_not_of("0123456789") != std::string::npos ||
+                x.text.size() > 18)
                 FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA, t + what + " " + x.text + " is not a non-negative integer");
             return std::stoull(x.text);
         };
@@ -63,11 +64,11 @@ SafetensorsFile read_safetensors_header(const std::filesystem::path& path) {
         }
         const uint64_t begin = whole(offsets->items[0], "an offset"), end = whole(offsets->items[1], "an offset");
         if (begin > end || end > data_bytes)
-            FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA, t + "bytes [" + std::to_string(begin) + ", " + std::to_string(end) + ") of data, but the file holds " +
-                                                     std::to_string(data_bytes) + " (truncated?)");
+            FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA, t + "bytes [" + std::to_string(begin) + ", " + std::to_string(end) +
+                                                     ") of data, but the file holds " + std::to_string(data_bytes) + " (truncated?)");
         if (end - begin != elements * item)
-            FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA, t + std::to_string(end - begin) + " bytes for " + std::to_string(elements) + " " + s.dtype +
-                                                     " values (" + std::to_string(elements * item) + " expected)");
+            FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA, t + std::to_string(end - begin) + " bytes for " + std::to_string(elements) + " " +
+                                                     s.dtype + " values (" + std::to_string(elements * item) + " expected)");
         s.offset = data_start + begin, s.bytes = end - begin;
         f.tensors.emplace(name, std::move(s));
     }

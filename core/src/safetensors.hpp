@@ -13,7 +13,7 @@
 namespace flexrt {
 
 struct SafetensorsTensor {
-    std::string dtype;           // "F16", "BF16", "F32", ... as written
+    std::string dtype;  // "F16", "BF16", "F32", ... as written
     std::vector<int64_t> shape;
     uint64_t offset = 0, bytes = 0;  // in the file (the header's offsets plus the data's start)
 };

@@ -16,7 +16,7 @@ struct Segment {
     Buffer* buffer = nullptr;  // owned elsewhere: a tier's buffer, or an open weight file
     uint64_t offset = 0;       // in the buffer
     uint64_t bytes = 0;
-    uint64_t at = 0;           // where this segment starts in the tensor's bytes
+    uint64_t at = 0;  // where this segment starts in the tensor's bytes
     TierKind tier() const { return buffer->device().kind(); }
 };
 

@@ -101,8 +101,8 @@ void write(const std::filesystem::path& file) {
         };
         for (const auto& [t, name] : s.track_names) {
             sep();
-            out << "{\"ph\": \"M\", \"name\": \"thread_name\", \"pid\": 1, \"tid\": " << t << ", \"args\": {\"name\": " << text::json_quote(name)
-                << "}}";
+            out << "{\"ph\": \"M\", \"name\": \"thread_name\", \"pid\": 1, \"tid\": " << t
+                << ", \"args\": {\"name\": " << text::json_quote(name) << "}}";
         }
         for (const Record& r : s.records) {
             sep();
@@ -116,7 +116,8 @@ void write(const std::filesystem::path& file) {
     }
     std::error_code ec;
     std::filesystem::rename(partial, file, ec);
-    if (ec) throw Error(FLEXRT_STATUS_IO_ERROR, "--trace: cannot rename " + partial.string() + " to " + file.string() + ": " + ec.message());
+    if (ec)
+        throw Error(FLEXRT_STATUS_IO_ERROR, "--trace: cannot rename " + partial.string() + " to " + file.string() + ": " + ec.message());
 }
 
 }  // namespace flexrt::trace

@@ -110,8 +110,8 @@ Status submit_aligned(DiskBuffer& d, flexrt_io_op op, uint64_t offset, std::byte
         const uint64_t needed = op == FLEXRT_IO_OP_WRITE ? r.bytes : std::min(r.bytes, d.bytes() > r.offset ? d.bytes() - r.offset : 0);
         if (r.status != FLEXRT_STATUS_OK || r.bytes_done < needed) {
             std::string why = r.sys_errno ? errno_text(r.sys_errno)
-                                          : std::string(flexrt_status_name(r.status)) + ", " + std::to_string(r.bytes_done) +
-                                                " of " + std::to_string(needed) + " bytes transferred";
+                                          : std::string(flexrt_status_name(r.status)) + ", " + std::to_string(r.bytes_done) + " of " +
+                                                std::to_string(needed) + " bytes transferred";
             return {r.status != FLEXRT_STATUS_OK ? r.status : FLEXRT_STATUS_IO_ERROR, verb + io_where(d, r.offset, r.bytes) + ": " + why};
         }
     }
@@ -128,8 +128,7 @@ Status disk_io(DiskBuffer& d, flexrt_io_op op, uint64_t offset, std::byte* mem, 
         return submit_aligned(d, op, offset, mem, bytes);
     if (align > StagingPool::kAlignment || StagingPool::kAlignment % align)
         return {FLEXRT_STATUS_UNSUPPORTED, "the storage plugin needs " + std::to_string(align) +
-                                               "-byte alignment, more than the staging pool's " +
-                                               std::to_string(StagingPool::kAlignment)};
+                                               "-byte alignment, more than the staging pool's " + std::to_string(StagingPool::kAlignment)};
     std::optional<StagingPool> local;  // tools and tests without a transfer engine
     if (!pool) pool = &local.emplace(std::min<uint64_t>(round_up(bytes, align) + 2 * align, 8ull << 20), 1);
     StagingPool::Lease lease = pool->acquire();
@@ -212,8 +211,7 @@ Status copy_now(View dst, View src, StagingPool* pool) {
 
 TransferEngine::TransferEngine(unsigned threads, uint64_t staging_bytes)
     : pool_(threads),
-      staging_(kStagingChunk, static_cast<unsigned>(std::max<uint64_t>(2, staging_bytes / kStagingChunk)),
-               pinned_memory_available()) {}
+      staging_(kStagingChunk, static_cast<unsigned>(std::max<uint64_t>(2, staging_bytes / kStagingChunk)), pinned_memory_available()) {}
 
 TransferEngine::~TransferEngine() {
     wait_all().ignore();  // a destructor cannot report; callers that care call wait_all() first
@@ -282,9 +280,7 @@ Event TransferEngine::start(std::function<Status()> fn, std::vector<Event> after
             Status result;
             try {
                 result = fn();
-            } catch (const Error& e) {
-                result = Status(e.status(), e.what());
-            } catch (const std::exception& e) {
+            } catch (const Error& e) { result = Status(e.status(), e.what()); } catch (const std::exception& e) {
                 result = Status(FLEXRT_STATUS_INTERNAL, e.what());
             }
             finish(std::move(result));

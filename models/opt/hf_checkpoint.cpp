@@ -74,11 +74,12 @@ HfCheckpointWeights::Found HfCheckpointWeights::find(const WeightSpec& spec) con
 void HfCheckpointWeights::check(const WeightSpec& spec) {
     const Found f = find(spec);
     if (f.tensor->shape != spec.shape)
-        FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA, "weight " + spec.name + ": shape " + shape_text(f.tensor->shape) + " in " + f.file->path.string() +
-                                                 ", expected " + shape_text(spec.shape));
+        FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA, "weight " + spec.name + ": shape " + shape_text(f.tensor->shape) + " in " +
+                                                 f.file->path.string() + ", expected " + shape_text(spec.shape));
     const std::string& d = f.tensor->dtype;
     if (d != "F16" && d != "BF16" && d != "F32")
-        FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA, "weight " + spec.name + ": dtype " + d + " in " + f.file->path.string() + ", expected F16, BF16 or F32");
+        FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA,
+                     "weight " + spec.name + ": dtype " + d + " in " + f.file->path.string() + ", expected F16, BF16 or F32");
 }
 
 void HfCheckpointWeights::read(const WeightSpec& spec, std::byte* dst) {

@@ -15,9 +15,9 @@ struct Row {
 };
 // ffn = 4 * hidden for every published size; head_dim = hidden / heads.
 const std::vector<Row> kSizes = {
-    {"opt-125m", 12, 12, 768},    {"opt-350m", 24, 16, 1024},  {"opt-1.3b", 24, 32, 2048},
-    {"opt-2.7b", 32, 32, 2560},   {"opt-6.7b", 32, 32, 4096},  {"opt-13b", 40, 40, 5120},
-    {"opt-30b", 48, 56, 7168},    {"opt-66b", 64, 72, 9216},   {"opt-175b", 96, 96, 12288},
+    {"opt-125m", 12, 12, 768},  {"opt-350m", 24, 16, 1024}, {"opt-1.3b", 24, 32, 2048},
+    {"opt-2.7b", 32, 32, 2560}, {"opt-6.7b", 32, 32, 4096}, {"opt-13b", 40, 40, 5120},
+    {"opt-30b", 48, 56, 7168},  {"opt-66b", 64, 72, 9216},  {"opt-175b", 96, 96, 12288},
 };
 }  // namespace
 
@@ -54,11 +54,10 @@ void validate(const OptConfig& c) {
     auto need = [&](bool ok, const std::string& what) {
         if (!ok) FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, "model " + c.name + ": " + what);
     };
-    need(c.num_layers > 0 && c.hidden_size > 0 && c.num_heads > 0 && c.ffn_size > 0 && c.vocab_size > 0 &&
-             c.max_seq_len > 0,
+    need(c.num_layers > 0 && c.hidden_size > 0 && c.num_heads > 0 && c.ffn_size > 0 && c.vocab_size > 0 && c.max_seq_len > 0,
          "every dimension must be positive");
-    need(c.hidden_size % c.num_heads == 0, "model.num_heads (" + std::to_string(c.num_heads) +
-                                               ") must divide model.hidden_size (" + std::to_string(c.hidden_size) + ")");
+    need(c.hidden_size % c.num_heads == 0,
+         "model.num_heads (" + std::to_string(c.num_heads) + ") must divide model.hidden_size (" + std::to_string(c.hidden_size) + ")");
     need(c.pad_token_id < c.vocab_size, "the pad token must be in the vocabulary");
 }
 

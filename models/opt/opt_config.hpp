@@ -17,7 +17,7 @@ struct OptConfig {
     int64_t num_heads = 0;
     int64_t ffn_size = 0;
     int64_t vocab_size = 50272;
-    int64_t max_seq_len = 2048;  // learned positions: max_seq_len + 2 rows (OPT's offset of 2)
+    int64_t max_seq_len = 2048;       // learned positions: max_seq_len + 2 rows (OPT's offset of 2)
     int64_t word_embed_proj_dim = 0;  // width of the token embeddings; 0 = hidden_size (all but opt-350m)
     bool pre_layer_norm = true;       // false: post-LN layers and no final layer norm (opt-350m)
     int64_t pad_token_id = 1;

@@ -10,8 +10,8 @@ namespace {
 std::string layer_prefix(int64_t l) { return "decoder.layers." + std::to_string(l) + "."; }
 
 // y = x W^T + b (+ residual) with weight io.w[wi], as fp16 or as the compressed bytes the engine handed over.
-void project(const LayerIO& io, size_t wi, const void* x, int64_t rows, int64_t in, const uint16_t* bias, int64_t out, void* y,
-             bool relu, const void* residual = nullptr) {
+void project(const LayerIO& io, size_t wi, const void* x, int64_t rows, int64_t in, const uint16_t* bias, int64_t out, void* y, bool relu,
+             const void* residual = nullptr) {
     if (wi < io.packed.size() && io.packed[wi].bytes) {
         io.ops->linear_group4(x, rows, io.packed[wi].bytes, *io.packed[wi].layout, bias, y, relu);
         if (residual) io.ops->add(y, residual, rows * out);
@@ -103,8 +103,8 @@ public:
     std::vector<WeightSpec> weights() const override {
         const int64_t h = c_.hidden_size, f = c_.ffn_size;
         const std::string p = layer_prefix(l_);
-        return {{p + "fc1.weight", {f, h}}, {p + "fc1.bias", {f}},
-                {p + "fc2.weight", {h, f}}, {p + "fc2.bias", {h}},
+        return {{p + "fc1.weight", {f, h}},           {p + "fc1.bias", {f}},
+                {p + "fc2.weight", {h, f}},           {p + "fc2.bias", {h}},
                 {p + "final_layer_norm.weight", {h}}, {p + "final_layer_norm.bias", {h}}};
     }
     void forward(const LayerIO& io) const override { run(c_, io, 0); }

@@ -42,18 +42,18 @@ struct PackedWeight {
 
 // Everything one forward call of one layer reads and writes (compute-device memory, activation dtype).
 struct LayerIO {
-    ops::Compute* ops = nullptr;     // the device's ops
-    std::vector<const uint16_t*> w;  // fp16 weights, in the order of the layer's weight specs
+    ops::Compute* ops = nullptr;       // the device's ops
+    std::vector<const uint16_t*> w;    // fp16 weights, in the order of the layer's weight specs
     std::vector<PackedWeight> packed;  // empty, or parallel to w: where bytes is set (w null), multiply compressed
-    int64_t batch = 0;               // sequences in this GPU batch
-    int64_t seq = 0;                 // tokens per sequence this step: prompt_len at prefill, 1 at decode
-    int64_t past = 0;                // cached positions before this step
-    const uint8_t* mask = nullptr;   // (batch, mask_stride), columns [0, past + seq) valid
+    int64_t batch = 0;                 // sequences in this GPU batch
+    int64_t seq = 0;                   // tokens per sequence this step: prompt_len at prefill, 1 at decode
+    int64_t past = 0;                  // cached positions before this step
+    const uint8_t* mask = nullptr;     // (batch, mask_stride), columns [0, past + seq) valid
     int64_t mask_stride = 0;
 
-    const int32_t* ids = nullptr;    // InputEmbed: (batch, seq)
-    const void* x = nullptr;         // (batch, seq, h)
-    void* y = nullptr;               // (batch, seq, h); OutputEmbed: logits (batch, vocab) of the last position
+    const int32_t* ids = nullptr;  // InputEmbed: (batch, seq)
+    const void* x = nullptr;       // (batch, seq, h)
+    void* y = nullptr;             // (batch, seq, h); OutputEmbed: logits (batch, vocab) of the last position
 
     // Attention: per-sequence cache rows (host array); this layer writes its new K and V rows through them.
     const ops::KvView* kv = nullptr;  // (batch,)

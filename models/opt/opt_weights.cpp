@@ -62,8 +62,8 @@ NumpyDirWeights::OpenTensor& NumpyDirWeights::open(const WeightSpec& spec) {
     std::filesystem::path path = dir_ / spec.name;
     if (!std::filesystem::exists(path)) path += ".npy";
     if (!std::filesystem::exists(path))
-        FLEXRT_THROW(FLEXRT_STATUS_NOT_FOUND, "weight " + spec.name + ": no file " + (dir_ / spec.name).string() +
-                                                  " (nor with .npy) in " + dir_.string());
+        FLEXRT_THROW(FLEXRT_STATUS_NOT_FOUND,
+                     "weight " + spec.name + ": no file " + (dir_ / spec.name).string() + " (nor with .npy) in " + dir_.string());
     auto file = disk_.open_existing(path);
     auto& disk_file = static_cast<DiskBuffer&>(*file);
     std::string head(std::min<uint64_t>(kNpyProbeBytes, file->bytes()), '\0');
@@ -71,18 +71,16 @@ NumpyDirWeights::OpenTensor& NumpyDirWeights::open(const WeightSpec& spec) {
     NpyHeader h;
     try {
         h = parse_npy_header(head.data(), head.size(), path.string());
-    } catch (const Error& e) {
-        FLEXRT_THROW(e.status(), "weight " + spec.name + ": " + e.what());
-    }
+    } catch (const Error& e) { FLEXRT_THROW(e.status(), "weight " + spec.name + ": " + e.what()); }
     if (h.dtype != DType::f16)
-        FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA, "weight " + spec.name + ": dtype " + dtype_name(h.dtype) + " in " +
-                                                 path.string() + ", expected float16");
+        FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA,
+                     "weight " + spec.name + ": dtype " + dtype_name(h.dtype) + " in " + path.string() + ", expected float16");
     if (h.shape != spec.shape)
-        FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA, "weight " + spec.name + ": shape " + shape_str(h.shape) + " in " +
-                                                 path.string() + ", expected " + shape_str(spec.shape));
+        FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA, "weight " + spec.name + ": shape " + shape_str(h.shape) + " in " + path.string() +
+                                                 ", expected " + shape_str(spec.shape));
     if (file->bytes() < h.data_offset + h.data_bytes())
-        FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA, "weight " + spec.name + ": " + path.string() + " is truncated: " +
-                                                 std::to_string(file->bytes()) + " bytes, the header needs " +
+        FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA, "weight " + spec.name + ": " + path.string() +
+                                                 " is truncated: " + std::to_string(file->bytes()) + " bytes, the header needs " +
                                                  std::to_string(h.data_offset + h.data_bytes()));
     return open_.emplace(spec.name, OpenTensor{std::move(file), h.data_offset}).first->second;
 }

@@ -16,8 +16,8 @@ using flexrt::sdk::guard;
 class Group4 final : public flexrt::ICompressor {
 public:
     Group4(const flexrt_host* host, int64_t group_size, int64_t group_dim, bool symmetric)
-        : host_(host), format_{sizeof(flexrt::Group4Format), 4, static_cast<int32_t>(group_size), static_cast<int32_t>(group_dim),
-                               symmetric ? 1 : 0} {}
+        : host_(host),
+          format_{sizeof(flexrt::Group4Format), 4, static_cast<int32_t>(group_size), static_cast<int32_t>(group_dim), symmetric ? 1 : 0} {}
 
     flexrt_status compressed_bytes(const flexrt_tensor_desc* src, uint64_t* bytes) const noexcept override {
         return guard(host_, [&] {
@@ -80,5 +80,4 @@ flexrt_status create(const flexrt_host* host, const flexrt_field* fields, uint32
 }  // namespace
 
 FLEXRT_PLUGINS(flexrt::sdk::describe(FLEXRT_PLUGIN_KIND_COMPRESS, "group4", "0.1.0",
-                                     "group-wise 4-bit, FlexLLMGen's format; dequantized on the compute device", kOptions, 4,
-                                     &create))
+                                     "group-wise 4-bit, FlexLLMGen's format; dequantized on the compute device", kOptions, 4, &create))

@@ -6,8 +6,7 @@ namespace flexrt::schedule {
 
 flexrt_status run_normal(IExecutor& ex) {
     const flexrt_schedule_dims d = ex.dims();
-    const int32_t G = static_cast<int32_t>(d.gen_len), L = static_cast<int32_t>(d.num_layers),
-                  K = static_cast<int32_t>(d.num_gpu_batches);
+    const int32_t G = static_cast<int32_t>(d.gen_len), L = static_cast<int32_t>(d.num_layers), K = static_cast<int32_t>(d.num_gpu_batches);
     for (int32_t i = 0; i < G; ++i) {
         FLEXRT_TRY(ex.begin_step(i));
         for (int32_t j = 0; j < L; ++j) {

@@ -35,7 +35,8 @@ flexrt_status run_overlap_multi(IExecutor& ex) {
                 if (prev.i >= 0) FLEXRT_TRY(ex.store_hidden(prev.i, prev.j, prev.k));
                 if (batch_early) FLEXRT_TRY(ex.load_hidden(ahead.i, ahead.j, ahead.k));
                 FLEXRT_TRY(ex.compute_layer(i, j, k));
-                if (k + 1 == g.batches && !weight_early && g.inside(layer_ahead)) FLEXRT_TRY(ex.load_weight(layer_ahead.i, layer_ahead.j, 0));
+                if (k + 1 == g.batches && !weight_early && g.inside(layer_ahead))
+                    FLEXRT_TRY(ex.load_weight(layer_ahead.i, layer_ahead.j, 0));
                 if (prev.i >= 0) FLEXRT_TRY(ex.store_cache(prev.i, prev.j, prev.k));
                 if (g.inside(ahead) && !batch_early) {
                     FLEXRT_TRY(ex.store_hidden(i, j, k));  // the next step's input reads this batch's tokens

@@ -31,8 +31,8 @@ flexrt_status create(const flexrt_host* host, const flexrt_field*, uint32_t, voi
 }  // namespace
 
 FLEXRT_PLUGINS(flexrt::sdk::describe(FLEXRT_PLUGIN_KIND_SCHEDULE, "normal", "0.1.0",
-                                     "no overlap: load, compute, store in order (FlexLLMGen --overlap false)", nullptr,
-                                     0, &create<flexrt::schedule::run_normal>),
+                                     "no overlap: load, compute, store in order (FlexLLMGen --overlap false)", nullptr, 0,
+                                     &create<flexrt::schedule::run_normal>),
                flexrt::sdk::describe(FLEXRT_PLUGIN_KIND_SCHEDULE, "overlap_single", "0.1.0",
                                      "one GPU batch: the next layer's weights and cache load while a layer computes", nullptr, 0,
                                      &create<flexrt::schedule::run_overlap_single>),

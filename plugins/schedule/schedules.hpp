@@ -27,7 +27,9 @@ struct Point {
 struct Grid {
     int32_t steps, layers, batches;
     explicit Grid(const flexrt_schedule_dims& d)
-        : steps(static_cast<int32_t>(d.gen_len)), layers(static_cast<int32_t>(d.num_layers)), batches(static_cast<int32_t>(d.num_gpu_batches)) {}
+        : steps(static_cast<int32_t>(d.gen_len)),
+          layers(static_cast<int32_t>(d.num_layers)),
+          batches(static_cast<int32_t>(d.num_gpu_batches)) {}
     Point next(Point p) const {
         if (++p.k == batches) p.k = 0, ++p.j;
         if (p.j == layers) p.j = 0, ++p.i;

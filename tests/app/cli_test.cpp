@@ -52,8 +52,8 @@ protected:
         for (const auto& e : fs::directory_iterator(fixture_dir() / "weights"))
             fs::copy(e.path(), dir_ / "weights" / e.path().filename(), fs::copy_options::overwrite_existing);
         const opt::OptConfig c = tiny_config();
-        return config("[model]\nname = \"custom\"\nweights = \"" + (dir_ / "weights").string() + "\"\nnum_layers = " +
-                      std::to_string(c.num_layers) + "\nhidden_size = " + std::to_string(c.hidden_size) +
+        return config("[model]\nname = \"custom\"\nweights = \"" + (dir_ / "weights").string() +
+                      "\"\nnum_layers = " + std::to_string(c.num_layers) + "\nhidden_size = " + std::to_string(c.hidden_size) +
                       "\nnum_heads = " + std::to_string(c.num_heads) + "\nffn_size = " + std::to_string(c.ffn_size) +
                       "\nvocab_size = " + std::to_string(c.vocab_size) + "\nmax_seq_len = " + std::to_string(c.max_seq_len) +
                       "\n[run]\nprompt_len = 12\ngen_len = 4\n[policy]\ngpu_batch_size = 2\nnum_gpu_batches = 2\n"
@@ -119,11 +119,16 @@ bool balanced_json(const std::string& s) {
     for (size_t i = 0; i < s.size(); ++i) {
         const char c = s[i];
         if (in_string) {
-            if (c == '\\') ++i;
-            else if (c == '"') in_string = false;
-        } else if (c == '"') in_string = true;
-        else if (c == '{' || c == '[') ++depth;
-        else if ((c == '}' || c == ']') && --depth < 0) return false;
+            if (c == '\\')
+                ++i;
+            else if (c == '"')
+                in_string = false;
+        } else if (c == '"')
+            in_string = true;
+        else if (c == '{' || c == '[')
+            ++depth;
+        else if ((c == '}' || c == ']') && --depth < 0)
+            return false;
     }
     return depth == 0 && !in_string;
 }
@@ -184,9 +189,7 @@ TEST_F(Cli, UnknownKey) {
 
 TEST_F(Cli, WrongType) { EXPECT_HAS(expect_error("--set run.gen_len=true", 2), "expected an integer, got a boolean"); }
 
-TEST_F(Cli, PercentagesOverOneHundred) {
-    EXPECT_HAS(expect_error("--set policy.percent=[60,50,100,0,100,0]", 2), "more than 100");
-}
+TEST_F(Cli, PercentagesOverOneHundred) { EXPECT_HAS(expect_error("--set policy.percent=[60,50,100,0,100,0]", 2), "more than 100"); }
 
 TEST_F(Cli, MissingPluginSaysWhereItLooked) {
     const std::string e = expect_error("--set storage.plugin=nvme9000", 3);
@@ -204,9 +207,7 @@ TEST_F(Cli, PluginWithAnotherAbiMajor) {
                "built for flexrt ABI 2.0");
 }
 
-TEST_F(Cli, UndeclaredPluginOption) {
-    EXPECT_HAS(expect_error("--set storage.options.queue_depth=4", 2), "has no option 'queue_depth'");
-}
+TEST_F(Cli, UndeclaredPluginOption) { EXPECT_HAS(expect_error("--set storage.options.queue_depth=4", 2), "has no option 'queue_depth'"); }
 
 TEST_F(Cli, MissingWeightFile) {
     const fs::path cfg = tiny_config_file();
@@ -291,7 +292,6 @@ TEST(CliSignal, InterruptCleansUp) {
     EXPECT_EQ(count_files(dir / "offload"), 0u);
 }
 
-
 // --version names the build; --json writes the run's result machine-readable (the figures equal the printed
 // ones, the effective config, the memory per tier), whole; a --json path that cannot be written is refused
 // before the run.
@@ -332,9 +332,42 @@ TEST_F(Cli, SubcommandsFollowOnePattern) {
     EXPECT_EQ(plugins.first, 0) << plugins.second;
     EXPECT_HAS(plugins.second, "storage.aio");
     const auto help = shell("--help");
-    for (const char* name : {"flexrt plan", "flexrt list-plugins", "flexrt convert", "flexrt iobench"}) EXPECT_HAS(help.second, name);
+    for (const char* name : {"flexrt plan", "flexrt list-plugins", "flexrt convert", "flexrt iobench", "flexrt plugin-test"})
+        EXPECT_HAS(help.second, name);
     EXPECT_EQ(shell("convert --help").first, 0);
     EXPECT_EQ(shell("iobench --help").first, 0);
+    EXPECT_EQ(shell("plugin-test --help").first, 0);
+}
+
+// flexrt plugin-test: a library's every plugin through its conformance suite, a line per check; exit 0 when all
+// pass, 1 (and the failed check, with why) when one fails; a plugin by kind.name; a missing library an error.
+TEST_F(Cli, PluginTestRunsTheConformanceSuiteOfEachPluginInALibrary) {
+    const fs::path bin = FLEXRT_BINARY;
+    auto shell = [&](const std::string& args) {
+        const fs::path out = dir_ / "pt.out";
+        const int status = std::system((bin.string() + " plugin-test " + args + " >" + out.string() + " 2>&1 </dev/null").c_str());
+        return std::make_pair(WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(out));
+    };
+    const fs::path builtin = find_plugin(FLEXRT_PLUGIN_KIND_SCHEDULE, "normal", plugin_search_path({})).path;
+    const auto good = shell(builtin.string());
+    EXPECT_EQ(good.first, 0) << good.second;
+    for (const char* id : {"schedule.normal", "schedule.overlap_single", "schedule.overlap_multi"}) EXPECT_HAS(good.second, id);
+    EXPECT_HAS(good.second, "plugin-test: 3 plugin(s), 9 check(s): 9 passed, 0 failed");
+    const auto bad = shell(std::string(FLEXRT_TEST_PLUGIN_DIR) + "/libflexrt-schedule-broken.so");
+    EXPECT_EQ(bad.first, 1) << bad.second;
+    EXPECT_HAS(bad.second, "FAIL  engine_rules");
+    EXPECT_HAS(bad.second, "compute without its weights");
+    EXPECT_HAS(bad.second, "0 passed, 3 failed");
+    const auto one = shell("storage.mmap --check faults --option threads=2");
+    EXPECT_EQ(one.first, 0) << one.second;
+    EXPECT_HAS(one.second, "PASS  faults");
+    EXPECT_HAS(one.second, "1 check(s): 1 passed");
+    const auto bad_option = shell("storage.mmap --check faults --option threads=two");
+    EXPECT_NE(bad_option.first, 0);
+    EXPECT_HAS(bad_option.second, "threads");
+    const auto missing = shell("/no/such/libflexrt-storage-x.so");
+    EXPECT_EQ(missing.first, 3) << missing.second;
+    EXPECT_HAS(missing.second, "no library /no/such/libflexrt-storage-x.so");
 }
 
 // flexrt convert: the golden fixture's weights as an HF checkpoint (sharded, F16) to a numpy directory whose
@@ -343,12 +376,14 @@ TEST_F(Cli, SubcommandsFollowOnePattern) {
 // re-run redoes exactly those and skips the rest; a checkpoint of another model is refused before writing.
 TEST_F(Cli, ConvertHfCheckpointResumesAndRefusesTheWrongModel) {
     const opt::OptConfig c = tiny_config();
-    const std::string model = "--set model.name='\"custom\"' --set model.num_layers=" + std::to_string(c.num_layers) +
-                              " --set model.hidden_size=" + std::to_string(c.hidden_size) + " --set model.num_heads=" +
-                              std::to_string(c.num_heads) + " --set model.ffn_size=" + std::to_string(c.ffn_size) +
-                              " --set model.vocab_size=" + std::to_string(c.vocab_size) + " --set model.max_seq_len=" + std::to_string(c.max_seq_len);
+    const std::string model =
+        "--set model.name='\"custom\"' --set model.num_layers=" + std::to_string(c.num_layers) +
+        " --set model.hidden_size=" + std::to_string(c.hidden_size) + " --set model.num_heads=" + std::to_string(c.num_heads) +
+        " --set model.ffn_size=" + std::to_string(c.ffn_size) + " --set model.vocab_size=" + std::to_string(c.vocab_size) +
+        " --set model.max_seq_len=" + std::to_string(c.max_seq_len);
     const fs::path out = dir_ / "converted";
-    const std::string convert = "convert --from " + (fixture_dir("tiny_opt_hf") / "sharded").string() + " --to " + out.string() + " " + model;
+    const std::string convert =
+        "convert --from " + (fixture_dir("tiny_opt_hf") / "sharded").string() + " --to " + out.string() + " " + model;
     CliResult r = run(convert);
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_HAS(r.out, "converted 52 tensors, skipped 0");
@@ -375,8 +410,8 @@ TEST_F(Cli, ConvertHfCheckpointResumesAndRefusesTheWrongModel) {
     EXPECT_EQ(tokens(out), tokens(fixture_dir() / "weights"));
 
     const fs::path other = dir_ / "other";
-    const std::string err = expect_error("convert --from " + (fixture_dir("tiny_opt_hf") / "single").string() + " --to " + other.string() + " " +
-                                             model + " --set model.num_layers=2",
+    const std::string err = expect_error("convert --from " + (fixture_dir("tiny_opt_hf") / "single").string() + " --to " + other.string() +
+                                             " " + model + " --set model.num_layers=2",
                                          4);
     EXPECT_HAS(err, "holds 16 tensors that custom does not have");
     EXPECT_FALSE(fs::exists(other));
@@ -388,8 +423,9 @@ TEST_F(Cli, ConvertHfCheckpointResumesAndRefusesTheWrongModel) {
 // in the middle.
 TEST_F(Cli, ConvertKilledMidwayResumes) {
     const int64_t layers = 16, h = 512, f = 2048, vocab = 8192, positions = 130;
-    const std::string model = "--set model.name='\"custom\"' --set model.num_layers=" + std::to_string(layers) + " --set model.hidden_size=" +
-                              std::to_string(h) + " --set model.num_heads=8 --set model.ffn_size=" + std::to_string(f) +
+    const std::string model = "--set model.name='\"custom\"' --set model.num_layers=" + std::to_string(layers) +
+                              " --set model.hidden_size=" + std::to_string(h) +
+                              " --set model.num_heads=8 --set model.ffn_size=" + std::to_string(f) +
                               " --set model.vocab_size=" + std::to_string(vocab) + " --set model.max_seq_len=128";
     std::vector<std::pair<std::string, std::vector<int64_t>>> tensors = {{"decoder.embed_tokens.weight", {vocab, h}},
                                                                          {"decoder.embed_positions.weight", {positions, h}},
@@ -425,12 +461,13 @@ TEST_F(Cli, ConvertKilledMidwayResumes) {
         std::vector<float> block(1 << 20);
         for (size_t i = 0; i < block.size(); ++i) block[i] = static_cast<float>(static_cast<int>(i % 2001) - 1000) * 1e-3f;
         for (uint64_t done = 0; done < at; done += block.size() * 4)
-            out.write(reinterpret_cast<const char*>(block.data()), static_cast<std::streamsize>(std::min<uint64_t>(block.size() * 4, at - done)));
+            out.write(reinterpret_cast<const char*>(block.data()),
+                      static_cast<std::streamsize>(std::min<uint64_t>(block.size() * 4, at - done)));
     }
     const fs::path out = dir_ / "np", clean = dir_ / "np_clean", script = dir_ / "kill.sh";
     const std::string convert = std::string(FLEXRT_BINARY) + " convert --quiet --from " + hf.string() + " " + model;
-    write_file(script, convert + " --to " + out.string() + " >/dev/null 2>&1 &\npid=$!\nfor i in $(seq 2000); do\n" +
-                           "  [ $(wc -l <" + (out / "flexrt-convert.manifest").string() + " 2>/dev/null || echo 0) -ge 3 ] && break; sleep 0.005\ndone\n" +
+    write_file(script, convert + " --to " + out.string() + " >/dev/null 2>&1 &\npid=$!\nfor i in $(seq 2000); do\n" + "  [ $(wc -l <" +
+                           (out / "flexrt-convert.manifest").string() + " 2>/dev/null || echo 0) -ge 3 ] && break; sleep 0.005\ndone\n" +
                            "kill -9 $pid\nwait $pid\necho $? >" + (dir_ / "status").string() + "\n");
     ASSERT_EQ(std::system(("bash " + script.string()).c_str()), 0);
     ASSERT_EQ(read_file(dir_ / "status"), "137\n") << "the conversion finished before it could be killed";
@@ -467,10 +504,11 @@ TEST_F(Cli, ConvertKilledMidwayResumes) {
 class TextCli : public Cli {
 protected:
     fs::path text_config(int64_t gpu_batch_size) {
-        return config("[model]\nname = \"custom\"\nnum_layers = 2\nhidden_size = 64\nnum_heads = 4\nffn_size = 128\nvocab_size = 1600\n"
-                      "max_seq_len = 128\ntokenizer = \"" + (fs::path(FLEXRT_TEST_DATA_DIR) / "tokenizer").string() +
-                      "\"\n[run]\ngen_len = 5\n[policy]\ngpu_batch_size = " + std::to_string(gpu_batch_size) +
-                      "\nnum_gpu_batches = 1\nweights = { gpu = 50, cpu = 25 }\n");
+        return config(
+            "[model]\nname = \"custom\"\nnum_layers = 2\nhidden_size = 64\nnum_heads = 4\nffn_size = 128\nvocab_size = 1600\n"
+            "max_seq_len = 128\ntokenizer = \"" +
+            (fs::path(FLEXRT_TEST_DATA_DIR) / "tokenizer").string() + "\"\n[run]\ngen_len = 5\n[policy]\ngpu_batch_size = " +
+            std::to_string(gpu_batch_size) + "\nnum_gpu_batches = 1\nweights = { gpu = 50, cpu = 25 }\n");
     }
     static std::vector<text::JsonValue> jsonl(const std::string& s) {
         std::vector<text::JsonValue> out;
@@ -479,7 +517,7 @@ protected:
         return out;
     }
     const text::Gpt2Tokenizer tok_ = text::Gpt2Tokenizer::from_files(fs::path(FLEXRT_TEST_DATA_DIR) / "tokenizer" / "vocab.json",
-                                                                      fs::path(FLEXRT_TEST_DATA_DIR) / "tokenizer" / "merges.txt");
+                                                                     fs::path(FLEXRT_TEST_DATA_DIR) / "tokenizer" / "merges.txt");
 };
 
 // Prompts of different lengths from a text file and the command line, in two blocks (batch 2) or one (batch
@@ -529,8 +567,9 @@ TEST_F(TextCli, PromptsInJsonlOutSameTokensWhateverTheBatching) {
 TEST_F(TextCli, StopStringsEndCompletions) {
     auto results = [&](const std::string& extra) {
         const fs::path out = dir_ / "stop.jsonl";
-        CliResult r = run("--config " + text_config(2).string() + " --prompt 'Hello world' --prompt 'The quick brown fox' --set run.gen_len=8" +
-                          " --set run.output='\"" + out.string() + "\"' " + extra);
+        CliResult r =
+            run("--config " + text_config(2).string() + " --prompt 'Hello world' --prompt 'The quick brown fox' --set run.gen_len=8" +
+                " --set run.output='\"" + out.string() + "\"' " + extra);
         EXPECT_EQ(r.code, 0) << r.err;
         return jsonl(read_file(out));
     };

@@ -80,7 +80,7 @@ TEST(Config, CommandLineOverrides) {
                            {"policy.gpu_batch_size=8", "model.weights=/some/dir", "policy.percent=[0,100,100,0,100,0]"});
     EXPECT_EQ(c.policy.gpu_batch_size, 8);
     EXPECT_EQ(c.model.weights, "/some/dir");  // a bare word is a string
-    EXPECT_EQ(c.policy.weights.gpu, 0);      // the --set shorthand replaces the file's table
+    EXPECT_EQ(c.policy.weights.gpu, 0);       // the --set shorthand replaces the file's table
     EXPECT_EQ(c.policy.weights.cpu, 100);
 }
 
@@ -90,9 +90,7 @@ TEST(Config, BadOverrideNamesTheArgument) {
     EXPECT_HAS(config_error("", {"justakey"}), "expected KEY=VALUE");
 }
 
-TEST(Config, SyntaxErrorNamesLine) {
-    EXPECT_HAS(config_error("[run]\ngen_len = = 3\n"), "test.toml:2: not valid TOML");
-}
+TEST(Config, SyntaxErrorNamesLine) { EXPECT_HAS(config_error("[run]\ngen_len = = 3\n"), "test.toml:2: not valid TOML"); }
 
 TEST(Config, CompressionTakesThePluginAndACompressedCacheMayBeAttendedOnTheHost) {
     Config c = load_config("[policy]\ncompress_weights = true\n[compress]\noptions = { group_size = 32 }\n", "t", {});

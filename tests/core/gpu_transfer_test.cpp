@@ -33,10 +33,10 @@ TEST_P(GpuTier, RoundTripThroughEveryTier) {
     auto file = t.disk.allocate(n + 8192, "f");
     auto back = pinned.allocate(n, "back");
     TransferEngine& x = t.transfers;
-    Event a = x.copy({g1.get(), 0, n}, {src.get(), 0, n});                       // pageable host -> GPU
-    Event b = x.copy({file.get(), 4097, n}, {g1.get(), 0, n}, {a});               // GPU -> disk, misaligned
-    Event c = x.copy({g2.get(), 7, n}, {file.get(), 4097, n}, {b});               // disk -> GPU, misaligned
-    Event d = x.copy({back.get(), 0, n}, {g2.get(), 7, n}, {c});                  // GPU -> pinned host
+    Event a = x.copy({g1.get(), 0, n}, {src.get(), 0, n});           // pageable host -> GPU
+    Event b = x.copy({file.get(), 4097, n}, {g1.get(), 0, n}, {a});  // GPU -> disk, misaligned
+    Event c = x.copy({g2.get(), 7, n}, {file.get(), 4097, n}, {b});  // disk -> GPU, misaligned
+    Event d = x.copy({back.get(), 0, n}, {g2.get(), 7, n}, {c});     // GPU -> pinned host
     Status s = d.wait();
     ASSERT_TRUE(s.is_ok()) << s.message();
     EXPECT_EQ(std::memcmp(back->data(), data.data(), n), 0);

@@ -41,9 +41,7 @@ TEST(Npy, RejectsGarbageAndFortranOrder) {
     try {
         parse_npy_header(complex.data(), complex.size(), "x.npy");
         FAIL();
-    } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("unsupported dtype '<c8'"), std::string::npos);
-    }
+    } catch (const Error& e) { EXPECT_NE(std::string(e.what()).find("unsupported dtype '<c8'"), std::string::npos); }
 }
 
 TEST(Npy, TruncatedHeader) {

@@ -117,9 +117,7 @@ TEST(DiskDevice, OffloadDirThatIsAFile) {
     try {
         DiskDevice d(*storage, dir / "file");
         FAIL() << "no error";
-    } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("is not a directory"), std::string::npos) << e.what();
-    }
+    } catch (const Error& e) { EXPECT_NE(std::string(e.what()).find("is not a directory"), std::string::npos) << e.what(); }
 }
 
 TEST(DiskDevice, FilesAreRemovedWithTheDevice) {

@@ -13,13 +13,13 @@
 namespace flexrt::test {
 namespace {
 
-#define EXPECT_ERROR(stmt, code, needle)                                                        \
-    try {                                                                                       \
-        stmt;                                                                                   \
-        ADD_FAILURE() << "no error from " #stmt;                                                \
-    } catch (const Error& e) {                                                                  \
-        EXPECT_EQ(e.status(), code) << e.what();                                                \
-        EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();           \
+#define EXPECT_ERROR(stmt, code, needle)                                              \
+    try {                                                                             \
+        stmt;                                                                         \
+        ADD_FAILURE() << "no error from " #stmt;                                      \
+    } catch (const Error& e) {                                                        \
+        EXPECT_EQ(e.status(), code) << e.what();                                      \
+        EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what(); \
     }
 
 // A safetensors file from a header (JSON) and `data_bytes` bytes of data.
@@ -67,8 +67,7 @@ TEST(HfCheckpoint, MissingTensorsWrongShapesAndBadIndexes) {
     hf.check(fc1);
     EXPECT_ERROR(hf.check(opt::WeightSpec{"decoder.layers.9.fc1.weight", {256, 64}}), FLEXRT_STATUS_NOT_FOUND,
                  "weight decoder.layers.9.fc1.weight: neither model.decoder.layers.9.fc1.weight nor");
-    EXPECT_ERROR(hf.check(opt::WeightSpec{"decoder.layers.0.fc1.weight", {64, 256}}), FLEXRT_STATUS_BAD_DATA,
-                 "shape (256, 64) in");
+    EXPECT_ERROR(hf.check(opt::WeightSpec{"decoder.layers.0.fc1.weight", {64, 256}}), FLEXRT_STATUS_BAD_DATA, "shape (256, 64) in");
     EXPECT_ERROR(opt::HfCheckpointWeights(dir.path()), FLEXRT_STATUS_NOT_FOUND, "holds neither model.safetensors nor");
 
     // An index that puts a tensor in a shard whose header lacks it.
@@ -84,8 +83,8 @@ TEST(HfCheckpoint, MissingTensorsWrongShapesAndBadIndexes) {
     EXPECT_ERROR(opt::HfCheckpointWeights{sharded}, FLEXRT_STATUS_BAD_DATA, "puts model.decoder.embed_tokens.weight in");
 
     // A dtype flexrt does not read as weights.
-    write_safetensors(dir.path() / "model.safetensors", R"({"model.decoder.layers.0.fc1.weight": {"dtype": "I32", "shape": [256, 64], "data_offsets": [0, 65536]}})",
-                      65536);
+    write_safetensors(dir.path() / "model.safetensors",
+                      R"({"model.decoder.layers.0.fc1.weight": {"dtype": "I32", "shape": [256, 64], "data_offsets": [0, 65536]}})", 65536);
     opt::HfCheckpointWeights ints(dir.path());
     EXPECT_ERROR(ints.check(fc1), FLEXRT_STATUS_BAD_DATA, "dtype I32");
 }

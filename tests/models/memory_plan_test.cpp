@@ -22,12 +22,12 @@ TEST(MemoryPlan, IsWhatTheEngineAllocates) {
     const auto* format = static_cast<const Group4Format*>(group4->get_extension(kGroup4Extension, 1));
     ASSERT_NE(format, nullptr);
     const opt::OptConfig model = tiny_config();
-    for (const Case& c : {Case{"all_on_compute", 4, 1, {100, 0}, {100, 0}, {100, 0}},
-                          Case{"split_everything", 2, 2, {30, 40}, {25, 50}, {50, 25}},
-                          Case{"on_disk_fused_layers", 1, 4, {0, 0}, {0, 0}, {0, 0}, false},
-                          Case{"cache_on_host_attended_there", 4, 1, {50, 50}, {0, 100}, {100, 0}, true, true},
-                          Case{"compressed_split", 2, 2, {20, 30}, {50, 0}, {100, 0}, true, false, true, true},
-                          Case{"compressed_on_disk", 4, 1, {0, 0}, {100, 0}, {100, 0}, true, false, true, false}}) {
+    for (const Case& c :
+         {Case{"all_on_compute", 4, 1, {100, 0}, {100, 0}, {100, 0}}, Case{"split_everything", 2, 2, {30, 40}, {25, 50}, {50, 25}},
+          Case{"on_disk_fused_layers", 1, 4, {0, 0}, {0, 0}, {0, 0}, false},
+          Case{"cache_on_host_attended_there", 4, 1, {50, 50}, {0, 100}, {100, 0}, true, true},
+          Case{"compressed_split", 2, 2, {20, 30}, {50, 0}, {100, 0}, true, false, true, true},
+          Case{"compressed_on_disk", 4, 1, {0, 0}, {100, 0}, {100, 0}, true, false, true, false}}) {
         for (const bool from_files : {false, true}) {
             Tiers t("mmap");
             Policy p;

@@ -14,10 +14,14 @@ struct Expected {
 
 TEST(OptConfig, PublishedShapes) {
     const Expected table[] = {
-        {"opt-125m", 12, 12, 768, 64, 3072, 125239296ull},     {"opt-350m", 24, 16, 1024, 64, 4096, 331196416ull},
-        {"opt-1.3b", 24, 32, 2048, 64, 8192, 1315758080ull},   {"opt-2.7b", 32, 32, 2560, 80, 10240, 2651596800ull},
-        {"opt-6.7b", 32, 32, 4096, 128, 16384, 6658473984ull}, {"opt-13b", 40, 40, 5120, 128, 20480, 12853473280ull},
-        {"opt-30b", 48, 56, 7168, 128, 28672, 0},              {"opt-66b", 64, 72, 9216, 128, 36864, 0},
+        {"opt-125m", 12, 12, 768, 64, 3072, 125239296ull},
+        {"opt-350m", 24, 16, 1024, 64, 4096, 331196416ull},
+        {"opt-1.3b", 24, 32, 2048, 64, 8192, 1315758080ull},
+        {"opt-2.7b", 32, 32, 2560, 80, 10240, 2651596800ull},
+        {"opt-6.7b", 32, 32, 4096, 128, 16384, 6658473984ull},
+        {"opt-13b", 40, 40, 5120, 128, 20480, 12853473280ull},
+        {"opt-30b", 48, 56, 7168, 128, 28672, 0},
+        {"opt-66b", 64, 72, 9216, 128, 36864, 0},
         {"opt-175b", 96, 96, 12288, 128, 49152, 0},
     };
     for (const auto& e : table) {
@@ -28,9 +32,7 @@ TEST(OptConfig, PublishedShapes) {
         EXPECT_EQ(c.head_dim(), e.head_dim) << e.name;
         EXPECT_EQ(c.ffn_size, e.ffn) << e.name;
         EXPECT_EQ(c.vocab_size, 50272) << e.name;
-        if (e.parameters) {
-            EXPECT_EQ(c.model_bytes() / 2, e.parameters) << e.name;
-        }
+        if (e.parameters) { EXPECT_EQ(c.model_bytes() / 2, e.parameters) << e.name; }
         // The weight specs of the layer list hold every parameter once, plus the tied head's second copy.
         uint64_t specs = 0;
         for (const auto& layer : opt::build_layers(c, true))
@@ -45,9 +47,7 @@ TEST(OptConfig, UnknownNameListsValidOnes) {
     try {
         opt::opt_config("opt-7b");
         FAIL();
-    } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("opt-6.7b"), std::string::npos);
-    }
+    } catch (const Error& e) { EXPECT_NE(std::string(e.what()).find("opt-6.7b"), std::string::npos); }
 }
 
 TEST(OptConfig, LayerListShape) {

@@ -100,8 +100,8 @@ GenerationResult run_case(const PolicyCase& c, opt::WeightSource* source = nullp
     p.compress_weights = compressor && c.compress_weights;
     p.compress_cache = compressor && c.compress_cache;
     opt::NumpyDirWeights numpy(fixture_dir(name) / "weights", t.disk);
-    EngineTiers tiers = gpu ? EngineTiers{*gpu_ops, *gpu_dev, *pinned, t.disk, t.transfers}
-                            : EngineTiers{*t.ops, t.compute, t.host, t.disk, t.transfers};
+    EngineTiers tiers =
+        gpu ? EngineTiers{*gpu_ops, *gpu_dev, *pinned, t.disk, t.transfers} : EngineTiers{*t.ops, t.compute, t.host, t.disk, t.transfers};
     Engine engine(tiny_config(name), p, f.prompt_len, f.gen_len, tiers, source ? *source : numpy, {}, compressor, store);
     go.record_logits = true;
     auto schedule = make_schedule(c.schedule);
@@ -131,20 +131,19 @@ const TierShare kAllGpu{100, 0}, kAllCpu{0, 100}, kAllDisk{0, 0};
 
 INSTANTIATE_TEST_SUITE_P(
     Policies, GoldenTest,
-    ::testing::Combine(::testing::Values("tiny_opt", "tiny_opt_post_ln"), ::testing::Values("mmap", "aio"), ::testing::Values(PolicyCase{"all_on_compute", 4, 1, kAllGpu, kAllGpu, kAllGpu},
-                      PolicyCase{"weights_on_disk", 4, 1, kAllDisk, kAllGpu, kAllGpu},
-                      PolicyCase{"weights_on_cpu", 2, 2, kAllCpu, kAllGpu, kAllGpu},
-                      PolicyCase{"cache_on_cpu", 4, 1, kAllGpu, kAllCpu, kAllGpu},
-                      PolicyCase{"cache_on_cpu_attended_there", 2, 2, kAllGpu, {25, 75}, kAllGpu, true, true},
-                      PolicyCase{"cache_on_disk", 2, 2, kAllGpu, kAllDisk, kAllGpu},
-                      PolicyCase{"activations_on_disk", 4, 1, kAllGpu, kAllGpu, kAllDisk},
-                      PolicyCase{"activations_on_cpu", 1, 4, kAllGpu, kAllGpu, kAllCpu},
-                      PolicyCase{"split_everything", 4, 1, {30, 40}, {50, 25}, {25, 50}},
-                      PolicyCase{"split_fused_layers", 2, 2, {10, 60}, {50, 0}, {0, 50}, false},
-                      PolicyCase{"all_on_disk_fused", 1, 4, kAllDisk, kAllDisk, kAllDisk, false})),
-    [](const auto& info) {
-        return std::get<0>(info.param) + "_" + std::get<1>(info.param) + "_" + std::get<2>(info.param).name;
-    });
+    ::testing::Combine(::testing::Values("tiny_opt", "tiny_opt_post_ln"), ::testing::Values("mmap", "aio"),
+                       ::testing::Values(PolicyCase{"all_on_compute", 4, 1, kAllGpu, kAllGpu, kAllGpu},
+                                         PolicyCase{"weights_on_disk", 4, 1, kAllDisk, kAllGpu, kAllGpu},
+                                         PolicyCase{"weights_on_cpu", 2, 2, kAllCpu, kAllGpu, kAllGpu},
+                                         PolicyCase{"cache_on_cpu", 4, 1, kAllGpu, kAllCpu, kAllGpu},
+                                         PolicyCase{"cache_on_cpu_attended_there", 2, 2, kAllGpu, {25, 75}, kAllGpu, true, true},
+                                         PolicyCase{"cache_on_disk", 2, 2, kAllGpu, kAllDisk, kAllGpu},
+                                         PolicyCase{"activations_on_disk", 4, 1, kAllGpu, kAllGpu, kAllDisk},
+                                         PolicyCase{"activations_on_cpu", 1, 4, kAllGpu, kAllGpu, kAllCpu},
+                                         PolicyCase{"split_everything", 4, 1, {30, 40}, {50, 25}, {25, 50}},
+                                         PolicyCase{"split_fused_layers", 2, 2, {10, 60}, {50, 0}, {0, 50}, false},
+                                         PolicyCase{"all_on_disk_fused", 1, 4, kAllDisk, kAllDisk, kAllDisk, false})),
+    [](const auto& info) { return std::get<0>(info.param) + "_" + std::get<1>(info.param) + "_" + std::get<2>(info.param).name; });
 
 // The fixture's weights as Hugging Face checkpoints (tools/make_hf_checkpoint_fixture.py): one F32
 // model.safetensors with HF's names and a tied lm_head, and two F16 shards with their index. Read through
@@ -162,7 +161,8 @@ TEST(GoldenHfCheckpoint, SafetensorsSingleAndShardedMatchTransformers) {
                 for (int64_t i = 0; i < f.gen_len; ++i) {
                     EXPECT_EQ(r.tokens[b * f.gen_len + i], f.tokens[b * f.gen_len + i]) << layout << " " << c.name << " sequence " << b;
                     for (int64_t v = 0; v < f.vocab; ++v)
-                        worst = std::max(worst, std::abs(r.logits[(i * f.n + b) * f.vocab + v] - f.logits[(b * f.gen_len + i) * f.vocab + v]));
+                        worst =
+                            std::max(worst, std::abs(r.logits[(i * f.n + b) * f.vocab + v] - f.logits[(b * f.gen_len + i) * f.vocab + v]));
                 }
             EXPECT_LT(worst, kLogitTolerance) << layout << " " << c.name;
         }
@@ -242,9 +242,10 @@ void check_compressed(bool gpu) {
     int64_t agree = 0, first = 0;
     for (size_t t = 0; t < plain.tokens.size(); ++t) agree += plain.tokens[t] == expected.tokens[t];
     for (int64_t b = 0; b < f.n; ++b) first += plain.tokens[b * f.gen_len] == expected.tokens[b * f.gen_len];
-    std::printf("4-bit weights: max |logit - fp16 run's| at the prefill %.3f; greedy tokens equal %lld of %zu (%lld of %lld "
-                "first tokens)\n", worst, static_cast<long long>(agree), plain.tokens.size(), static_cast<long long>(first),
-                static_cast<long long>(f.n));
+    std::printf(
+        "4-bit weights: max |logit - fp16 run's| at the prefill %.3f; greedy tokens equal %lld of %zu (%lld of %lld "
+        "first tokens)\n",
+        worst, static_cast<long long>(agree), plain.tokens.size(), static_cast<long long>(first), static_cast<long long>(f.n));
     EXPECT_GT(worst, 0.0) << "the weights were not compressed";
     EXPECT_LT(worst, 2.5);
     EXPECT_GE(agree * 4, static_cast<int64_t>(plain.tokens.size()));
@@ -328,12 +329,13 @@ TEST(GoldenCompressed, StoredCompressedWeightsAreReadBackNotQuantizedAgain) {
 void check_compressed_cache(bool gpu) {
     auto group4 = make_compressor("group4");
     const Fixture& f = fixture("tiny_opt");
-    const GenerationResult plain = run_case(PolicyCase{"fp16_cache", 4, 1, kAllGpu, kAllGpu, kAllGpu}, nullptr, {}, "tiny_opt", "mmap", gpu);
+    const GenerationResult plain =
+        run_case(PolicyCase{"fp16_cache", 4, 1, kAllGpu, kAllGpu, kAllGpu}, nullptr, {}, "tiny_opt", "mmap", gpu);
     std::optional<GenerationResult> first;
-    for (PolicyCase c : {PolicyCase{"cache_on_compute", 4, 1, kAllGpu, kAllGpu, kAllGpu}, PolicyCase{"cache_on_host", 4, 1, kAllGpu, kAllCpu, kAllGpu},
-                         PolicyCase{"cache_on_disk", 4, 1, kAllGpu, kAllDisk, kAllGpu},
-                         PolicyCase{"everything_split", 4, 1, {30, 40}, {30, 40}, {25, 50}},
-                         PolicyCase{"fused_layers_cache_split", 4, 1, kAllGpu, {50, 0}, kAllGpu, false}}) {
+    for (PolicyCase c :
+         {PolicyCase{"cache_on_compute", 4, 1, kAllGpu, kAllGpu, kAllGpu}, PolicyCase{"cache_on_host", 4, 1, kAllGpu, kAllCpu, kAllGpu},
+          PolicyCase{"cache_on_disk", 4, 1, kAllGpu, kAllDisk, kAllGpu}, PolicyCase{"everything_split", 4, 1, {30, 40}, {30, 40}, {25, 50}},
+          PolicyCase{"fused_layers_cache_split", 4, 1, kAllGpu, {50, 0}, kAllGpu, false}}) {
         c.compress_weights = false;
         c.compress_cache = true;
         const GenerationResult r = run_case(c, nullptr, {}, "tiny_opt", "aio", gpu, group4.get());
@@ -350,11 +352,12 @@ void check_compressed_cache(bool gpu) {
     // Step 1 reads the cache with the same tokens in both runs (step 0's, equal): its logits measure the
     // cache's error directly; later steps may feed different tokens once the greedy choices part.
     double worst = 0;
-    for (size_t v = step; v < static_cast<size_t>(2 * step); ++v) worst = std::max(worst, double(std::abs(first->logits[v] - plain.logits[v])));
+    for (size_t v = step; v < static_cast<size_t>(2 * step); ++v)
+        worst = std::max(worst, double(std::abs(first->logits[v] - plain.logits[v])));
     int64_t agree = 0;
     for (size_t t = 0; t < plain.tokens.size(); ++t) agree += plain.tokens[t] == first->tokens[t];
-    std::printf("4-bit KV cache: max |logit - fp16 cache run's| at the first decode step %.3f; greedy tokens equal %lld of %zu\n",
-                worst, static_cast<long long>(agree), plain.tokens.size());
+    std::printf("4-bit KV cache: max |logit - fp16 cache run's| at the first decode step %.3f; greedy tokens equal %lld of %zu\n", worst,
+                static_cast<long long>(agree), plain.tokens.size());
     EXPECT_GT(worst, 0.0) << "the cache was not compressed";
     EXPECT_LT(worst, 1.0);
     EXPECT_GE(agree * 4, static_cast<int64_t>(plain.tokens.size()));
@@ -435,7 +438,8 @@ TEST(GoldenRealShape, CpuAndGpuMatchTransformers) {
         double worst = 0;
         for (int64_t b = 0; b < f.n; ++b)
             for (int64_t i = 0; i < f.gen_len; ++i) {
-                EXPECT_EQ(r.tokens[b * f.gen_len + i], f.tokens[b * f.gen_len + i]) << (gpu ? "gpu" : "cpu") << " seq " << b << " step " << i;
+                EXPECT_EQ(r.tokens[b * f.gen_len + i], f.tokens[b * f.gen_len + i])
+                    << (gpu ? "gpu" : "cpu") << " seq " << b << " step " << i;
                 for (int64_t v = 0; v < f.vocab; ++v)
                     worst = std::max(worst, std::abs(r.logits[(i * f.n + b) * f.vocab + v] - f.logits[(b * f.gen_len + i) * f.vocab + v]));
             }
@@ -516,9 +520,10 @@ TEST(GoldenStop, StopTokenEndsOneSequenceOnly) {
     const Fixture& f = fixture();
     GenerateOptions go;
     go.stop_token = f.tokens[0 * f.gen_len + 2];  // sequence 0's third token
-    for (const PolicyCase& c : {PolicyCase{"stop", 4, 1, kAllGpu, kAllGpu, kAllGpu},
-                                PolicyCase{"stop_batches", 1, 4, kAllGpu, kAllGpu, kAllGpu, true, false, true, false, "overlap_multi"},
-                                PolicyCase{"stop_batches_offloaded", 1, 4, {30, 40}, {50, 25}, {25, 50}, true, false, true, false, "normal"}}) {
+    for (const PolicyCase& c :
+         {PolicyCase{"stop", 4, 1, kAllGpu, kAllGpu, kAllGpu},
+          PolicyCase{"stop_batches", 1, 4, kAllGpu, kAllGpu, kAllGpu, true, false, true, false, "overlap_multi"},
+          PolicyCase{"stop_batches_offloaded", 1, 4, {30, 40}, {50, 25}, {25, 50}, true, false, true, false, "normal"}}) {
         const GenerationResult r = run_case(c, nullptr, go);
         for (int64_t i = 0; i < f.gen_len; ++i) {
             const int64_t want = i <= 2 ? f.tokens[i] : 1;  // the stop token itself is emitted, then pad (id 1)
@@ -532,8 +537,10 @@ TEST(GoldenStop, StopTokenEndsOneSequenceOnly) {
                 stopped = stopped || hf == go.stop_token;
             }
         }
-        if (c.gbs == 1) EXPECT_GE(r.batch_steps_skipped, f.gen_len - 3) << c.name;
-        else EXPECT_EQ(r.batch_steps_skipped, 0) << c.name;  // one batch of four: it never stops whole
+        if (c.gbs == 1)
+            EXPECT_GE(r.batch_steps_skipped, f.gen_len - 3) << c.name;
+        else
+            EXPECT_EQ(r.batch_steps_skipped, 0) << c.name;  // one batch of four: it never stops whole
     }
 }
 

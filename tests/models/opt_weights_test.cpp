@@ -81,9 +81,7 @@ TEST(WeightDirectory, NotADirectory) {
     try {
         opt::NumpyDirWeights w(t.dir / "nope", t.disk);
         FAIL() << "no error";
-    } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("is not a directory"), std::string::npos) << e.what();
-    }
+    } catch (const Error& e) { EXPECT_NE(std::string(e.what()).find("is not a directory"), std::string::npos) << e.what(); }
 }
 
 // A full disk during placement (the 4th offload file cannot be created): a clear error, no file survives.
@@ -101,9 +99,7 @@ TEST(FaultyDisk, WriteFailureDuringPlacementIsReported) {
         try {
             Engine e(tiny_config(), p, 8, 4, {*cpu_ops, compute, host, disk, xfer}, w);
             FAIL() << "no error";
-        } catch (const Error& e) {
-            EXPECT_EQ(e.status(), FLEXRT_STATUS_NO_SPACE) << e.what();
-        }
+        } catch (const Error& e) { EXPECT_EQ(e.status(), FLEXRT_STATUS_NO_SPACE) << e.what(); }
     }
     EXPECT_EQ(count_files(dir / "offload"), 0u);
 }

@@ -1,12 +1,12 @@
 // The group4 format (ops/group4.hpp) against a numpy float64 reference of the same algorithm
 // (tools/make_group4_fixture.py, tests/data/group4): random, constant, tiny-range, large-magnitude,
 // symmetric and padded groups.
+#include "ops/group4.hpp"
 #include "core/src/npy.hpp"
 #include "ops/attention.hpp"
 #include "ops/attention_host.hpp"
 #include "ops/compute.hpp"
 #include "ops/f16.hpp"
-#include "ops/group4.hpp"
 #include "ops/group4_rows_util.hpp"
 #include "ops/linear.hpp"
 #include "ops/linear_group4.hpp"
@@ -71,7 +71,8 @@ TEST(Group4, MatchesNumpyFloat64Reference) {
         std::vector<uint16_t> out(static_cast<size_t>(L.elements()), 0x7e00);
         dequantize_group4(packed.data(), L, out.data());
         double lo = 0, hi = 0;  // the tensor's range (padding zeros included): a bound on any group's step
-        for (int64_t i = 0; i < L.elements(); ++i) lo = std::min(lo, double(half_to_float(x[i]))), hi = std::max(hi, double(half_to_float(x[i])));
+        for (int64_t i = 0; i < L.elements(); ++i)
+            lo = std::min(lo, double(half_to_float(x[i]))), hi = std::max(hi, double(half_to_float(x[i])));
         const double step = (hi - lo) / (c.symmetric ? 7 : 15);
         int64_t same = 0;
         double worst_vs_input = 0;
@@ -270,8 +271,8 @@ TEST(Group4, HostAttentionOverCompressedRowsEqualsDequantizedRows) {
             const uint8_t* m = mask.data() + b * (past + 1);
             plain.push_back({dk.data() + b * h, dv.data() + b * h, batch * h, nk.data() + b * h, nv.data() + b * h, m});
             packed.push_back({reinterpret_cast<const uint16_t*>(pk.data() + b * rows.slab_bytes),
-                              reinterpret_cast<const uint16_t*>(pv.data() + b * rows.slab_bytes), batch * rows.slab_bytes, nk.data() + b * h,
-                              nv.data() + b * h, m, &one});
+                              reinterpret_cast<const uint16_t*>(pv.data() + b * rows.slab_bytes), batch * rows.slab_bytes,
+                              nk.data() + b * h, nv.data() + b * h, m, &one});
         }
         std::vector<uint16_t> want(batch * h), got(batch * h, 0xffff);
         attention_decode_host(q.data(), plain.data(), batch, past, c.heads, c.hd, want.data(), 2);

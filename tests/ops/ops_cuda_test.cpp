@@ -2,6 +2,7 @@
 // poisoned with NaN first, so an element the kernel forgot fails the check. Error measure (METHOD.md):
 // ||gpu - cpu|| / ||cpu||, with fp16 activations and fp32 accumulation well under 5e-3.
 // Without a GPU every test is skipped, saying so; they run on the device machine.
+#include "ops/ops_cuda.hpp"
 #include "core/src/cuda/cuda_check.hpp"
 #include "core/src/gpu_upload.hpp"
 #include "ops/attention.hpp"
@@ -12,7 +13,6 @@
 #include "ops/layer_norm.hpp"
 #include "ops/linear.hpp"
 #include "ops/linear_group4.hpp"
-#include "ops/ops_cuda.hpp"
 #include "ops/sampling.hpp"
 
 #include <gtest/gtest.h>
@@ -38,7 +38,9 @@ struct Dev {
         FLEXRT_CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(1, n) * sizeof(T)));
         FLEXRT_CUDA_CHECK(cudaMemset(p, 0xff, std::max<size_t>(1, n) * sizeof(T)));  // NaN for fp16: poison
     }
-    explicit Dev(const std::vector<T>& v) : Dev(v.size()) { FLEXRT_CUDA_CHECK(cudaMemcpy(p, v.data(), n * sizeof(T), cudaMemcpyHostToDevice)); }
+    explicit Dev(const std::vector<T>& v) : Dev(v.size()) {
+        FLEXRT_CUDA_CHECK(cudaMemcpy(p, v.data(), n * sizeof(T), cudaMemcpyHostToDevice));
+    }
     ~Dev() { cudaFree(p); }
     std::vector<T> get() const {
         std::vector<T> v(n);
@@ -131,8 +133,8 @@ TEST(EmbeddingCuda, MatchesCpu) {
     std::vector<int32_t> ids(batch * seq);
     for (auto& i : ids) i = static_cast<int32_t>(rng() % vocab);
     std::vector<uint8_t> mask(batch * mask_stride, 1);
-    mask[0] = mask[1] = 0;                    // sequence 0: two pads
-    mask[mask_stride] = 0;                    // sequence 1: one
+    mask[0] = mask[1] = 0;  // sequence 0: two pads
+    mask[mask_stride] = 0;  // sequence 1: one
     std::vector<float> ref(batch * seq * h);
     embed_tokens(ids.data(), batch * seq, wt.data(), vocab, h, ref.data());
     add_positions(ref.data(), batch, seq, mask.data(), mask_stride, 12, wp.data(), npos, h);  // 3 cached + 9 new
@@ -181,24 +183,23 @@ TEST_P(AttentionCuda, MatchesCpu) {
     std::vector<uint8_t> raw(gpu.size() * sizeof(cuda::SeqKvHalf));
     std::memcpy(raw.data(), gpu.data(), raw.size());
     Dev<uint8_t> dkv(raw);
-    cuda::attention(dq.p, reinterpret_cast<const cuda::SeqKvHalf*>(dkv.p), c.batch, c.seq, c.past, c.heads, c.hd, dm.p, stride,
-                    dout.p, nullptr);
+    cuda::attention(dq.p, reinterpret_cast<const cuda::SeqKvHalf*>(dkv.p), c.batch, c.seq, c.past, c.heads, c.hd, dm.p, stride, dout.p,
+                    nullptr);
     EXPECT_LT(rel_err(dout.get(), ref), kTol);
 }
 INSTANTIATE_TEST_SUITE_P(OptShapes, AttentionCuda,
-                         ::testing::Values(AttnCase{3, 64, 0, 8, 128},   // prefill
-                                           AttnCase{5, 1, 100, 8, 128},  // decode
-                                           AttnCase{2, 17, 30, 4, 80},   // opt-2.7b's head_dim, a chunk after a cache
-                                           AttnCase{4, 1, 511, 56, 128}, // opt-30b decode at context 512
-                                           AttnCase{2, 33, 0, 12, 64},
-                                           AttnCase{2, 130, 0, 12, 64},  // a ragged last query and key tile
-                                           AttnCase{2, 200, 0, 4, 80},   // opt-2.7b's head_dim, several tiles
+                         ::testing::Values(AttnCase{3, 64, 0, 8, 128},    // prefill
+                                           AttnCase{5, 1, 100, 8, 128},   // decode
+                                           AttnCase{2, 17, 30, 4, 80},    // opt-2.7b's head_dim, a chunk after a cache
+                                           AttnCase{4, 1, 511, 56, 128},  // opt-30b decode at context 512
+                                           AttnCase{2, 33, 0, 12, 64}, AttnCase{2, 130, 0, 12, 64},  // a ragged last query and key tile
+                                           AttnCase{2, 200, 0, 4, 80},                               // opt-2.7b's head_dim, several tiles
                                            AttnCase{2, 512, 0, 4, 128},  // a W1 prompt: 8 key tiles, the causal diagonal
                                            AttnCase{3, 100, 0, 5, 96},   // opt-175b's head_dim, a ragged last tile
                                            AttnCase{2, 70, 40, 3, 64},   // a prompt chunk after a cache, on the tensor cores
-                                           AttnCase{2, 9, 5, 3, 72},   // not a multiple of 16: the CUDA-core tiles
-                                           AttnCase{3, 1, 40, 6, 64},  // decode, 2 halves per lane
-                                           AttnCase{2, 1, 20, 2, 80}), // decode, any head_dim
+                                           AttnCase{2, 9, 5, 3, 72},     // not a multiple of 16: the CUDA-core tiles
+                                           AttnCase{3, 1, 40, 6, 64},    // decode, 2 halves per lane
+                                           AttnCase{2, 1, 20, 2, 80}),   // decode, any head_dim
                          [](const auto& info) {
                              const AttnCase& c = info.param;
                              std::ostringstream os;
@@ -239,8 +240,9 @@ TEST(AttentionCuda, CompressedCacheEqualsDequantizedCache) {
         const auto fk = widen(dk), fv = widen(dv), fnk = widen(nk), fnv = widen(nv);
         for (int64_t b = 0; b < c.batch; ++b) {
             plain.push_back({ddk.p + b * h, ddv.p + b * h, c.batch * h, dnk.p + b * h, dnv.p + b * h, h});
-            packed.push_back({reinterpret_cast<const uint16_t*>(dpk.p + b * rows.slab_bytes), reinterpret_cast<const uint16_t*>(dpv.p + b * rows.slab_bytes),
-                              c.batch * rows.slab_bytes, dnk.p + b * h, dnv.p + b * h, h});
+            packed.push_back({reinterpret_cast<const uint16_t*>(dpk.p + b * rows.slab_bytes),
+                              reinterpret_cast<const uint16_t*>(dpv.p + b * rows.slab_bytes), c.batch * rows.slab_bytes, dnk.p + b * h,
+                              dnv.p + b * h, h});
             cpu.push_back({fk.data() + b * h, fv.data() + b * h, c.batch * h, const_cast<float*>(fnk.data()) + b * h,
                            const_cast<float*>(fnv.data()) + b * h, h});
         }
@@ -253,8 +255,8 @@ TEST(AttentionCuda, CompressedCacheEqualsDequantizedCache) {
         cuda::attention(dq.p, reinterpret_cast<const cuda::SeqKvHalf*>(plain_views.p), c.batch, 1, c.past, c.heads, c.hd, dm.p, stride,
                         plain_out.p, nullptr);
         const cuda::PackedRows pr{static_cast<int64_t>(Group4Layout::rows(1, h, 64, c.symmetric).pairs_at(0)), 64, c.symmetric};
-        cuda::attention_decode_packed(dq.p, reinterpret_cast<const cuda::SeqKvHalf*>(packed_views.p), pr, c.batch, c.past, c.heads,
-                                      c.hd, dm.p, stride, packed_out.p, nullptr);
+        cuda::attention_decode_packed(dq.p, reinterpret_cast<const cuda::SeqKvHalf*>(packed_views.p), pr, c.batch, c.past, c.heads, c.hd,
+                                      dm.p, stride, packed_out.p, nullptr);
         if (c.hd == 64 || c.hd == 128) {
             EXPECT_LT(rel_err(packed_out.get(), widen(plain_out.get())), 1e-3) << "past " << c.past << ", head_dim " << c.hd;
         } else {
@@ -295,7 +297,7 @@ TEST(Group4Cuda, BitForBitTheCpu) {
         const Group4Layout L = Group4Layout::of(c.shape, c.group_dim, c.group_size, c.symmetric);
         std::mt19937 rng(static_cast<unsigned>(L.elements()));
         auto x = rand_half(static_cast<size_t>(L.elements()), rng, 0.5f);
-        for (int64_t i = 0; i < std::min<int64_t>(L.elements(), 4096); i += 3) x[i] = float_to_half(1.25f);          // constant runs
+        for (int64_t i = 0; i < std::min<int64_t>(L.elements(), 4096); i += 3) x[i] = float_to_half(1.25f);  // constant runs
         for (int64_t i = 4096; i < std::min<int64_t>(L.elements(), 8192); ++i) x[i] = float_to_half(1.0f + 1e-4f * (i % 3));  // tiny ranges
         std::vector<uint8_t> cpu_packed(L.bytes(), 0);
         ASSERT_EQ(quantize_group4(x.data(), L, cpu_packed.data()), -1);
@@ -395,9 +397,10 @@ TEST(Group4LinearCuda, MatchesDequantizedWeightsInFloat64) {
         int64_t rows, in, out;
         bool symmetric, relu, bias;
     };
-    for (const Case& c : {Case{1, 128, 256, false, false, true}, Case{8, 192, 200, false, true, true}, Case{64, 1024, 384, false, false, false},
-                          Case{100, 4096, 1152, false, true, true}, Case{64, 7168, 1024, true, false, true}, Case{3, 64, 66, false, false, true},
-                          Case{20, 512, 128, false, false, true}, Case{130, 256, 130, false, false, true}}) {
+    for (const Case& c :
+         {Case{1, 128, 256, false, false, true}, Case{8, 192, 200, false, true, true}, Case{64, 1024, 384, false, false, false},
+          Case{100, 4096, 1152, false, true, true}, Case{64, 7168, 1024, true, false, true}, Case{3, 64, 66, false, false, true},
+          Case{20, 512, 128, false, false, true}, Case{130, 256, 130, false, false, true}}) {
         const Group4Layout L = Group4Layout::of({c.out, c.in}, 0, 64, c.symmetric);
         ASSERT_TRUE(fusable_group4(L));
         std::mt19937 rng(static_cast<unsigned>(c.rows * 7 + c.in + c.out));
@@ -476,19 +479,19 @@ TEST_P(SampleCuda, MatchesCpu) {
     }
 }
 INSTANTIATE_TEST_SUITE_P(Settings, SampleCuda,
-                         ::testing::Values(SampleCase{1.0, 0, 1.0, 3.0f},      // the whole vocabulary
-                                           SampleCase{0.7, 0, 1.0, 0.1f},      // flat
-                                           SampleCase{0.8, 50, 1.0, 3.0f},     // top-k
-                                           SampleCase{1.0, 1024, 1.0, 3.0f},   // top-k at the GPU's limit
-                                           SampleCase{1.0, 2000, 1.0, 3.0f},   // beyond it: the host
-                                           SampleCase{1.2, 0, 0.9, 12.0f},     // top-p (peaked: the set fits)
-                                           SampleCase{1.0, 0, 0.95, 0.05f},    // top-p over a flat row: the host
-                                           SampleCase{0.9, 40, 0.8, 3.0f}),    // both
+                         ::testing::Values(SampleCase{1.0, 0, 1.0, 3.0f},     // the whole vocabulary
+                                           SampleCase{0.7, 0, 1.0, 0.1f},     // flat
+                                           SampleCase{0.8, 50, 1.0, 3.0f},    // top-k
+                                           SampleCase{1.0, 1024, 1.0, 3.0f},  // top-k at the GPU's limit
+                                           SampleCase{1.0, 2000, 1.0, 3.0f},  // beyond it: the host
+                                           SampleCase{1.2, 0, 0.9, 12.0f},    // top-p (peaked: the set fits)
+                                           SampleCase{1.0, 0, 0.95, 0.05f},   // top-p over a flat row: the host
+                                           SampleCase{0.9, 40, 0.8, 3.0f}),   // both
                          [](const auto& info) {
                              const SampleCase& c = info.param;
                              std::ostringstream os;
-                             os << "t" << static_cast<int>(c.temperature * 10) << "_k" << c.top_k << "_p"
-                                << static_cast<int>(c.top_p * 100) << "_s" << static_cast<int>(c.scale * 100);
+                             os << "t" << static_cast<int>(c.temperature * 10) << "_k" << c.top_k << "_p" << static_cast<int>(c.top_p * 100)
+                                << "_s" << static_cast<int>(c.scale * 100);
                              return os.str();
                          });
 

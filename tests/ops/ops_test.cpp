@@ -98,8 +98,7 @@ TEST(Attention, MatchesFloat64WithCacheMaskAndCausality) {
     auto new_k = random_float(seq * batch * h, rng), new_v = random_float(seq * batch * h, rng);
     std::vector<SeqKv> kv;
     for (int64_t b = 0; b < batch; ++b)
-        kv.push_back({cache_k.data() + b * h, cache_v.data() + b * h, 2 * h, new_k.data() + b * seq * h,
-                      new_v.data() + b * seq * h, h});
+        kv.push_back({cache_k.data() + b * h, cache_v.data() + b * h, 2 * h, new_k.data() + b * seq * h, new_v.data() + b * seq * h, h});
     std::vector<uint8_t> mask(batch * 10, 1);
     mask[0] = mask[1] = 0;  // sequence 0 is left-padded by two
     std::vector<float> out(batch * seq * h);
@@ -118,8 +117,10 @@ TEST(Attention, MatchesFloat64WithCacheMaskAndCausality) {
                     p[t] = d, mx = std::max(mx, d);
                 }
                 for (int64_t t = 0; t <= past + s; ++t)
-                    if (mask[b * 10 + t]) sum += p[t] = std::exp(p[t] - mx);
-                    else p[t] = 0;
+                    if (mask[b * 10 + t])
+                        sum += p[t] = std::exp(p[t] - mx);
+                    else
+                        p[t] = 0;
                 for (int64_t e = 0; e < hd; ++e) {
                     double o = 0;
                     for (int64_t t = 0; t < keys; ++t) o += p[t] / sum * vrow(t)[n * hd + e];
@@ -165,7 +166,8 @@ TEST_P(AttentionHost, MatchesFp32AttentionOnTheSameHalves) {
     for (int64_t b = 0; b < batch; ++b) {
         ref_kv.push_back({fpk.data() + b * h, fpv.data() + b * h, batch * h, const_cast<float*>(fnk.data()) + b * h,
                           const_cast<float*>(fnv.data()) + b * h, h});
-        host_kv.push_back({pk.data() + b * h, pv.data() + b * h, batch * h, nk.data() + b * h, nv.data() + b * h, mask.data() + b * stride});
+        host_kv.push_back(
+            {pk.data() + b * h, pv.data() + b * h, batch * h, nk.data() + b * h, nv.data() + b * h, mask.data() + b * stride});
     }
     std::vector<float> ref(batch * h);
     attention(fq.data(), ref_kv.data(), batch, 1, past, heads, hd, mask.data(), stride, ref.data());
@@ -209,10 +211,10 @@ TEST(Sampling, TopKAndTopP) {
     const float l[5] = {2.0f, 0.5f, 3.0f, 1.0f, 2.5f};  // most likely first: 2, 4, 0, 3, 1
     for (int i = 0; i < 200; ++i) {
         const double u = uniform(4, 1, i);
-        EXPECT_EQ(sample(l, 5, 1.0, u, 1), 2);              // top-1 is argmax
-        EXPECT_EQ(sample(l, 5, 1.0, u, 0, 1e-6), 2);        // a tiny p keeps only the most likely
+        EXPECT_EQ(sample(l, 5, 1.0, u, 1), 2);        // top-1 is argmax
+        EXPECT_EQ(sample(l, 5, 1.0, u, 0, 1e-6), 2);  // a tiny p keeps only the most likely
         const int32_t t = sample(l, 5, 1.0, u, 2);
-        EXPECT_TRUE(t == 2 || t == 4) << t;                  // top-2 keeps {2, 4}
+        EXPECT_TRUE(t == 2 || t == 4) << t;  // top-2 keeps {2, 4}
     }
     // top-2 renormalises: P(2) = e^3 / (e^3 + e^2.5).
     int twos = 0;

@@ -241,9 +241,7 @@ TEST(FullDisk, AllocationFailsCleanly) {
             try {
                 disk.allocate(4 << 20, "too-big");
                 ADD_FAILURE() << plugin << ": no error";
-            } catch (const Error& e) {
-                EXPECT_EQ(e.status(), FLEXRT_STATUS_NO_SPACE) << plugin << ": " << e.what();
-            }
+            } catch (const Error& e) { EXPECT_EQ(e.status(), FLEXRT_STATUS_NO_SPACE) << plugin << ": " << e.what(); }
             EXPECT_EQ(count_files(mnt), 0u) << plugin;
         }
     }

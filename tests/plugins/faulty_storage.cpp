@@ -99,5 +99,4 @@ flexrt_status create(const flexrt_host* host, const flexrt_field* f, uint32_t n,
 
 }  // namespace
 
-FLEXRT_PLUGINS(flexrt::sdk::describe(FLEXRT_PLUGIN_KIND_STORAGE, "faulty", "0.1.0", "fails on purpose (tests)",
-                                     kOptions, 2, &create))
+FLEXRT_PLUGINS(flexrt::sdk::describe(FLEXRT_PLUGIN_KIND_STORAGE, "faulty", "0.1.0", "fails on purpose (tests)", kOptions, 2, &create))

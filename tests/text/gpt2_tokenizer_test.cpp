@@ -80,9 +80,7 @@ TEST(Gpt2Tokenizer, BadInputNamesWhatIsWrong) {
     try {
         tok().encode("valid then \xff invalid");
         FAIL() << "invalid UTF-8 accepted";
-    } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("not valid UTF-8 at byte 11 (0xff)"), std::string::npos) << e.what();
-    }
+    } catch (const Error& e) { EXPECT_NE(std::string(e.what()).find("not valid UTF-8 at byte 11 (0xff)"), std::string::npos) << e.what(); }
     EXPECT_THROW(tok().decode({static_cast<int32_t>(tok().vocab_size())}), Error);
     const auto tmp = std::filesystem::temp_directory_path() / "flexrt_tokenizer_test";
     std::filesystem::create_directories(tmp);
@@ -93,18 +91,18 @@ TEST(Gpt2Tokenizer, BadInputNamesWhatIsWrong) {
     auto message = [&](const std::filesystem::path& v, const std::filesystem::path& m) {
         try {
             Gpt2Tokenizer::from_files(v, m);
-        } catch (const Error& e) {
-            return std::string(e.what());
-        }
+        } catch (const Error& e) { return std::string(e.what()); }
         return std::string("(no error)");
     };
     const auto merges = kDir / "merges.txt", vocab = kDir / "vocab.json";
     EXPECT_NE(message(tmp / "missing.json", merges).find("cannot open the vocabulary"), std::string::npos);
-    EXPECT_NE(message(write("trunc.json", "{\"a\": 0, \"b\""), merges).find("trunc.json: not valid JSON: ':' expected at byte 12"), std::string::npos)
+    EXPECT_NE(message(write("trunc.json", "{\"a\": 0, \"b\""), merges).find("trunc.json: not valid JSON: ':' expected at byte 12"),
+              std::string::npos)
         << message(write("trunc.json", "{\"a\": 0, \"b\""), merges);
     EXPECT_NE(message(write("notbytes.json", "{\"a\": 0}"), merges).find("lacks the token of byte 0"), std::string::npos);
     EXPECT_NE(message(vocab, write("bad_merges.txt", "#version: 0.2\nonly_one_token\n")).find("bad_merges.txt line 2"), std::string::npos);
-    EXPECT_NE(message(vocab, write("unknown_merge.txt", "#version: 0.2\n\xc4\xa0 zzzzqq\n")).find("is not in the vocabulary"), std::string::npos);
+    EXPECT_NE(message(vocab, write("unknown_merge.txt", "#version: 0.2\n\xc4\xa0 zzzzqq\n")).find("is not in the vocabulary"),
+              std::string::npos);
     std::filesystem::remove_all(tmp);
 }
 

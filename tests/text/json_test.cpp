@@ -12,9 +12,7 @@ namespace {
 std::string error_of(std::string_view s) {
     try {
         parse_json(s, "t.json");
-    } catch (const Error& e) {
-        return e.what();
-    }
+    } catch (const Error& e) { return e.what(); }
     return "(no error)";
 }
 
@@ -34,7 +32,8 @@ TEST(Json, ReadsEveryKindOfValue) {
 }
 
 TEST(Json, ErrorsSayWhereAndWhat) {
-    EXPECT_NE(error_of(R"({"a": 1,})").find("t.json: not valid JSON: '\"' expected at byte 8"), std::string::npos) << error_of(R"({"a": 1,})");
+    EXPECT_NE(error_of(R"({"a": 1,})").find("t.json: not valid JSON: '\"' expected at byte 8"), std::string::npos)
+        << error_of(R"({"a": 1,})");
     EXPECT_NE(error_of(R"("abc)").find("an unterminated string"), std::string::npos);
     EXPECT_NE(error_of(R"("\ud800x")").find("a lone high surrogate"), std::string::npos);
     EXPECT_NE(error_of(R"("\q")").find("an unknown escape"), std::string::npos);

@@ -55,7 +55,7 @@ typedef enum flexrt_field_type {
 /* One option a plugin accepts. The host validates the config table against the plugin's list: an
  * unknown key, a wrong type or a value outside [min_value, max_value] is an error before create(). */
 typedef struct flexrt_option_desc {
-    const char* name;          /* key in the plugin's `options` table, snake_case */
+    const char* name; /* key in the plugin's `options` table, snake_case */
     flexrt_field_type type;
     const char* default_value; /* TOML literal: "4", "true", "0.5", "\"overlapped\"" */
     const char* doc;           /* one line for --list-plugins */
@@ -97,8 +97,7 @@ typedef struct flexrt_host {
 /* Creates one plugin object. `fields` is borrowed for the call. On success *out holds an object of the
  * interface named by the descriptor's kind (flexrt::IStorage*, ...), owned by the host until it calls
  * the object's release(). Called from one thread at a time per descriptor. */
-typedef flexrt_status (*flexrt_create_fn)(const flexrt_host* host, const flexrt_field* fields, uint32_t n_fields,
-                                         void** out);
+typedef flexrt_status (*flexrt_create_fn)(const flexrt_host* host, const flexrt_field* fields, uint32_t n_fields, void** out);
 
 typedef struct flexrt_plugin_desc {
     uint32_t struct_size; /* sizeof(flexrt_plugin_desc) of the plugin's build */

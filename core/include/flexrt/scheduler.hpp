@@ -14,9 +14,9 @@
 extern "C" {
 typedef struct flexrt_schedule_dims {
     uint32_t struct_size;
-    uint32_t gen_len;         // token steps, i in [0, gen_len)
-    uint32_t num_layers;      // layer list length, j in [0, num_layers)
-    uint32_t num_gpu_batches; // k in [0, num_gpu_batches)
+    uint32_t gen_len;          // token steps, i in [0, gen_len)
+    uint32_t num_layers;       // layer list length, j in [0, num_layers)
+    uint32_t num_gpu_batches;  // k in [0, num_gpu_batches)
 } flexrt_schedule_dims;
 }
 
@@ -36,7 +36,7 @@ public:
     // transfer and return; compute_layer waits for its inputs and then runs. A failure of an async part
     // is returned by the primitive that waits on it, or by sync().
 
-    virtual flexrt_status begin_step(int32_t i) noexcept = 0;  // starts step i's timer, extends the masks
+    virtual flexrt_status begin_step(int32_t i) noexcept = 0;                         // starts step i's timer, extends the masks
     virtual flexrt_status load_weight(int32_t i, int32_t j, int32_t k) noexcept = 0;  // acts at k == 0 only
     virtual flexrt_status load_cache(int32_t i, int32_t j, int32_t k) noexcept = 0;
     virtual flexrt_status load_hidden(int32_t i, int32_t j, int32_t k) noexcept = 0;

@@ -6,11 +6,11 @@
 #include <flexrt/abi.h>
 #include <flexrt/status.hpp>
 
+#include <unistd.h>
 #include <cstdio>
 #include <cstring>
 #include <new>
 #include <string>
-#include <unistd.h>
 
 namespace flexrt::sdk {
 
@@ -94,21 +94,19 @@ inline std::string get<std::string>(const flexrt_field* f, uint32_t n, const cha
 }
 
 // Fills in a descriptor with this build's ABI version stamped in.
-constexpr flexrt_plugin_desc describe(flexrt_plugin_kind kind, const char* name, const char* version,
-                                      const char* description, const flexrt_option_desc* options,
-                                      uint32_t n_options, flexrt_create_fn create) {
-    return flexrt_plugin_desc{sizeof(flexrt_plugin_desc), FLEXRT_ABI_MAJOR, FLEXRT_ABI_MINOR, kind, name, version,
-                              description, options, n_options, create};
+constexpr flexrt_plugin_desc describe(flexrt_plugin_kind kind, const char* name, const char* version, const char* description,
+                                      const flexrt_option_desc* options, uint32_t n_options, flexrt_create_fn create) {
+    return flexrt_plugin_desc{
+        sizeof(flexrt_plugin_desc), FLEXRT_ABI_MAJOR, FLEXRT_ABI_MINOR, kind, name, version, description, options, n_options, create};
 }
 
 }  // namespace flexrt::sdk
 
 // Defines the library's one exported entry point over a list of descriptors:
 //   FLEXRT_PLUGINS(flexrt::sdk::describe(FLEXRT_PLUGIN_KIND_STORAGE, "mmap", ...), ...)
-#define FLEXRT_PLUGINS(...)                                                                       \
-    extern "C" __attribute__((visibility("default"))) const flexrt_plugin_desc* flexrt_plugin_list( \
-        uint32_t* count) {                                                                        \
-        static const flexrt_plugin_desc descs[] = {__VA_ARGS__};                                  \
-        *count = static_cast<uint32_t>(sizeof(descs) / sizeof(descs[0]));                         \
-        return descs;                                                                             \
+#define FLEXRT_PLUGINS(...)                                                                                           \
+    extern "C" __attribute__((visibility("default"))) const flexrt_plugin_desc* flexrt_plugin_list(uint32_t* count) { \
+        static const flexrt_plugin_desc descs[] = {__VA_ARGS__};                                                      \
+        *count = static_cast<uint32_t>(sizeof(descs) / sizeof(descs[0]));                                             \
+        return descs;                                                                                                 \
     }

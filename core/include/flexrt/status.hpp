@@ -17,7 +17,7 @@ namespace flexrt {
 // A failure with a status code and a message that already names what failed (file, key, tensor).
 class Error : public std::runtime_error {
 public:
-    Error(flexrt_status status, std::string message) : std::runtime_error(std::move(message)), status_(status) {}
+    Error(flexrt_status status, const std::string& message) : std::runtime_error(message), status_(status) {}
     flexrt_status status() const noexcept { return status_; }
 
 private:
@@ -63,23 +63,22 @@ inline std::string errno_text(int err) { return std::string(std::strerror(err)) 
 }  // namespace flexrt
 
 // Programmer errors: always compiled in, never used for anything a user, a disk or a driver can cause.
-#define FLEXRT_ASSERT(cond)                                                                       \
-    do {                                                                                          \
-        if (!(cond)) {                                                                            \
+#define FLEXRT_ASSERT(cond)                                                                           \
+    do {                                                                                              \
+        if (!(cond)) {                                                                                \
             std::fprintf(stderr, "flexrt: internal error at %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-            std::abort();                                                                         \
-        }                                                                                         \
+            std::abort();                                                                             \
+        }                                                                                             \
     } while (0)
 
 // Throws flexrt::Error with the message built from the stream expression.
 #define FLEXRT_THROW(status, message) throw ::flexrt::Error((status), (message))
 
 // Checks a syscall that returns -1 and sets errno; `what` names the call and its object ("open /x/y").
-#define FLEXRT_SYS_CHECK(expr, what)                                                               \
-    do {                                                                                           \
-        if ((expr) < 0) {                                                                          \
-            int flexrt_err_ = errno;                                                               \
-            throw ::flexrt::Error(::flexrt::status_from_errno(flexrt_err_),                        \
-                                  std::string(what) + ": " + ::flexrt::errno_text(flexrt_err_));   \
-        }                                                                                          \
+#define FLEXRT_SYS_CHECK(expr, what)                                                                                                       \
+    do {                                                                                                                                   \
+        if ((expr) < 0) {                                                                                                                  \
+            int flexrt_err_ = errno;                                                                                                       \
+            throw ::flexrt::Error(::flexrt::status_from_errno(flexrt_err_), std::string(what) + ": " + ::flexrt::errno_text(flexrt_err_)); \
+        }                                                                                                                                  \
     } while (0)

@@ -10,9 +10,9 @@ extern "C" {
 
 // Flags of IStorage::open.
 enum : uint32_t {
-    FLEXRT_OPEN_READ = 1u << 0,   // reads will be submitted
-    FLEXRT_OPEN_WRITE = 1u << 1,  // writes will be submitted
-    FLEXRT_OPEN_CREATE = 1u << 2, // create (or truncate) the file and size it to `size` bytes
+    FLEXRT_OPEN_READ = 1u << 0,    // reads will be submitted
+    FLEXRT_OPEN_WRITE = 1u << 1,   // writes will be submitted
+    FLEXRT_OPEN_CREATE = 1u << 2,  // create (or truncate) the file and size it to `size` bytes
 };
 
 typedef enum flexrt_io_op { FLEXRT_IO_OP_READ = 0, FLEXRT_IO_OP_WRITE = 1 } flexrt_io_op;
@@ -21,15 +21,15 @@ typedef enum flexrt_io_op { FLEXRT_IO_OP_READ = 0, FLEXRT_IO_OP_WRITE = 1 } flex
 typedef struct flexrt_io_request {
     uint32_t struct_size;
     flexrt_io_op op;
-    uint64_t file;   // handle from open()
-    uint64_t offset; // bytes from the start of the file
-    uint64_t bytes;  // length
-    void* buffer;    // host memory, `bytes` long
+    uint64_t file;    // handle from open()
+    uint64_t offset;  // bytes from the start of the file
+    uint64_t bytes;   // length
+    void* buffer;     // host memory, `bytes` long
     // Filled by the plugin when the request completes:
-    flexrt_status status; // OK only if all `bytes` were transferred
-    int32_t sys_errno;    // the OS error behind a failure, 0 if none
+    flexrt_status status;  // OK only if all `bytes` were transferred
+    int32_t sys_errno;     // the OS error behind a failure, 0 if none
     uint64_t bytes_done;
-    void* user_data; // the caller's, untouched
+    void* user_data;  // the caller's, untouched
 } flexrt_io_request;
 static_assert(sizeof(flexrt_io_request) == 64, "flexrt_io_request is frozen in ABI 1");
 }

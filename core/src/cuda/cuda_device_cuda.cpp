@@ -63,9 +63,9 @@ CudaDevice::CudaDevice(uint64_t pool_bytes, int device) : impl_(std::make_unique
     if (e != cudaSuccess) {
         size_t free_b = 0, total_b = 0;
         cudaMemGetInfo(&free_b, &total_b);
-        FLEXRT_THROW(FLEXRT_STATUS_OUT_OF_MEMORY, "cannot reserve a GPU pool of " + gib_text(impl_->size) + " on " + impl_->name +
-                                                      ": " + gib_text(free_b) + " of " + gib_text(total_b) + " free (" +
-                                                      cudaGetErrorString(e) + ")");
+        FLEXRT_THROW(FLEXRT_STATUS_OUT_OF_MEMORY, "cannot reserve a GPU pool of " + gib_text(impl_->size) + " on " + impl_->name + ": " +
+                                                      gib_text(free_b) + " of " + gib_text(total_b) + " free (" + cudaGetErrorString(e) +
+                                                      ")");
     }
     impl_->base = static_cast<std::byte*>(p);
     if (impl_->size) impl_->free.emplace(0, impl_->size);

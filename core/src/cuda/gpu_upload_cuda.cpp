@@ -105,9 +105,8 @@ flexrt_io_request make_request(flexrt_io_op op, const DiskBuffer& f, uint64_t of
 }
 
 Status io_failure(const flexrt_io_request& r, const DiskBuffer& f, const char* verb, const char* short_what) {
-    return {r.status ? r.status : FLEXRT_STATUS_IO_ERROR, std::string(verb) + f.path().string() + " at offset " +
-                                                              std::to_string(r.offset) + ": " +
-                                                              (r.sys_errno ? errno_text(r.sys_errno) : std::string(short_what))};
+    return {r.status ? r.status : FLEXRT_STATUS_IO_ERROR, std::string(verb) + f.path().string() + " at offset " + std::to_string(r.offset) +
+                                                              ": " + (r.sys_errno ? errno_text(r.sys_errno) : std::string(short_what))};
 }
 
 uint64_t checked_alignment(IStorage& st, uint64_t chunk, const char* who) {
@@ -140,9 +139,7 @@ Status gpu_copy(std::byte* dst, MemoryKind dst_kind, const std::byte* src, Memor
         FLEXRT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, s));
         FLEXRT_CUDA_CHECK(cudaStreamSynchronize(s));
         return Status::ok();
-    } catch (const Error& e) {
-        return {e.status(), e.what()};
-    }
+    } catch (const Error& e) { return {e.status(), e.what()}; }
 }
 
 Status gpu_copy_relayed(std::byte* dst, MemoryKind dst_kind, const std::byte* src, MemoryKind src_kind, uint64_t bytes,
@@ -188,9 +185,7 @@ Status gpu_copy_relayed(std::byte* dst, MemoryKind dst_kind, const std::byte* sr
         if (!up && n > 0) land(n - 1);
         (void)src_kind;
         return Status::ok();
-    } catch (const Error& e) {
-        return {e.status(), e.what()};
-    }
+    } catch (const Error& e) { return {e.status(), e.what()}; }
 }
 
 Status read_to_gpu(DiskBuffer& src, uint64_t offset, uint64_t bytes, std::byte* dst, StagingPool& pinned, unsigned depth) {
@@ -226,13 +221,10 @@ Status read_to_gpu(DiskBuffer& src, uint64_t offset, uint64_t bytes, std::byte* 
             if (c + p.depth() < n) read(c + p.depth());
         }
         return Status::ok();
-    } catch (const Error& e) {
-        return {e.status(), e.what()};
-    }
+    } catch (const Error& e) { return {e.status(), e.what()}; }
 }
 
-Status write_from_gpu(const std::byte* src, DiskBuffer& dst, uint64_t offset, uint64_t bytes, StagingPool& pinned,
-                      unsigned depth) {
+Status write_from_gpu(const std::byte* src, DiskBuffer& dst, uint64_t offset, uint64_t bytes, StagingPool& pinned, unsigned depth) {
     try {
         IStorage& st = dst.storage();
         const uint64_t chunk = pinned.chunk_bytes(), align = checked_alignment(st, chunk, "write_from_gpu");
@@ -258,8 +250,8 @@ Status write_from_gpu(const std::byte* src, DiskBuffer& dst, uint64_t offset, ui
         auto copy_down = [&](uint64_t c) {  // device -> pinned, async
             Slot& s = p.slot(c);
             written(s);
-            FLEXRT_CUDA_CHECK(cudaMemcpyAsync(s.lease->data(), src + c * chunk, std::min(chunk, bytes - c * chunk),
-                                              cudaMemcpyDeviceToHost, p.stream()));
+            FLEXRT_CUDA_CHECK(
+                cudaMemcpyAsync(s.lease->data(), src + c * chunk, std::min(chunk, bytes - c * chunk), cudaMemcpyDeviceToHost, p.stream()));
             FLEXRT_CUDA_CHECK(cudaEventRecord(s.copied, p.stream()));
         };
         for (uint64_t c = 0; c < std::min<uint64_t>(n, p.depth()); ++c) copy_down(c);
@@ -277,9 +269,7 @@ Status write_from_gpu(const std::byte* src, DiskBuffer& dst, uint64_t offset, ui
         }
         for (uint64_t c = 0; c < p.depth(); ++c) written(p.slot(c));
         return result;
-    } catch (const Error& e) {
-        return {e.status(), e.what()};
-    }
+    } catch (const Error& e) { return {e.status(), e.what()}; }
 }
 
 }  // namespace flexrt

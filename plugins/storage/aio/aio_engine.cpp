@@ -1,17 +1,17 @@
 #include "aio_engine.hpp"
 
-#include <algorithm>
-#include <cerrno>
-#include <chrono>
-#include <cstdio>
-#include <cstdlib>
 #include <fcntl.h>
-#include <fstream>
 #include <linux/magic.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <memory>
 #include <system_error>
 
@@ -107,8 +107,7 @@ Engine::Engine(const Options& options, const Syscalls& sys) : opt_(options), sys
     for (unsigned i = 0; i < opt_.threads; ++i) {
         auto w = std::make_unique<Worker>();
         int r;
-        while ((r = sys_.setup(static_cast<int>(opt_.queue_depth), &w->ctx)) == -EAGAIN || r == -EINTR) {
-        }
+        while ((r = sys_.setup(static_cast<int>(opt_.queue_depth), &w->ctx)) == -EAGAIN || r == -EINTR) {}
         if (r < 0) {
             stop_ = true;
             for (auto& done : workers_) {
@@ -186,8 +185,7 @@ void Engine::run(Worker& w) {
         std::vector<Chunk*> take;
         {
             std::unique_lock lock(w.m);
-            if (inflight == 0)
-                w.cv.wait(lock, [&] { return !w.queue.empty() || stop_.load(); });
+            if (inflight == 0) w.cv.wait(lock, [&] { return !w.queue.empty() || stop_.load(); });
             if (inflight == 0 && w.queue.empty() && stop_) return;
             // Overlapped: top the window up. Sequential: a new wave only once the last one is reaped.
             const long room = opt_.overlapped ? qd - inflight : (inflight == 0 ? qd : 0);
@@ -201,8 +199,10 @@ void Engine::run(Worker& w) {
             Operation& op = *c->op;
             std::byte* buf = op.buffer + (c->offset - op.offset) + c->done;
             const uint64_t len = c->bytes - c->done;
-            if (op.write) io_prep_pwrite(&c->cb, op.fd, buf, len, static_cast<long long>(c->offset + c->done));
-            else io_prep_pread(&c->cb, op.fd, buf, len, static_cast<long long>(c->offset + c->done));
+            if (op.write)
+                io_prep_pwrite(&c->cb, op.fd, buf, len, static_cast<long long>(c->offset + c->done));
+            else
+                io_prep_pread(&c->cb, op.fd, buf, len, static_cast<long long>(c->offset + c->done));
             c->cb.data = c;
             batch.push_back(&c->cb);
         }
@@ -240,8 +240,10 @@ void Engine::run(Worker& w) {
             const long res = static_cast<long>(events[e].res);
             Operation& op = *c->op;
             if (res < 0) {
-                if (transient(static_cast<int>(-res)) && ++c->retries <= opt_.max_retries) requeue(w, c);
-                else finish(c, static_cast<int>(-res));
+                if (transient(static_cast<int>(-res)) && ++c->retries <= opt_.max_retries)
+                    requeue(w, c);
+                else
+                    finish(c, static_cast<int>(-res));
                 continue;
             }
             c->done += static_cast<uint64_t>(res);

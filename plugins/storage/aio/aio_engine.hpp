@@ -11,6 +11,7 @@
 
 #include <libaio.h>
 
+#include <sys/types.h>
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
@@ -19,7 +20,6 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <sys/types.h>
 #include <thread>
 #include <vector>
 
@@ -54,8 +54,7 @@ struct OpenedFile {
 // else the device's logical block size, else the file system's block size. When the file system refuses
 // O_DIRECT: with `allow_buffered`, opens it buffered and sets *refusal to the reason; without, throws
 // std::system_error(EINVAL) whose text names the path and the file system. Other failures throw with errno.
-OpenedFile open_file(const std::string& path, int flags, bool allow_buffered, std::string* refusal,
-                     const Syscalls& sys = Syscalls::real());
+OpenedFile open_file(const std::string& path, int flags, bool allow_buffered, std::string* refusal, const Syscalls& sys = Syscalls::real());
 
 // A name for the file system under `path` ("ext4", "tmpfs", ...), for messages.
 std::string file_system_name(const std::string& path);

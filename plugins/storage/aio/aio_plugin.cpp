@@ -50,12 +50,14 @@ public:
                 of = flexrt::aio::open_file(path, oflags, fallback_buffered_, &refusal);
             } catch (const std::system_error& e) {
                 if (e.code().value() == EINVAL)
-                    FLEXRT_THROW(FLEXRT_STATUS_UNSUPPORTED, std::string(e.what()) + "; put storage.offload_dir on a file system "
-                                                            "with direct I/O, or set storage.options.fallback = \"buffered\"");
+                    FLEXRT_THROW(FLEXRT_STATUS_UNSUPPORTED, std::string(e.what()) +
+                                                                "; put storage.offload_dir on a file system "
+                                                                "with direct I/O, or set storage.options.fallback = \"buffered\"");
                 FLEXRT_THROW(flexrt::status_from_errno(e.code().value()), e.what());
             }
             if (!refusal.empty())
-                flexrt::sdk::log(host_, FLEXRT_LOG_LEVEL_WARN, "storage.aio: " + refusal + ": using buffered I/O (fallback = \"buffered\")");
+                flexrt::sdk::log(host_, FLEXRT_LOG_LEVEL_WARN,
+                                 "storage.aio: " + refusal + ": using buffered I/O (fallback = \"buffered\")");
             f.fd = of.fd;
             f.direct = of.direct;
             const uint64_t align = of.align;
@@ -68,8 +70,8 @@ public:
                     if (padded) {
                         int err = ::posix_fallocate(f.fd, 0, static_cast<off_t>(padded));
                         if (err)
-                            FLEXRT_THROW(flexrt::status_from_errno(err), "reserving " + std::to_string(padded) + " bytes for " +
-                                                                            f.path + ": " + flexrt::errno_text(err));
+                            FLEXRT_THROW(flexrt::status_from_errno(err),
+                                         "reserving " + std::to_string(padded) + " bytes for " + f.path + ": " + flexrt::errno_text(err));
                     }
                 } else {
                     struct stat st {};
@@ -82,8 +84,7 @@ public:
                 throw;
             }
             uint64_t prev = align_.load();
-            while (align > prev && !align_.compare_exchange_weak(prev, align)) {
-            }
+            while (align > prev && !align_.compare_exchange_weak(prev, align)) {}
             std::lock_guard lock(m_);
             *file = next_++;
             files_[*file] = std::move(f);
@@ -194,8 +195,10 @@ private:
         std::lock_guard lock(m_);
         flexrt_io_request& r = *by_op_.at(&o);
         const uint64_t done = std::min(o.done(), r.bytes);
-        if (o.error()) complete(r, flexrt::status_from_errno(o.error()), o.error(), done);
-        else complete(r, FLEXRT_STATUS_OK, 0, done);
+        if (o.error())
+            complete(r, flexrt::status_from_errno(o.error()), o.error(), done);
+        else
+            complete(r, FLEXRT_STATUS_OK, 0, done);
         by_op_.erase(&o);
         pending_.erase(&r);  // destroys o: nothing touches it after on_done
         done_cv_.notify_all();
@@ -250,5 +253,4 @@ flexrt_status create(const flexrt_host* host, const flexrt_field* f, uint32_t n,
 }  // namespace
 
 FLEXRT_PLUGINS(flexrt::sdk::describe(FLEXRT_PLUGIN_KIND_STORAGE, "aio", "0.1.0",
-                                     "libaio with O_DIRECT: block_size x queue_depth x threads, checked completions",
-                                     kOptions, 5, &create))
+                                     "libaio with O_DIRECT: block_size x queue_depth x threads, checked completions", kOptions, 5, &create))

@@ -9,17 +9,17 @@
 #include <flexrt/sdk.hpp>
 #include <flexrt/storage.hpp>
 
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
 #include <fcntl.h>
-#include <map>
-#include <thread>
-#include <vector>
-#include <mutex>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <vector>
 
 namespace {
 
@@ -54,8 +54,8 @@ public:
                     if (size > 0) {
                         int err = ::posix_fallocate(f.fd, 0, static_cast<off_t>(size));
                         if (err)
-                            FLEXRT_THROW(flexrt::status_from_errno(err), std::string("reserving ") + std::to_string(size) +
-                                                                             " bytes for " + path + ": " + flexrt::errno_text(err));
+                            FLEXRT_THROW(flexrt::status_from_errno(err), std::string("reserving ") + std::to_string(size) + " bytes for " +
+                                                                             path + ": " + flexrt::errno_text(err));
                     }
                     f.size = size;
                 } else {
@@ -163,13 +163,15 @@ private:
         }
         const bool read = r.op == FLEXRT_IO_OP_READ;
         auto part = [&](uint64_t at, uint64_t len) {  // [at, at + len) of the request
-            if (prefault_) {  // whole pages around the range; failure (an old kernel) only costs speed
+            if (prefault_) {                          // whole pages around the range; failure (an old kernel) only costs speed
                 const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE)), lo = (r.offset + at) / page * page;
                 if (::madvise(f.base + lo, r.offset + at + len - lo, read ? kPopulateRead : kPopulateWrite) != 0 && read)
                     ::madvise(f.base + lo, r.offset + at + len - lo, MADV_WILLNEED);
             }
-            if (read) std::memcpy(static_cast<std::byte*>(r.buffer) + at, f.base + r.offset + at, len);
-            else std::memcpy(f.base + r.offset + at, static_cast<const std::byte*>(r.buffer) + at, len);
+            if (read)
+                std::memcpy(static_cast<std::byte*>(r.buffer) + at, f.base + r.offset + at, len);
+            else
+                std::memcpy(f.base + r.offset + at, static_cast<const std::byte*>(r.buffer) + at, len);
         };
         const uint64_t parts = n >= kSplitBytes ? threads_ : 1, piece = (n / parts + 4095) / 4096 * 4096;
         {
@@ -182,7 +184,7 @@ private:
     }
 
     static constexpr int kPopulateRead = 22, kPopulateWrite = 23;  // MADV_POPULATE_* (Linux 5.14), absent from older headers
-    static constexpr uint64_t kSplitBytes = 4ull << 20;  // below this a thread costs more than it saves
+    static constexpr uint64_t kSplitBytes = 4ull << 20;            // below this a thread costs more than it saves
     const flexrt_host* host_;
     bool prefault_;
     uint64_t threads_;
@@ -193,8 +195,7 @@ private:
 
 const flexrt_option_desc kOptions[] = {
     {"prefault", FLEXRT_FIELD_TYPE_BOOL, "true",
-     "fault each request's pages in bulk first (MADV_POPULATE_READ, else MADV_WILLNEED, for reads; MADV_POPULATE_WRITE for writes)",
-     1, 0},
+     "fault each request's pages in bulk first (MADV_POPULATE_READ, else MADV_WILLNEED, for reads; MADV_POPULATE_WRITE for writes)", 1, 0},
     {"threads", FLEXRT_FIELD_TYPE_INT, "4", "threads that share one request of 4 MiB or more (each faults in and copies its part)", 1, 64},
 };
 
@@ -209,5 +210,5 @@ flexrt_status create(const flexrt_host* host, const flexrt_field* fields, uint32
 
 }  // namespace
 
-FLEXRT_PLUGINS(flexrt::sdk::describe(FLEXRT_PLUGIN_KIND_STORAGE, "mmap", "0.1.0",
-                                     "memory-mapped files through the page cache", kOptions, 2, &create))
+FLEXRT_PLUGINS(flexrt::sdk::describe(FLEXRT_PLUGIN_KIND_STORAGE, "mmap", "0.1.0", "memory-mapped files through the page cache", kOptions, 2,
+                                     &create))
