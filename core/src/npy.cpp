@@ -85,7 +85,13 @@ void write_npy(const std::string& path, DType dtype, const Shape& shape, const v
     out.write(reinterpret_cast<const char*>(pre), 10);
     out.write(h.data(), static_cast<std::streamsize>(h.size()));
     out.write(static_cast<const char*>(data), static_cast<std::streamsize>(numel(shape) * dtype_size(dtype)));
-    if (!out) FLEXRT_THROW(FLEXRT_STATUS_IO_ERROR, "cannot write " + path);
+    // The stream's last buffered bytes are written here, not in its destructor, where a full disk would go
+    // unnoticed and a short file would pass as whole.
+    out.close();
+    if (!out) {
+        const int err = errno;
+        FLEXRT_THROW(status_from_errno(err), "cannot write " + path + ": " + errno_text(err));
+    }
 }
 
 std::string read_npy(const std::string& path, DType expect, Shape* shape) {

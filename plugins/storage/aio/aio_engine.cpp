@@ -252,10 +252,8 @@ void Engine::run(Worker& w) {
                 finish(c, 0);
             } else if (res == 0) {  // no progress: end of file for a read (before file_end), no space for a write
                 finish(c, op.write ? ENOSPC : (pos >= op.file_end ? 0 : EIO));
-            } else if (++c->retries <= opt_.max_retries) {
-                requeue(w, c);  // short transfer: the remainder goes again
             } else {
-                finish(c, EIO);
+                requeue(w, c);  // short transfer: the remainder goes again (it made progress, so this ends)
             }
         }
     }

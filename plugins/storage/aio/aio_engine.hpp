@@ -40,7 +40,7 @@ struct Options {
     unsigned queue_depth = 32;         // iocbs in flight per thread
     unsigned threads = 1;              // workers, each with its own io_context
     bool overlapped = true;            // sliding window (true) or waves (false)
-    unsigned max_retries = 100;        // EAGAIN/EINTR/short-transfer resubmissions per chunk
+    unsigned max_retries = 100;        // EAGAIN/EINTR resubmissions per chunk (a short transfer, which progresses, is not counted)
 };
 
 // An open file and how it must be accessed.
