@@ -25,6 +25,7 @@
 #include "default_config.hpp"  // generated from configs/default.toml
 #include "iobench.hpp"
 #include "memory_report.hpp"
+#include "plan_command.hpp"
 #include "plugin_test.hpp"
 #include "text_io.hpp"
 
@@ -139,7 +140,8 @@ int run(int argc, char** argv) {
     }
     if (vm.count("help")) {
         std::cout << "usage: flexrt [run] [options]        run the job (the default)\n"
-                     "       flexrt plan [options]         the run's memory plan per tier, without running (as --dry-run)\n"
+                     "       flexrt plan [options]         the fastest policy that fits this machine (flexrt plan --help)\n"
+                     "       flexrt calibrate [options]    measure this machine for the planner (flexrt calibrate --help)\n"
                      "       flexrt list-plugins [options] the plugins found, with their options (as --list-plugins)\n"
                      "       flexrt convert [options]      a Hugging Face checkpoint to a numpy weight directory (flexrt convert --help)\n"
                      "       flexrt iobench [options]      the disk tier's throughput (flexrt iobench --help)\n"
@@ -193,6 +195,13 @@ int run(int argc, char** argv) {
         cfg.run.prompt_len = longest;
         if (cfg.run.stop_token < 0) cfg.run.stop_token = tokenizer->eos_id();
         say("text prompts: " + std::to_string(prompt_ids.size()) + ", the longest " + std::to_string(longest) + " tokens");
+    }
+    if (cfg.policy_auto) {  // the planner chooses, against this machine's tiers, before anything is planned or allocated
+        const bool gpu = cfg.runtime.compute == "cuda" || (cfg.runtime.compute == "auto" && gpu_available());
+        const uint64_t pool = !gpu                             ? 0
+                              : cfg.runtime.gpu_memory_gib > 0 ? static_cast<uint64_t>(cfg.runtime.gpu_memory_gib * (1ull << 30))
+                                                               : gpu_free_memory() / 10 * 9;
+        plan_policy_for_run(cfg, model, gpu, pool, prompt_ids.empty() ? cfg.run.max_block : static_cast<int64_t>(prompt_ids.size()), say);
     }
     PluginRef storage_ref = find_plugin(FLEXRT_PLUGIN_KIND_STORAGE, cfg.storage.plugin, search);
     PluginRef schedule_ref = find_plugin(FLEXRT_PLUGIN_KIND_SCHEDULE, cfg.schedule.plugin, search);
@@ -438,15 +447,17 @@ int main(int argc, char** argv) {
     install_interrupt_handlers();
     try {
         // Subcommands, `flexrt <name> [options]`: run (the default, also with no name), plan (the run's memory
-        // plan: --dry-run), list-plugins, convert, iobench, plugin-test. plan and list-plugins take the run's options.
+        // the planner's policy), calibrate, list-plugins (the run's options), convert, iobench, plugin-test.
         const std::string sub = argc > 1 ? argv[1] : "";
         if (sub == "iobench") return iobench_main(std::vector<std::string>(argv + 2, argv + argc));
         if (sub == "convert") return convert_main(std::vector<std::string>(argv + 2, argv + argc));
         if (sub == "plugin-test") return plugin_test_main(std::vector<std::string>(argv + 2, argv + argc));
-        if (sub == "run" || sub == "plan" || sub == "list-plugins") {
+        if (sub == "plan") return plan_main(std::vector<std::string>(argv + 2, argv + argc));
+        if (sub == "calibrate") return calibrate_main(std::vector<std::string>(argv + 2, argv + argc));
+        if (sub == "run" || sub == "list-plugins") {
             std::vector<char*> args(argv, argv + argc);
-            static char dry_run[] = "--dry-run", list_plugins[] = "--list-plugins";
-            args[1] = sub == "plan" ? dry_run : sub == "list-plugins" ? list_plugins : nullptr;
+            static char list_plugins[] = "--list-plugins";
+            args[1] = sub == "list-plugins" ? list_plugins : nullptr;
             if (!args[1]) args.erase(args.begin() + 1);
             return run(static_cast<int>(args.size()), args.data());
         }

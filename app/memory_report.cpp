@@ -1,7 +1,5 @@
 #include "memory_report.hpp"
 
-#include <sys/statvfs.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -20,24 +18,6 @@ std::string gib(uint64_t bytes) {
 const char* label(TierKind t) { return t == TierKind::compute ? "compute device" : t == TierKind::host ? "host memory" : "disk"; }
 
 }  // namespace
-
-uint64_t host_available_bytes() {
-    std::ifstream in("/proc/meminfo");
-    std::string key;
-    uint64_t kib = 0;
-    std::string unit;
-    while (in >> key >> kib >> unit)
-        if (key == "MemAvailable:") return kib * 1024;
-    return 0;
-}
-
-uint64_t disk_free_bytes(const std::string& path) {
-    std::filesystem::path p = std::filesystem::absolute(path);
-    while (!p.empty() && !std::filesystem::exists(p) && p != p.parent_path()) p = p.parent_path();
-    struct statvfs s {};
-    if (statvfs(p.c_str(), &s) != 0) return 0;
-    return static_cast<uint64_t>(s.f_bavail) * s.f_frsize;
-}
 
 MemoryReport report_memory(const MemoryPlan& plan, const TierCapacity& cap, const Policy& policy,
                            const std::function<MemoryPlan(const Policy&)>& replan) {

@@ -4,6 +4,8 @@
 // them, move them to disk; then compress the KV cache.
 #pragma once
 
+#include "core/src/memory_stats.hpp"  // host_available_bytes, disk_free_bytes
+
 #include "engine/memory_plan.hpp"
 
 #include <functional>
@@ -18,11 +20,6 @@ struct TierCapacity {
     bool compute_is_host = false;                    // the CPU compute device: its buffers and the host tier share host memory
     bool host_pinned_cap = false;                    // the host capacity is runtime.pinned_gib (pinned weights)
 };
-
-// Host memory the kernel says is available (/proc/meminfo MemAvailable), and the free bytes of the file
-// system holding `path` (or its nearest existing parent).
-uint64_t host_available_bytes();
-uint64_t disk_free_bytes(const std::string& path);
 
 struct MemoryReport {
     std::string text;  // the table, and the remedies when something does not fit

@@ -82,6 +82,8 @@ const std::vector<KeySpec>& schema() {
         {"run.top_k", Kind::integer, int64_t{0}, "sample among the k most likely tokens (0: all)", 0, 1 << 24},
         {"run.top_p", Kind::number, 1.0, "sample among the most likely tokens covering this probability (1: all)", 1e-9, 1},
         {"run.seed", Kind::integer, int64_t{42}, "seed of sampling, dummy weights and dummy prompts", 0, kMaxInt},
+        {"run.max_block", Kind::integer, int64_t{0},
+         "policy = \"auto\" with dummy prompts: the most sequences a block may hold (0: as many as fit)", 0, 1 << 24},
         {"run.stop_token", Kind::integer, int64_t{-1}, "token id that ends a sequence (-1: none; text prompts: the tokenizer's </s>)", -1,
          1 << 24},
         {"policy.gpu_batch_size", Kind::integer, int64_t{4}, "sequences per GPU batch", 1, 1 << 20},
@@ -410,6 +412,7 @@ void fill(Config& cfg, const toml::table& root) {
     cfg.run.top_p = r.number("run.top_p");
     cfg.run.seed = static_cast<uint64_t>(r.integer("run.seed"));
     cfg.run.stop_token = r.integer("run.stop_token");
+    cfg.run.max_block = r.integer("run.max_block");
     cfg.run.prompts = r.string("run.prompts");
     cfg.run.output = r.string("run.output");
     cfg.run.stop_strings = r.strings("run.stop_strings");
@@ -487,11 +490,23 @@ void fill(Config& cfg, const toml::table& root) {
     cfg.effective = std::move(eff);
 }
 
+// `policy = "auto"`: the planner chooses the policy (flexrt plan) before the run; the [policy] table then
+// holds no keys.
+void take_auto_policy(toml::table& root, Config& cfg) {
+    const toml::node* p = root.get("policy");
+    if (!p || !p->is_string()) return;
+    if (p->value<std::string>() != "auto") Validator(cfg).fail("policy", *p, "expected a table, or \"auto\" (the planner chooses)");
+    cfg.policy_auto = true;
+    root.erase("policy");
+}
+
 Config load_from_table(toml::table root, const std::string& source, const std::vector<std::string>& overrides) {
     Config cfg;
     cfg.source = source;
+    take_auto_policy(root, cfg);
     expand_percent(root, cfg);
     for (const auto& o : overrides) apply_override(root, cfg, o);
+    take_auto_policy(root, cfg);
     Validator(cfg).check_table(root, "");
     fill(cfg, root);
     return cfg;

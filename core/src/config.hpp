@@ -37,6 +37,7 @@ struct RunSection {
     std::string prompts;                    // a file of text prompts ("": dummy prompts)
     std::string output;                     // JSONL results of text prompts ("": readable text on stdout)
     std::vector<std::string> stop_strings;  // text prompts: a completion ends where one appears
+    int64_t max_block = 0;                  // policy = "auto" with dummy prompts: the most sequences a block holds (0: any)
 };
 
 // Percent of one class of tensors on the compute device ("gpu") and in host memory ("cpu"); the rest is
@@ -81,6 +82,7 @@ struct Config {
     ModelSection model;
     RunSection run;
     Policy policy;
+    bool policy_auto = false;  // `policy = "auto"`: the planner picks `policy` from the hardware profile
     PluginSlot storage;
     std::string offload_dir;
     PluginSlot schedule;

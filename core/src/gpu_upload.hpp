@@ -10,12 +10,15 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 namespace flexrt {
 
 bool gpu_available() noexcept;
 // Free memory of the current GPU in bytes (0 without one).
 uint64_t gpu_free_memory() noexcept;
+// The current GPU's name ("" without one).
+std::string gpu_name();
 
 // Device memory for benchmarks and tests (cudaMalloc / cudaFree).
 class GpuMemory {

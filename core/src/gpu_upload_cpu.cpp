@@ -5,6 +5,7 @@ namespace flexrt {
 
 bool gpu_available() noexcept { return false; }
 uint64_t gpu_free_memory() noexcept { return 0; }
+std::string gpu_name() { return ""; }
 GpuMemory::GpuMemory(uint64_t) { FLEXRT_THROW(FLEXRT_STATUS_UNSUPPORTED, "this build has no CUDA (FLEXRT_WITH_CUDA)"); }
 GpuMemory::~GpuMemory() = default;
 void GpuMemory::copy_to_host(void*, uint64_t, uint64_t) const {}

@@ -325,18 +325,71 @@ TEST_F(Cli, SubcommandsFollowOnePattern) {
         const int status = std::system((bin.string() + " " + args + " >" + out.string() + " 2>&1 </dev/null").c_str());
         return std::make_pair(WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(out));
     };
-    const auto plan = shell("plan --set storage.offload_dir=" + offload().string());
+    const auto plan = shell("--dry-run --set storage.offload_dir=" + offload().string());
     EXPECT_EQ(plan.first, 0) << plan.second;
     EXPECT_HAS(plan.second, "memory plan");
     const auto plugins = shell("list-plugins");
     EXPECT_EQ(plugins.first, 0) << plugins.second;
     EXPECT_HAS(plugins.second, "storage.aio");
     const auto help = shell("--help");
-    for (const char* name : {"flexrt plan", "flexrt list-plugins", "flexrt convert", "flexrt iobench", "flexrt plugin-test"})
+    for (const char* name :
+         {"flexrt plan", "flexrt calibrate", "flexrt list-plugins", "flexrt convert", "flexrt iobench", "flexrt plugin-test"})
         EXPECT_HAS(help.second, name);
     EXPECT_EQ(shell("convert --help").first, 0);
     EXPECT_EQ(shell("iobench --help").first, 0);
     EXPECT_EQ(shell("plugin-test --help").first, 0);
+    EXPECT_EQ(shell("plan --help").first, 0);
+    EXPECT_EQ(shell("calibrate --help").first, 0);
+}
+
+// flexrt calibrate writes a hardware profile; flexrt plan reuses it while the machine is the same and
+// calibrates again when it is not; the plan is a policy that runs (its TOML, pasted into a config); a config
+// saying policy = "auto" runs the planner's choice; tiers too small for the model are an answer, not a crash.
+TEST_F(Cli, CalibratePlanAndAutoPolicy) {
+    const fs::path bin = FLEXRT_BINARY, profile = dir_ / "profile" / "hw.toml";
+    auto shell = [&](const std::string& args) {
+        const fs::path out = dir_ / "plan.out", err = dir_ / "plan.err";
+        const int status = std::system(("FLEXRT_PROFILE=" + profile.string() + " " + bin.string() + " " + args + " >" + out.string() +
+                                        " 2>" + err.string() + " </dev/null")
+                                           .c_str());
+        return CliResult{WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(out), read_file(err)};
+    };
+    const std::string where = " --set storage.offload_dir='\"" + offload().string() + "\"'";
+    const auto cal = shell("calibrate --disk-mib 64" + where);
+    ASSERT_EQ(cal.code, 0) << cal.err;
+    EXPECT_HAS(cal.out, "GEMM");
+    ASSERT_TRUE(fs::exists(profile));
+    const auto plan = shell("plan --model opt-125m --prompt-len 32 --gen-len 8 --max-block 8 --disk-mib 64" + where);
+    ASSERT_EQ(plan.code, 0) << plan.err;
+    EXPECT_EQ(plan.err.find("calibrating"), std::string::npos) << "the saved profile was not reused: " << plan.err;
+    EXPECT_HAS(plan.out, "best policy: ");
+    EXPECT_HAS(plan.out, "memory plan: compute ");
+    const auto toml_at = plan.out.find("[policy]"), end = plan.out.find("policies ranked");
+    ASSERT_NE(toml_at, std::string::npos);
+    // The snippet runs as it is.
+    const fs::path cfg =
+        config("[model]\nname = \"opt-125m\"\n[run]\nprompt_len = 32\ngen_len = 8\n" + plan.out.substr(toml_at, end - toml_at));
+    const CliResult ran = run("--config " + cfg.string());
+    EXPECT_EQ(ran.code, 0) << ran.err;
+    EXPECT_HAS(ran.out, "total throughput");
+    // Another machine's profile: calibrated again.
+    std::string text = read_file(profile);
+    const auto fp = text.find("fingerprint = ");
+    text.replace(fp, text.find('\n', fp) - fp, "fingerprint = 'another machine'");
+    write_file(profile, text);
+    EXPECT_HAS(shell("plan --model opt-125m --disk-mib 64" + where).err, "calibrating");
+    // policy = "auto".
+    const fs::path auto_cfg =
+        config("policy = \"auto\"\n[model]\nname = \"opt-125m\"\n[run]\nprompt_len = 16\ngen_len = 4\nmax_block = 8\n");
+    const auto automatic = shell("--progress --config " + auto_cfg.string() + where);
+    EXPECT_EQ(automatic.code, 0) << automatic.err;
+    EXPECT_HAS(automatic.err, "policy = \"auto\": the planner's choice");
+    EXPECT_HAS(automatic.out, "total throughput");
+    EXPECT_HAS(automatic.err, "gpu_batch_size = ");
+    // Nothing fits.
+    const auto none = shell("plan --model opt-66b --gpu-mem 0.5 --host-mem 1 --disk 1" + where);
+    EXPECT_EQ(none.code, 6) << none.out << none.err;
+    EXPECT_HAS(none.out, "no policy fits");
 }
 
 // flexrt plugin-test: a library's every plugin through its conformance suite, a line per check; exit 0 when all

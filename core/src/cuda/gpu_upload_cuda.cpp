@@ -23,6 +23,13 @@ uint64_t gpu_free_memory() noexcept {
     return cudaMemGetInfo(&free_b, &total_b) == cudaSuccess ? free_b : 0;
 }
 
+std::string gpu_name() {
+    int dev = 0;
+    cudaDeviceProp prop{};
+    if (!gpu_available() || cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&prop, dev) != cudaSuccess) return "";
+    return prop.name;
+}
+
 GpuMemory::GpuMemory(uint64_t bytes) : bytes_(bytes) {
     void* p = nullptr;
     FLEXRT_CUDA_CHECK(cudaMalloc(&p, bytes));
