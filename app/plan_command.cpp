@@ -6,6 +6,11 @@
 #include "planner/policy_search.hpp"
 
 #include "default_config.hpp"
+#include "text/json.hpp"
+
+#include <unistd.h>
+
+#include <fstream>
 
 #include <flexrt/status.hpp>
 
@@ -64,11 +69,53 @@ std::string profile_text(const HardwareProfile& p) {
                   "  compute: %s, %.2f GiB; GEMM %.1f TFLOP/s, memory %.1f GB/s, %.0f us a layer\n"
                   "  links: host -> GPU %.1f GB/s, GPU -> host %.1f GB/s\n"
                   "  disk (storage.%s): read %.2f GB/s, write %.2f GB/s, %.0f GiB free\n"
-                  "  host: %.1f GiB available, decode attention reads %.1f GB/s\n",
+                  "  host: %.1f GiB available, decode attention reads %.1f GB/s\n"
+                  "  the engine's layers reach %.0f%% (prefill) and %.0f%% (decode) of the compute these rates predict\n",
                   p.gpu ? p.gpu_name.c_str() : "CPU", gib(p.gpu_memory), p.gemm_flops / 1e12, p.mem_bps / 1e9, p.layer_overhead_s * 1e6,
                   p.h2d_bps / 1e9, p.d2h_bps / 1e9, p.storage.c_str(), p.disk_read_bps / 1e9, p.disk_write_bps / 1e9, gib(p.disk_free),
-                  gib(p.host_memory), p.cpu_attention_bps / 1e9);
+                  gib(p.host_memory), p.cpu_attention_bps / 1e9, 100 * p.prefill_efficiency, 100 * p.decode_efficiency);
     return s;
+}
+
+// Calibration: the rates (planner::calibrate), then a short real run of the engine with everything on the
+// compute device - a model that fits it, prompt and batch of the sizes the planner weighs - whose prefill and
+// decode times fit the profile's efficiencies. The run is this binary, as a user would start it.
+HardwareProfile calibrate_all(const Config& cfg, bool gpu, uint64_t disk_bytes, const std::function<void(const std::string&)>& say) {
+    HardwareProfile p = planner::calibrate(cfg, gpu, disk_bytes, say);
+    ModelSection ms;
+    ms.name = !gpu ? "opt-125m" : p.gpu_memory > (24ull << 30) ? "opt-6.7b" : p.gpu_memory > (6ull << 30) ? "opt-1.3b" : "opt-125m";
+    const opt::OptConfig model = opt::from_section(ms);
+    Policy pol;
+    pol.gpu_batch_size = gpu ? 32 : 4, pol.num_gpu_batches = 1;
+    pol.weights = {100, 0}, pol.cache = {100, 0}, pol.activations = {100, 0};
+    const planner::Workload w{gpu ? 512 : 64, gpu ? 8 : 4};
+    say("calibrate: a short run of the engine (" + ms.name + ", " + std::to_string(pol.gpu_batch_size) + " x (" +
+        std::to_string(w.prompt_len) + " + " + std::to_string(w.gen_len) + ") tokens, all on the compute device)");
+    std::filesystem::create_directories(cfg.offload_dir);
+    const std::filesystem::path json =
+        std::filesystem::path(cfg.offload_dir) / ("flexrt-calibrate-" + std::to_string(::getpid()) + ".json");
+    const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();  // this binary (in the shell, it is the shell)
+    const std::string cmd = "'" + self + "' --quiet --set 'model.name=\"" + ms.name +
+                            "\"' --set run.prompt_len=" + std::to_string(w.prompt_len) + " --set run.gen_len=" + std::to_string(w.gen_len) +
+                            " --set policy.gpu_batch_size=" + std::to_string(pol.gpu_batch_size) +
+                            " --set policy.num_gpu_batches=1 --set policy.weights.gpu=100 --set policy.weights.cpu=0"
+                            " --set policy.cache.gpu=100 --set policy.cache.cpu=0 --set policy.activations.gpu=100"
+                            " --set policy.activations.cpu=0 --set 'schedule.plugin=\"normal\"' --set 'runtime.compute=\"" +
+                            std::string(gpu ? "cuda" : "cpu") + "\"' --set 'storage.offload_dir=\"" + cfg.offload_dir + "\"' --json '" +
+                            json.string() + "' >/dev/null";
+    const int rc = std::system(cmd.c_str());
+    std::ifstream in(json);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::error_code ec;
+    std::filesystem::remove(json, ec);
+    if (rc != 0 || text.empty()) FLEXRT_THROW(FLEXRT_STATUS_INTERNAL, "calibrate: the engine's calibration run failed: " + cmd);
+    const text::JsonValue v = text::parse_json(text, json.string());
+    const text::JsonValue* f = v.find("figures");
+    const text::JsonValue* pre = f ? f->find("prefill_latency_s") : nullptr;
+    const text::JsonValue* dec = f ? f->find("decode_latency_s") : nullptr;
+    if (!pre || !dec) FLEXRT_THROW(FLEXRT_STATUS_INTERNAL, "calibrate: the calibration run's " + json.string() + " has no latencies");
+    planner::fit_efficiency(p, model, pol, w, pre->number, dec->number);
+    return p;
 }
 
 // The profile of this machine: the saved one when it was measured here with this compute device, else a
@@ -82,7 +129,7 @@ HardwareProfile profile_for(const Config& cfg, bool gpu, const std::filesystem::
         why = "the profile at " + file.string() + " was measured on another machine or compute device";
     }
     say(why + ": calibrating (under a minute)");
-    HardwareProfile p = planner::calibrate(cfg, gpu, disk_bytes, say);
+    HardwareProfile p = calibrate_all(cfg, gpu, disk_bytes, say);
     p.save(file);
     say("hardware profile saved to " + file.string());
     return p;
@@ -117,7 +164,7 @@ int calibrate_main(const std::vector<std::string>& args) {
     auto say = [&](const std::string& s) {
         if (!vm.count("quiet")) std::cerr << "flexrt: " << s << std::endl;
     };
-    const HardwareProfile p = planner::calibrate(cfg, gpu, static_cast<uint64_t>(vm["disk-mib"].as<int64_t>()) << 20, say);
+    const HardwareProfile p = calibrate_all(cfg, gpu, static_cast<uint64_t>(vm["disk-mib"].as<int64_t>()) << 20, say);
     p.save(file);
     std::cout << "hardware profile (" << p.fingerprint << "):\n" << profile_text(p) << "saved to " << file.string() << "\n";
     return 0;

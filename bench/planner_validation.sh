@@ -25,7 +25,7 @@ cases=(
   "W1 6.7B all on GPU, 128x1|configs/opt6.7b_gpu.toml|--set run.gen_len=$gen"
   "W2 30B weights on host, 32x2|configs/opt30b_host.toml|--set run.gen_len=$gen --set schedule.plugin=\"overlap_multi\""
   "W3 30B 4-bit on GPU, 64x1|configs/opt30b_4bit_gpu.toml|--set run.gen_len=$gen"
-  "30B weights 50/50 GPU/host, 48x2|configs/opt30b_host.toml|--set run.gen_len=$gen --set policy.weights.gpu=50 --set policy.weights.cpu=50 --set policy.gpu_batch_size=48 --set schedule.plugin=\"overlap_multi\""
+  "30B weights 50/50 GPU/host, 16x2|configs/opt30b_host.toml|--set run.gen_len=$gen --set policy.weights.gpu=50 --set policy.weights.cpu=50 --set policy.gpu_batch_size=16 --set schedule.plugin=\"overlap_multi\""
   "13B cache on host, attended there, 64x2|configs/opt30b_host.toml|--set run.gen_len=$gen --set model.name=\"opt-13b\" --set policy.weights.gpu=100 --set policy.weights.cpu=0 --set policy.cache.gpu=0 --set policy.cache.cpu=100 --set policy.cpu_cache_compute=true --set policy.gpu_batch_size=64 --set schedule.plugin=\"overlap_multi\""
   "6.7B weights on disk, 16x1|configs/opt6.7b_disk.toml|--set run.gen_len=4 --set schedule.plugin=\"overlap_single\""
 )

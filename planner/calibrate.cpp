@@ -20,6 +20,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <thread>
 #include <vector>
 
 namespace flexrt::planner {
@@ -143,7 +144,7 @@ void measure_cpu_attention(HardwareProfile& p) {
 
 // The disk through the storage plugin: `bytes` written in 16 MiB requests and flushed; then a file written
 // outside the plugin, its pages dropped from the page cache (checked by nothing: the kernel may keep some),
-// read back through the plugin. Each file is its own, so no mapping of the written one holds its pages.
+// read back through the plugin, 16 MiB requests from 4 threads. Each file is its own, so no mapping of the written one holds its pages.
 void measure_disk(HardwareProfile& p, const Config& cfg, uint64_t bytes) {
     std::filesystem::create_directories(cfg.offload_dir);
     PluginRef ref = find_plugin(FLEXRT_PLUGIN_KIND_STORAGE, cfg.storage.plugin, plugin_search_path(cfg.runtime.plugin_path));
@@ -184,10 +185,29 @@ void measure_disk(HardwareProfile& p, const Config& cfg, uint64_t bytes) {
         ::close(fd);
     }
     {
+        // Read as the engine reads a layer: 4 threads (runtime.io_threads' order), each its own quarter.
         auto file = disk.open_existing(cold);
+        auto& f = static_cast<DiskBuffer&>(*file);
+        std::vector<HostBytes> bufs;
+        for (int t = 0; t < 4; ++t) bufs.emplace_back(kChunk);
+        std::vector<Status> failed(4);
         const auto t0 = Clock::now();
-        pass(static_cast<DiskBuffer&>(*file), false);
+        {
+            std::vector<std::jthread> threads;
+            for (uint64_t t = 0; t < 4; ++t)
+                threads.emplace_back([&, t] {
+                    for (uint64_t off = t * kChunk; off < bytes; off += 4 * kChunk) {
+                        const Status s = disk_read(f, off, bufs[t].p.get(), std::min(kChunk, bytes - off));
+                        if (!s.is_ok()) {
+                            failed[t] = s;
+                            return;
+                        }
+                    }
+                });
+        }
         p.disk_read_bps = static_cast<double>(bytes) / std::chrono::duration<double>(Clock::now() - t0).count();
+        for (const Status& s : failed)
+            if (!s.is_ok()) FLEXRT_THROW(s.code(), "calibrate: " + s.message());
     }
     std::filesystem::remove(cold);
     p.storage = cfg.storage.plugin;

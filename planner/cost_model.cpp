@@ -45,7 +45,9 @@ LayerCost layer_cost(const opt::OptConfig& m, const Policy& p, const Workload& w
     const double attn = std::max(attn_flops * on_device_kv / hw.gemm_flops, kv_bytes * on_device_kv / hw.mem_bps) +
                         kv_bytes * (1 - on_device_kv) / hw.cpu_attention_bps;
     const double elementwise = 12 * hidden / hw.mem_bps;  // layer norms, bias, activation, residual: a few passes
-    c.compute = k * (gemm + attn + elementwise + hw.layer_overhead_s);
+    const double host_attention = kv_bytes * (1 - on_device_kv) / hw.cpu_attention_bps;
+    const double efficiency = prefill ? hw.prefill_efficiency : hw.decode_efficiency;
+    c.compute = k * ((gemm + attn - host_attention + elementwise) / efficiency + host_attention + hw.layer_overhead_s);
 
     // Links. The weights once per step (all batches share them), the cache and hidden states per batch.
     const double h2d = hw.gpu ? hw.h2d_bps : hw.mem_bps / 2, d2h = hw.gpu ? hw.d2h_bps : hw.mem_bps / 2;
@@ -96,6 +98,13 @@ Prediction predict(const opt::OptConfig& m, const Policy& p, const Workload& w, 
     r.host_bytes = plan.total(TierKind::host);
     r.disk_bytes = plan.total(TierKind::disk);
     return r;
+}
+
+void fit_efficiency(HardwareProfile& hw, const opt::OptConfig& m, const Policy& p, const Workload& w, double prefill_s, double decode_s) {
+    hw.prefill_efficiency = hw.decode_efficiency = 1;
+    const Prediction at_peak = predict(m, p, w, hw, true, false);
+    hw.prefill_efficiency = std::clamp(at_peak.prefill_s / prefill_s, 0.02, 2.0);
+    if (w.gen_len > 1 && decode_s > 0) hw.decode_efficiency = std::clamp(at_peak.decode_s / decode_s, 0.02, 2.0);
 }
 
 }  // namespace flexrt::planner

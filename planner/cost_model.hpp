@@ -45,6 +45,12 @@ Prediction predict(const opt::OptConfig& model, const Policy& policy, const Work
 // Layer costs of one token step (step 0: the prefill), for tests and `flexrt plan --explain`.
 LayerCost layer_cost(const opt::OptConfig& model, const Policy& policy, const Workload& w, const HardwareProfile& hw, int64_t step);
 
+// Sets hw's prefill and decode efficiencies so that this policy (all on the compute device: only compute
+// counts) is predicted to take the measured `prefill_s` and `decode_s`: how calibration folds a short real
+// run of the engine into the profile.
+void fit_efficiency(HardwareProfile& hw, const opt::OptConfig& model, const Policy& policy, const Workload& w, double prefill_s,
+                    double decode_s);
+
 // The engine's memory plan for this policy (dummy weights, flexrt's group4 format where it compresses).
 MemoryPlan memory_of(const opt::OptConfig& model, const Policy& policy, const Workload& w, bool gpu);
 

@@ -70,7 +70,9 @@ std::string HardwareProfile::to_toml() const {
                   {"disk_read_gbps", disk_read_bps / 1e9},
                   {"disk_write_gbps", disk_write_bps / 1e9},
                   {"cpu_attention_gbps", cpu_attention_bps / 1e9},
-                  {"layer_overhead_us", layer_overhead_s * 1e6}};
+                  {"layer_overhead_us", layer_overhead_s * 1e6},
+                  {"prefill_efficiency", prefill_efficiency},
+                  {"decode_efficiency", decode_efficiency}};
     std::ostringstream os;
     os << "# flexrt hardware profile (flexrt calibrate): rates in GB/s and TFLOP/s, memory in GiB\n"
        << toml::table{{"hardware", t}} << "\n";
@@ -113,7 +115,10 @@ HardwareProfile HardwareProfile::load(const std::filesystem::path& file) {
     p.disk_write_bps = num("disk_write_gbps") * 1e9;
     p.cpu_attention_bps = num("cpu_attention_gbps") * 1e9;
     p.layer_overhead_s = num("layer_overhead_us") * 1e-6;
-    if (p.gemm_flops <= 0 || p.mem_bps <= 0 || p.disk_read_bps <= 0 || p.cpu_attention_bps <= 0)
+    p.prefill_efficiency = num("prefill_efficiency");
+    p.decode_efficiency = num("decode_efficiency");
+    if (p.gemm_flops <= 0 || p.mem_bps <= 0 || p.disk_read_bps <= 0 || p.cpu_attention_bps <= 0 || p.prefill_efficiency <= 0 ||
+        p.decode_efficiency <= 0)
         FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA, "hardware profile " + file.string() + ": a rate the planner divides by is 0");
     return p;
 }

@@ -24,6 +24,10 @@ struct HardwareProfile {
     // attention reads (cpu_cache_compute, and every attention on the CPU path).
     double gemm_flops = 0, mem_bps = 0, h2d_bps = 0, d2h_bps = 0, disk_read_bps = 0, disk_write_bps = 0, cpu_attention_bps = 0;
     double layer_overhead_s = 0;  // fixed cost of one layer of one batch (launches, synchronization)
+    // The engine's own layers against the rates above, from a short real run in calibration: the fraction of
+    // the predicted compute speed its prefill and decode layers reach (kernels between the GEMMs, clocks under
+    // load, attention kernels slower than the GEMMs). 1 until fitted.
+    double prefill_efficiency = 1, decode_efficiency = 1;
 
     std::string to_toml() const;
     // Throws naming the file and the key when it is not a profile this flexrt wrote.
