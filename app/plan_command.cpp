@@ -77,27 +77,20 @@ std::string profile_text(const HardwareProfile& p) {
     return s;
 }
 
-// Calibration: the rates (planner::calibrate), then a short real run of the engine with everything on the
-// compute device - a model that fits it, prompt and batch of the sizes the planner weighs - whose prefill and
-// decode times fit the profile's efficiencies. The run is this binary, as a user would start it.
-HardwareProfile calibrate_all(const Config& cfg, bool gpu, uint64_t disk_bytes, const std::function<void(const std::string&)>& say) {
-    HardwareProfile p = planner::calibrate(cfg, gpu, disk_bytes, say);
-    ModelSection ms;
-    ms.name = !gpu ? "opt-125m" : p.gpu_memory > (24ull << 30) ? "opt-6.7b" : p.gpu_memory > (6ull << 30) ? "opt-1.3b" : "opt-125m";
-    const opt::OptConfig model = opt::from_section(ms);
-    Policy pol;
-    pol.gpu_batch_size = gpu ? 32 : 4, pol.num_gpu_batches = 1;
-    pol.weights = {100, 0}, pol.cache = {100, 0}, pol.activations = {100, 0};
-    const planner::Workload w{gpu ? 512 : 64, gpu ? 8 : 4};
-    say("calibrate: a short run of the engine (" + ms.name + ", " + std::to_string(pol.gpu_batch_size) + " x (" +
-        std::to_string(w.prompt_len) + " + " + std::to_string(w.gen_len) + ") tokens, all on the compute device)");
+// One run of this binary, as a user would start it, with everything on the compute device; its prefill and
+// decode seconds.
+planner::EngineRun engine_run(const Config& cfg, bool gpu, const std::string& model, int64_t batch, const planner::Workload& w) {
+    planner::EngineRun r;
+    r.policy.gpu_batch_size = batch, r.policy.num_gpu_batches = 1;
+    r.policy.weights = {100, 0}, r.policy.cache = {100, 0}, r.policy.activations = {100, 0};
+    r.w = w;
     std::filesystem::create_directories(cfg.offload_dir);
     const std::filesystem::path json =
         std::filesystem::path(cfg.offload_dir) / ("flexrt-calibrate-" + std::to_string(::getpid()) + ".json");
-    const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();  // this binary (in the shell, it is the shell)
-    const std::string cmd = "'" + self + "' --quiet --set 'model.name=\"" + ms.name +
+    const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();  // (in the shell, /proc/self is the shell)
+    const std::string cmd = "'" + self + "' --quiet --set 'model.name=\"" + model +
                             "\"' --set run.prompt_len=" + std::to_string(w.prompt_len) + " --set run.gen_len=" + std::to_string(w.gen_len) +
-                            " --set policy.gpu_batch_size=" + std::to_string(pol.gpu_batch_size) +
+                            " --set policy.gpu_batch_size=" + std::to_string(batch) +
                             " --set policy.num_gpu_batches=1 --set policy.weights.gpu=100 --set policy.weights.cpu=0"
                             " --set policy.cache.gpu=100 --set policy.cache.cpu=0 --set policy.activations.gpu=100"
                             " --set policy.activations.cpu=0 --set 'schedule.plugin=\"normal\"' --set 'runtime.compute=\"" +
@@ -114,7 +107,23 @@ HardwareProfile calibrate_all(const Config& cfg, bool gpu, uint64_t disk_bytes, 
     const text::JsonValue* pre = f ? f->find("prefill_latency_s") : nullptr;
     const text::JsonValue* dec = f ? f->find("decode_latency_s") : nullptr;
     if (!pre || !dec) FLEXRT_THROW(FLEXRT_STATUS_INTERNAL, "calibrate: the calibration run's " + json.string() + " has no latencies");
-    planner::fit_efficiency(p, model, pol, w, pre->number, dec->number);
+    r.prefill_s = pre->number, r.decode_s = dec->number;
+    return r;
+}
+
+// Calibration: the rates (planner::calibrate), then two short real runs of the engine - a model that fits
+// the compute device, a small and a large batch - that fit the per-layer fixed cost and the efficiencies of
+// its prefill and decode work.
+HardwareProfile calibrate_all(const Config& cfg, bool gpu, uint64_t disk_bytes, const std::function<void(const std::string&)>& say) {
+    HardwareProfile p = planner::calibrate(cfg, gpu, disk_bytes, say);
+    ModelSection ms;
+    ms.name = !gpu ? "opt-125m" : p.gpu_memory > (40ull << 30) ? "opt-6.7b" : p.gpu_memory > (12ull << 30) ? "opt-1.3b" : "opt-125m";
+    const planner::Workload w{gpu ? 512 : 64, gpu ? 8 : 4};
+    const int64_t small = gpu ? 8 : 2, large = gpu ? 64 : 8;
+    say("calibrate: two short runs of the engine (" + ms.name + ", " + std::to_string(small) + " and " + std::to_string(large) + " x (" +
+        std::to_string(w.prompt_len) + " + " + std::to_string(w.gen_len) + ") tokens, all on the compute device)");
+    const planner::EngineRun a = engine_run(cfg, gpu, ms.name, small, w), b = engine_run(cfg, gpu, ms.name, large, w);
+    planner::fit_engine_runs(p, opt::from_section(ms), a, b);
     return p;
 }
 

@@ -100,11 +100,25 @@ Prediction predict(const opt::OptConfig& m, const Policy& p, const Workload& w, 
     return r;
 }
 
-void fit_efficiency(HardwareProfile& hw, const opt::OptConfig& m, const Policy& p, const Workload& w, double prefill_s, double decode_s) {
+void fit_engine_runs(HardwareProfile& hw, const opt::OptConfig& m, const EngineRun& small, const EngineRun& large) {
     hw.prefill_efficiency = hw.decode_efficiency = 1;
-    const Prediction at_peak = predict(m, p, w, hw, true, false);
-    hw.prefill_efficiency = std::clamp(at_peak.prefill_s / prefill_s, 0.02, 2.0);
-    if (w.gen_len > 1 && decode_s > 0) hw.decode_efficiency = std::clamp(at_peak.decode_s / decode_s, 0.02, 2.0);
+    hw.layer_overhead_s = 0;
+    const Prediction ws = predict(m, small.policy, small.w, hw, true, false), wl = predict(m, large.policy, large.w, hw, true, false);
+    const double layers = static_cast<double>(m.num_layers), steps = static_cast<double>(large.w.gen_len - 1);
+    // Decode: time = layers * steps * overhead + work / efficiency, for both runs (the same model and steps).
+    // Where the two runs do not fit that line - the model's work does not grow with the batch as the device's
+    // time does (a CPU's GEMMs at a few rows) - the large run alone: no fixed cost, all of it work.
+    double e = wl.decode_s / large.decode_s, overhead = 0;
+    if (wl.decode_s > ws.decode_s && large.decode_s > small.decode_s && steps > 0) {
+        const double fitted = (wl.decode_s - ws.decode_s) / (large.decode_s - small.decode_s);
+        const double fixed = (small.decode_s - ws.decode_s / fitted) / (layers * steps);
+        if (fitted > 0.1 && fitted < 1.5 && fixed >= 0) e = fitted, overhead = fixed;
+    }
+    hw.decode_efficiency = std::clamp(e, 0.02, 2.0);
+    hw.layer_overhead_s = overhead;
+    // Prefill: the same overhead once per layer, the rest at its own efficiency.
+    const double work = large.prefill_s - layers * hw.layer_overhead_s;
+    hw.prefill_efficiency = std::clamp(wl.prefill_s / (work > 0 ? work : large.prefill_s), 0.02, 2.0);
 }
 
 }  // namespace flexrt::planner

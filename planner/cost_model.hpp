@@ -45,11 +45,18 @@ Prediction predict(const opt::OptConfig& model, const Policy& policy, const Work
 // Layer costs of one token step (step 0: the prefill), for tests and `flexrt plan --explain`.
 LayerCost layer_cost(const opt::OptConfig& model, const Policy& policy, const Workload& w, const HardwareProfile& hw, int64_t step);
 
-// Sets hw's prefill and decode efficiencies so that this policy (all on the compute device: only compute
-// counts) is predicted to take the measured `prefill_s` and `decode_s`: how calibration folds a short real
-// run of the engine into the profile.
-void fit_efficiency(HardwareProfile& hw, const opt::OptConfig& model, const Policy& policy, const Workload& w, double prefill_s,
-                    double decode_s);
+// A measured run of the engine: its policy (everything on the compute device, one GPU batch), workload, and
+// prefill and decode seconds.
+struct EngineRun {
+    Policy policy;
+    Workload w;
+    double prefill_s = 0, decode_s = 0;
+};
+
+// How calibration folds two short real runs of the engine (the same model and steps, a small and a large
+// batch) into the profile: the per-layer fixed cost (the part that does not grow with the batch: launches,
+// synchronization, copies of the hidden states) and the efficiencies of the prefill and decode work.
+void fit_engine_runs(HardwareProfile& hw, const opt::OptConfig& model, const EngineRun& small, const EngineRun& large);
 
 // The engine's memory plan for this policy (dummy weights, flexrt's group4 format where it compresses).
 MemoryPlan memory_of(const opt::OptConfig& model, const Policy& policy, const Workload& w, bool gpu);

@@ -108,17 +108,13 @@ TEST(PolicySearch, EveryOptSizeOnEveryProfileFitsItsTiers) {
             const auto found = planner::search_policies(m, w, hw, lim, 3);
             const double total =
                 static_cast<double>(lim.compute_is_host ? lim.host : lim.compute + lim.host) + static_cast<double>(lim.disk);
-            if (static_cast<double>(m.model_bytes()) * 0.3 < total) {
-                ASSERT_FALSE(found.empty()) << name << " on " << hw.fingerprint;
-            }
+            if (static_cast<double>(m.model_bytes()) * 0.3 < total) { ASSERT_FALSE(found.empty()) << name << " on " << hw.fingerprint; }
             for (size_t i = 0; i < found.size(); ++i) {
                 const auto& c = found[i];
                 const MemoryPlan plan = planner::memory_of(m, c.policy, w, hw.gpu);
                 EXPECT_EQ(plan.total(TierKind::compute), c.prediction.compute_bytes);
                 EXPECT_TRUE(planner::fits(c.prediction, lim)) << name << " on " << hw.fingerprint << ":\n" << planner::policy_toml(c);
-                if (i) {
-                    EXPECT_LE(c.prediction.total_throughput, found[i - 1].prediction.total_throughput);
-                }
+                if (i) { EXPECT_LE(c.prediction.total_throughput, found[i - 1].prediction.total_throughput); }
                 EXPECT_EQ(c.schedule, c.policy.num_gpu_batches == 1 ? "overlap_single" : "overlap_multi");
             }
         }
@@ -149,6 +145,32 @@ TEST(PolicySearch, MaxBlockIsHonoured) {
     const auto hw = h100();
     for (const auto& c : planner::search_policies(model("opt-6.7b"), {512, 32}, hw, limits_of(hw), 4, 48))
         EXPECT_LE(c.policy.block_size(), 48);
+}
+
+// Calibration's fit inverts the model: runs "measured" on a machine whose per-layer cost and efficiencies are
+// known give those values back; runs that do not fit the line fall back to the large run alone.
+TEST(CostModel, EngineRunsFitTheFixedCostAndTheEfficiencies) {
+    HardwareProfile truth = h100();
+    truth.layer_overhead_s = 80e-6, truth.prefill_efficiency = 0.6, truth.decode_efficiency = 0.7;
+    const auto m = model("opt-6.7b");
+    auto measured = [&](int64_t batch) {
+        planner::EngineRun r;
+        r.policy = policy(100, 0, 100, 0, batch, 1), r.w = {512, 8};
+        const auto p = planner::predict(m, r.policy, r.w, truth, true, false);
+        r.prefill_s = p.prefill_s, r.decode_s = p.decode_s;
+        return r;
+    };
+    HardwareProfile fitted = h100();
+    planner::fit_engine_runs(fitted, m, measured(8), measured(64));
+    EXPECT_NEAR(fitted.decode_efficiency, 0.7, 0.03);
+    EXPECT_NEAR(fitted.layer_overhead_s, 80e-6, 10e-6);
+    EXPECT_NEAR(fitted.prefill_efficiency, 0.6, 0.03);
+    // A large run faster per sequence than the line allows: the fallback, no fixed cost.
+    auto odd = measured(64);
+    odd.decode_s = measured(8).decode_s * 0.9;
+    planner::fit_engine_runs(fitted, m, measured(8), odd);
+    EXPECT_EQ(fitted.layer_overhead_s, 0);
+    EXPECT_GT(fitted.decode_efficiency, 0);
 }
 
 TEST(HardwareProfile, SavesAndLoadsAndNamesWhatIsWrong) {
