@@ -117,9 +117,11 @@ planner::EngineRun engine_run(const Config& cfg, bool gpu, const std::string& mo
 HardwareProfile calibrate_all(const Config& cfg, bool gpu, uint64_t disk_bytes, const std::function<void(const std::string&)>& say) {
     HardwareProfile p = planner::calibrate(cfg, gpu, disk_bytes, say);
     ModelSection ms;
+    // Batches of the sizes the planner picks on such a device: at a handful of rows a GPU's GEMMs fall off the
+    // memory-bound line the model draws, and the fit would take that for fixed cost.
     ms.name = !gpu ? "opt-125m" : p.gpu_memory > (40ull << 30) ? "opt-6.7b" : p.gpu_memory > (12ull << 30) ? "opt-1.3b" : "opt-125m";
     const planner::Workload w{gpu ? 512 : 64, gpu ? 8 : 4};
-    const int64_t small = gpu ? 8 : 2, large = gpu ? 64 : 8;
+    const int64_t small = gpu ? 32 : 2, large = gpu ? 96 : 8;
     say("calibrate: two short runs of the engine (" + ms.name + ", " + std::to_string(small) + " and " + std::to_string(large) + " x (" +
         std::to_string(w.prompt_len) + " + " + std::to_string(w.gen_len) + ") tokens, all on the compute device)");
     const planner::EngineRun a = engine_run(cfg, gpu, ms.name, small, w), b = engine_run(cfg, gpu, ms.name, large, w);
