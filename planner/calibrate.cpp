@@ -5,6 +5,7 @@
 #include "core/src/memory_stats.hpp"
 #include "core/src/pinned_memory.hpp"
 #include "core/src/plugin_loader.hpp"
+#include "core/src/staging_pool.hpp"
 #include "core/src/transfer.hpp"
 #include "ops/attention_host.hpp"
 #include "ops/compute.hpp"
@@ -144,8 +145,8 @@ void measure_cpu_attention(HardwareProfile& p) {
 
 // The disk through the storage plugin: `bytes` written in 16 MiB requests and flushed; then a file written
 // outside the plugin, its pages dropped from the page cache (checked by nothing: the kernel may keep some),
-// read back through the plugin, 16 MiB requests from 4 threads. Each file is its own, so no mapping of the written one holds its pages.
-void measure_disk(HardwareProfile& p, const Config& cfg, uint64_t bytes) {
+// read back through the plugin the way the engine reads it. Each file is its own, so no mapping of the written one holds its pages.
+void measure_disk(HardwareProfile& p, const Config& cfg, uint64_t bytes, bool gpu) {
     std::filesystem::create_directories(cfg.offload_dir);
     PluginRef ref = find_plugin(FLEXRT_PLUGIN_KIND_STORAGE, cfg.storage.plugin, plugin_search_path(cfg.runtime.plugin_path));
     PluginOptions opts = resolve_plugin_options(cfg, cfg.storage, *ref.desc);
@@ -184,8 +185,22 @@ void measure_disk(HardwareProfile& p, const Config& cfg, uint64_t bytes) {
         ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
         ::close(fd);
     }
-    {
-        // Read as the engine reads a layer: 4 threads (runtime.io_threads' order), each its own quarter.
+    if (gpu) {
+        // Read as the engine reads a layer's weights into the GPU: one stream at a time through pinned 16 MiB
+        // chunks, 8 in flight (runtime.staging_mib's default), in 256 MiB pieces.
+        auto file = disk.open_existing(cold);
+        auto& f = static_cast<DiskBuffer&>(*file);
+        StagingPool pool(kChunk, 8, true);
+        constexpr uint64_t kPiece = 256ull << 20;
+        GpuMemory dst(kPiece);
+        const auto t0 = Clock::now();
+        for (uint64_t off = 0; off < bytes; off += kPiece) {
+            const Status s = read_to_gpu(f, off, std::min(kPiece, bytes - off), dst.data(), pool, 8);
+            if (!s.is_ok()) FLEXRT_THROW(s.code(), "calibrate: " + s.message());
+        }
+        p.disk_read_bps = static_cast<double>(bytes) / std::chrono::duration<double>(Clock::now() - t0).count();
+    } else {
+        // Read as the CPU engine reads a layer into host memory: 4 threads, each its own quarter.
         auto file = disk.open_existing(cold);
         auto& f = static_cast<DiskBuffer&>(*file);
         std::vector<HostBytes> bufs;
@@ -233,7 +248,7 @@ HardwareProfile calibrate(const Config& cfg, bool use_gpu, uint64_t disk_bytes, 
     measure_cpu_attention(p);
     if (!use_gpu) p.gpu_memory = p.host_memory;  // the CPU path computes in host memory
     say("calibrate: the disk through storage." + cfg.storage.plugin + " at " + cfg.offload_dir);
-    measure_disk(p, cfg, disk_bytes);
+    measure_disk(p, cfg, disk_bytes, use_gpu);
     return p;
 }
 
