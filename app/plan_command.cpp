@@ -120,7 +120,7 @@ HardwareProfile calibrate_all(const Config& cfg, bool gpu, uint64_t disk_bytes, 
     // Batches of the sizes the planner picks on such a device: at a handful of rows a GPU's GEMMs fall off the
     // memory-bound line the model draws, and the fit would take that for fixed cost.
     ms.name = !gpu ? "opt-125m" : p.gpu_memory > (40ull << 30) ? "opt-6.7b" : p.gpu_memory > (12ull << 30) ? "opt-1.3b" : "opt-125m";
-    const planner::Workload w{gpu ? 512 : 64, gpu ? 8 : 4};
+    const planner::Workload w{gpu ? 512 : 64, gpu ? 24 : 4};  // enough decode steps that the two runs' difference is not noise
     const int64_t small = gpu ? 32 : 2, large = gpu ? 96 : 8;
     say("calibrate: two short runs of the engine (" + ms.name + ", " + std::to_string(small) + " and " + std::to_string(large) + " x (" +
         std::to_string(w.prompt_len) + " + " + std::to_string(w.gen_len) + ") tokens, all on the compute device)");
