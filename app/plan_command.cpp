@@ -139,7 +139,7 @@ HardwareProfile profile_for(const Config& cfg, bool gpu, const std::filesystem::
         if (p.fingerprint == planner::machine_fingerprint(cfg.offload_dir) && p.gpu == gpu) return p;
         why = "the profile at " + file.string() + " was measured on another machine or compute device";
     }
-    say(why + ": calibrating (under a minute)");
+    say(why + ": calibrating");
     HardwareProfile p = calibrate_all(cfg, gpu, disk_bytes, say);
     p.save(file);
     say("hardware profile saved to " + file.string());

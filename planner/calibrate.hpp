@@ -1,4 +1,4 @@
-// `flexrt calibrate`: measures this machine's rates for the planner in well under a minute - the compute
+// `flexrt calibrate`: measures this machine's rates for the planner - the compute
 // device's GEMM and memory bandwidth, pinned host <-> GPU copies, the disk's read and write through the
 // configured storage plugin, the host's decode attention - and the memory of each tier.
 #pragma once
