@@ -31,6 +31,13 @@ protected:
         const int status = std::system(cmd.c_str());
         return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(out), read_file(err)};
     }
+    // `flexrt ARGS` exactly as given (no --quiet, no offload dir), `env` ("K=V ...") set for it.
+    CliResult raw(const std::string& args, const std::string& env = "") {
+        const fs::path out = dir_ / "raw.out", err = dir_ / "raw.err";
+        const int status =
+            std::system((env + " " + FLEXRT_BINARY + " " + args + " >" + out.string() + " 2>" + err.string() + " </dev/null").c_str());
+        return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(out), read_file(err)};
+    }
     // An error: exit code as documented, exactly one line on stderr, nothing left on disk.
     std::string expect_error(const std::string& args, int code) {
         CliResult r = run(args);
@@ -316,14 +323,11 @@ TEST_F(Cli, VersionAndJsonResult) {
     EXPECT_HAS(expect_error("--json " + (dir_ / "no-such-dir" / "r.json").string(), 2), "--json");
 }
 
-// The subcommands take one pattern: `flexrt <name> [options]`; plan and list-plugins are the run's --dry-run
-// and --list-plugins.
+// The subcommands take one pattern: `flexrt <name> [options]`; list-plugins is the run's --list-plugins.
 TEST_F(Cli, SubcommandsFollowOnePattern) {
-    const fs::path bin = FLEXRT_BINARY;
     auto shell = [&](const std::string& args) {
-        const fs::path out = dir_ / "sub.out";
-        const int status = std::system((bin.string() + " " + args + " >" + out.string() + " 2>&1 </dev/null").c_str());
-        return std::make_pair(WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(out));
+        const CliResult r = raw(args);
+        return std::make_pair(r.code, r.out + r.err);
     };
     const auto plan = shell("--dry-run --set storage.offload_dir=" + offload().string());
     EXPECT_EQ(plan.first, 0) << plan.second;
@@ -346,14 +350,8 @@ TEST_F(Cli, SubcommandsFollowOnePattern) {
 // calibrates again when it is not; the plan is a policy that runs (its TOML, pasted into a config); a config
 // saying policy = "auto" runs the planner's choice; tiers too small for the model are an answer, not a crash.
 TEST_F(Cli, CalibratePlanAndAutoPolicy) {
-    const fs::path bin = FLEXRT_BINARY, profile = dir_ / "profile" / "hw.toml";
-    auto shell = [&](const std::string& args) {
-        const fs::path out = dir_ / "plan.out", err = dir_ / "plan.err";
-        const int status = std::system(("FLEXRT_PROFILE=" + profile.string() + " " + bin.string() + " " + args + " >" + out.string() +
-                                        " 2>" + err.string() + " </dev/null")
-                                           .c_str());
-        return CliResult{WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(out), read_file(err)};
-    };
+    const fs::path profile = dir_ / "profile" / "hw.toml";
+    auto shell = [&](const std::string& args) { return raw(args, "FLEXRT_PROFILE=" + profile.string()); };
     const std::string where = " --set storage.offload_dir='\"" + offload().string() + "\"'";
     const auto cal = shell("calibrate --disk-mib 64" + where);
     ASSERT_EQ(cal.code, 0) << cal.err;
@@ -395,11 +393,9 @@ TEST_F(Cli, CalibratePlanAndAutoPolicy) {
 // flexrt plugin-test: a library's every plugin through its conformance suite, a line per check; exit 0 when all
 // pass, 1 (and the failed check, with why) when one fails; a plugin by kind.name; a missing library an error.
 TEST_F(Cli, PluginTestRunsTheConformanceSuiteOfEachPluginInALibrary) {
-    const fs::path bin = FLEXRT_BINARY;
     auto shell = [&](const std::string& args) {
-        const fs::path out = dir_ / "pt.out";
-        const int status = std::system((bin.string() + " plugin-test " + args + " >" + out.string() + " 2>&1 </dev/null").c_str());
-        return std::make_pair(WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(out));
+        const CliResult r = raw("plugin-test " + args);
+        return std::make_pair(r.code, r.out + r.err);
     };
     const fs::path builtin = find_plugin(FLEXRT_PLUGIN_KIND_SCHEDULE, "normal", plugin_search_path({})).path;
     const auto good = shell(builtin.string());
