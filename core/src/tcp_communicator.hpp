@@ -1,0 +1,37 @@
+// The host communicator: TCP between the ranks' processes (one host or several), with a rendezvous at rank 0:
+// `flexrt --rank R --world N --rendezvous host:port` (NCCL's unique id travels the same way). Rank 0 listens at
+// host:port; every other rank connects to it (retrying until the timeout, as ranks start in any order), gives
+// its rank and a port of its own, and gets the table of all; then each pair of ranks connects directly. A rank
+// that ends closes its sockets, so its peers' next send or receive fails naming it.
+#pragma once
+
+#include "communicator.hpp"
+
+#include <string>
+#include <vector>
+
+namespace flexrt {
+
+class TcpCommunicator final : public ICommunicator {
+public:
+    // Throws naming the rendezvous address and what failed (a bad address, a rank or world out of range, a
+    // peer that did not come within `timeout_s`).
+    TcpCommunicator(int rank, int world, const std::string& rendezvous, double timeout_s = 300);
+    ~TcpCommunicator() override;
+    TcpCommunicator(const TcpCommunicator&) = delete;
+    TcpCommunicator& operator=(const TcpCommunicator&) = delete;
+
+    int rank() const noexcept override { return rank_; }
+    int world() const noexcept override { return world_; }
+    void send(int peer, const void* data, uint64_t bytes, uint64_t tag) override;
+    void recv(int peer, void* data, uint64_t bytes, uint64_t tag) override;
+    void barrier() override;
+
+private:
+    int socket_of(int peer, const char* what) const;
+    int rank_, world_;
+    int timeout_ms_;
+    std::vector<int> peers_;  // a connected socket per rank (-1 for this one)
+};
+
+}  // namespace flexrt

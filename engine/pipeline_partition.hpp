@@ -1,0 +1,22 @@
+// Pipeline parallelism's split of a model over ranks (FlexLLMGen's dist_flex_opt, reference section 7.2): the
+// decoder layers as evenly as possible, the first (layers mod ranks) stages one more; stage 0 also holds the
+// input embedding, the last stage the output embedding. An attention and its MLP (sep_layer) stay together.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace flexrt {
+
+// One stage: the layer-list entries [begin, end) it runs (the list of opt::build_layers: input embedding,
+// then one or two entries per decoder layer, then the output embedding).
+struct StageSlice {
+    int64_t begin = 0, end = 0;
+    int64_t size() const { return end - begin; }
+};
+
+// The slices of `ranks` stages over a model of `decoder_layers` decoder layers, each `entries_per_layer` list
+// entries (2 with separate attention and MLP, else 1). Throws when there are more ranks than decoder layers.
+std::vector<StageSlice> partition_layers(int64_t decoder_layers, int64_t entries_per_layer, int64_t ranks);
+
+}  // namespace flexrt
