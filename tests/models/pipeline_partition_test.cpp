@@ -18,9 +18,7 @@ TEST(PipelinePartition, EvenContiguousAndEmbeddingsAtTheEnds) {
                 EXPECT_EQ(slices.back().end, layers * per + 2);  // input embedding, the layers, output embedding
                 for (int64_t r = 0; r < ranks; ++r) {
                     const auto& s = slices[static_cast<size_t>(r)];
-                    if (r) {
-                        EXPECT_EQ(s.begin, slices[static_cast<size_t>(r - 1)].end);
-                    }
+                    if (r) { EXPECT_EQ(s.begin, slices[static_cast<size_t>(r - 1)].end); }
                     const int64_t decoder = (s.size() - (r == 0) - (r == ranks - 1)) / per;
                     EXPECT_EQ((s.size() - (r == 0) - (r == ranks - 1)) % per, 0) << "an attention apart from its MLP";
                     EXPECT_EQ(decoder, layers / ranks + (r < layers % ranks ? 1 : 0))
