@@ -8,6 +8,7 @@
 #include "core/src/transfer.hpp"
 
 #include "default_config.hpp"
+#include "text/whole_file.hpp"
 
 #include <flexrt/status.hpp>
 #include <flexrt/storage.hpp>
@@ -238,8 +239,10 @@ double fio_read_gbps(const std::string& path, uint64_t size, uint64_t block, uin
         " --iodepth=" + std::to_string(qd) + " --numjobs=" + std::to_string(threads) + " --size=" + std::to_string(part) +
         " --offset_increment=" + std::to_string(part) + " --group_reporting --output-format=json --output=" + out + " >/dev/null 2>&1";
     if (std::system(cmd.c_str()) != 0) return -1;
-    std::ifstream in(out);
-    std::string json((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::string json;
+    try {
+        json = text::read_whole_file(out, "fio's result");
+    } catch (const Error&) { return -1; }
     fs::remove(out);
     std::smatch m;
     if (!std::regex_search(json, m, std::regex(R"("read"\s*:\s*\{[^}]*?"bw_bytes"\s*:\s*(\d+))"))) return -1;
@@ -282,15 +285,13 @@ int iobench_main(const std::vector<std::string>& args) {
         std::cout << desc;
         return 0;
     }
-    std::string text = kDefaultConfig, name = "embedded default (configs/default.toml)";
+    std::string config_text = kDefaultConfig, name = "embedded default (configs/default.toml)";
     if (vm.count("config")) {
         name = vm["config"].as<std::string>();
-        std::ifstream in(name);
-        if (!in) FLEXRT_THROW(FLEXRT_STATUS_NOT_FOUND, "config file " + name + " cannot be read");
-        text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+        config_text = text::read_whole_file(name, "config file");
     }
     const auto base = vm.count("set") ? vm["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
-    const Config cfg = load_config(text, name, base);
+    const Config cfg = load_config(config_text, name, base);
     std::string path = vm.count("file") ? vm["file"].as<std::string>() : cfg.offload_dir + "/flexrt-iobench.bin";
     fs::create_directories(fs::path(path).parent_path());
     const uint64_t size = parse_size(vm["size"].as<std::string>()), request = parse_size(vm["request"].as<std::string>());
@@ -318,7 +319,7 @@ int iobench_main(const std::vector<std::string>& args) {
                         o.push_back("storage.options.queue_depth=" + qd);
                         o.push_back("storage.options.threads=" + th);
                         o.push_back(std::string("storage.options.submission=\"") + mode + "\"");
-                        Backend b = make_backend(text, name, o, "");
+                        Backend b = make_backend(config_text, name, o, "");
                         Result r = measure(b, path, size, request, inflight, !wrote, true, &cache_note);
                         wrote = true;
                         std::printf("%-70s read %7.3f GB/s\n", b.label.c_str(), r.read.gbps());
@@ -333,7 +334,7 @@ int iobench_main(const std::vector<std::string>& args) {
         return 0;
     }
 
-    Backend a = make_backend(text, name, base, "");
+    Backend a = make_backend(config_text, name, base, "");
     if (vm.count("ab")) {
         // B starts from the base; when B names another plugin, the base's plugin options are not B's.
         const auto b_keys = split(vm["ab"].as<std::string>(), ',');
@@ -343,7 +344,7 @@ int iobench_main(const std::vector<std::string>& args) {
         for (const auto& kv : base)
             if (!(other_plugin && kv.rfind("storage.options.", 0) == 0)) o.push_back(kv);
         o.insert(o.end(), b_keys.begin(), b_keys.end());
-        Backend b = make_backend(text, name, o, "");
+        Backend b = make_backend(config_text, name, o, "");
         std::vector<double> aw, ar, bw, br;
         for (unsigned round = 0; round < vm["repeat"].as<unsigned>(); ++round)
             for (Backend* x : {&a, &b}) {

@@ -40,6 +40,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <numeric>
 #include <optional>
 #include <sstream>
@@ -72,6 +73,7 @@ constexpr double kGB = 1024.0 * 1024.0 * 1024.0;  // FlexLLMGen's "GB"
 void list_plugins(const std::vector<SearchDir>& search) {
     std::cout << "plugin search path:\n";
     for (const auto& d : search) std::cout << "  " << d.dir.string() << " (" << d.origin << ")\n";
+    std::map<std::string, std::vector<std::string>> providers;  // "storage.aio" -> the libraries that hold it
     for (const auto& lib : scan_plugins(search)) {
         if (!lib.error.empty()) {
             std::cout << "\nrefused " << lib.path.string() << ": " << lib.error << "\n";
@@ -79,6 +81,7 @@ void list_plugins(const std::vector<SearchDir>& search) {
         }
         for (const auto& p : lib.plugins) {
             const auto& d = *p.desc;
+            providers[std::string(plugin_kind_name(d.kind)) + "." + d.name].push_back(p.path.string());
             std::cout << "\n"
                       << plugin_kind_name(d.kind) << "." << d.name << "  version " << d.version << "  ABI " << d.abi_major << "."
                       << d.abi_minor << "  " << p.path.string() << "\n  " << d.description << "\n";
@@ -92,6 +95,13 @@ void list_plugins(const std::vector<SearchDir>& search) {
             }
         }
     }
+    for (const auto& [id, libs] : providers)
+        if (libs.size() > 1) {
+            std::cout << "\nduplicate: " << id << " is in " << libs.size()
+                      << " libraries (a run naming it by name stops, unless they are flexrt's own build and install copies; name one by "
+                         "its path):\n";
+            for (const auto& l : libs) std::cout << "  " << l << "\n";
+        }
 }
 
 // The tokenizer of text prompts: model.tokenizer, else the weight directory when it holds vocab.json.

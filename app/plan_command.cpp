@@ -7,6 +7,7 @@
 
 #include "default_config.hpp"
 #include "text/json.hpp"
+#include "text/whole_file.hpp"
 
 #include <unistd.h>
 
@@ -97,12 +98,12 @@ planner::EngineRun engine_run(const Config& cfg, bool gpu, const std::string& mo
                             std::string(gpu ? "cuda" : "cpu") + "\"' --set 'storage.offload_dir=\"" + cfg.offload_dir + "\"' --json '" +
                             json.string() + "' >/dev/null";
     const int rc = std::system(cmd.c_str());
-    std::ifstream in(json);
-    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (rc != 0 || !std::filesystem::exists(json))
+        FLEXRT_THROW(FLEXRT_STATUS_INTERNAL, "calibrate: the engine's calibration run failed: " + cmd);
+    const std::string result = text::read_whole_file(json, "the calibration run's result");
     std::error_code ec;
     std::filesystem::remove(json, ec);
-    if (rc != 0 || text.empty()) FLEXRT_THROW(FLEXRT_STATUS_INTERNAL, "calibrate: the engine's calibration run failed: " + cmd);
-    const text::JsonValue v = text::parse_json(text, json.string());
+    const text::JsonValue v = text::parse_json(result, json.string());
     const text::JsonValue* f = v.find("figures");
     const text::JsonValue* pre = f ? f->find("prefill_latency_s") : nullptr;
     const text::JsonValue* dec = f ? f->find("decode_latency_s") : nullptr;

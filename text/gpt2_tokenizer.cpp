@@ -1,5 +1,7 @@
 #include "gpt2_tokenizer.hpp"
 
+#include "whole_file.hpp"
+
 #include "json.hpp"
 #include "utf8.hpp"
 
@@ -39,14 +41,6 @@ std::string hex_byte(char c) {
     return h;
 }
 
-std::string read_all(const std::filesystem::path& p, const char* what) {
-    std::ifstream in(p, std::ios::binary);
-    if (!in) FLEXRT_THROW(FLEXRT_STATUS_NOT_FOUND, std::string("tokenizer: cannot open the ") + what + " " + p.string());
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
 std::string pair_key(const std::string& a, const std::string& b) { return a + ' ' + b; }  // byte-level tokens hold no space
 
 }  // namespace
@@ -62,7 +56,8 @@ Gpt2Tokenizer Gpt2Tokenizer::from_files(const std::filesystem::path& vocab_json,
         t.symbol_byte_[cp] = static_cast<uint8_t>(b);
     }
 
-    const JsonValue doc = parse_json(read_all(vocab_json, "vocabulary"), "tokenizer vocabulary " + vocab_json.string());
+    const JsonValue doc =
+        parse_json(read_whole_file(vocab_json, "the tokenizer's vocabulary"), "tokenizer vocabulary " + vocab_json.string());
     if (doc.type != JsonValue::Type::object)
         FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA, "tokenizer vocabulary " + vocab_json.string() + " is not a JSON object of \"token\": id");
     std::vector<std::pair<std::string, int64_t>> entries;
@@ -95,7 +90,7 @@ Gpt2Tokenizer Gpt2Tokenizer::from_files(const std::filesystem::path& vocab_json,
                                                      std::to_string(b) + " (\"" + t.byte_symbol_[b] +
                                                      "\"): not a byte-level BPE vocabulary");
 
-    const std::string mtext = read_all(merges_txt, "merges");
+    const std::string mtext = read_whole_file(merges_txt, "the tokenizer's merges");
     std::istringstream lines(mtext);
     std::string line;
     int64_t number = 0;

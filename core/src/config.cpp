@@ -1,5 +1,7 @@
 #include "config.hpp"
 
+#include "text/whole_file.hpp"
+
 #include <flexrt/status.hpp>
 
 #include <algorithm>
@@ -534,11 +536,7 @@ Config load_config(const std::string& text, const std::string& source_name, cons
 }
 
 Config load_config_file(const std::string& path, const std::vector<std::string>& overrides) {
-    std::ifstream in(path);
-    if (!in) FLEXRT_THROW(FLEXRT_STATUS_NOT_FOUND, "config file " + path + " cannot be read: " + errno_text(errno));
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return load_config(ss.str(), path, overrides);
+    return load_config(text::read_whole_file(path, "config file"), path, overrides);
 }
 
 PluginOptions resolve_plugin_options(const Config& cfg, const PluginSlot& slot, const flexrt_plugin_desc& desc) {

@@ -1,5 +1,7 @@
 #include "npy.hpp"
 
+#include "text/whole_file.hpp"
+
 #include <flexrt/status.hpp>
 
 #include <cstring>
@@ -95,9 +97,7 @@ void write_npy(const std::string& path, DType dtype, const Shape& shape, const v
 }
 
 std::string read_npy(const std::string& path, DType expect, Shape* shape) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) FLEXRT_THROW(FLEXRT_STATUS_NOT_FOUND, "cannot open " + path + ": " + errno_text(errno));
-    std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string all = text::read_whole_file(path, "weight file");
     NpyHeader h = parse_npy_header(all.data(), all.size(), path);
     if (h.dtype != expect)
         FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA, path + ": dtype " + dtype_name(h.dtype) + ", expected " + dtype_name(expect));

@@ -2,13 +2,13 @@
 
 #include "ops/f16.hpp"
 #include "text/json.hpp"
+#include "text/whole_file.hpp"
 
 #include <flexrt/status.hpp>
 
 #include <algorithm>
 #include <cstring>
 #include <fstream>
-#include <sstream>
 
 namespace flexrt::opt {
 namespace {
@@ -32,10 +32,7 @@ bool HfCheckpointWeights::is_checkpoint(const std::filesystem::path& dir) {
 HfCheckpointWeights::HfCheckpointWeights(std::filesystem::path dir) : dir_(std::move(dir)) {
     if (std::filesystem::exists(dir_ / kIndex)) {
         const auto index = dir_ / kIndex;
-        std::ifstream in(index, std::ios::binary);
-        std::ostringstream ss;
-        ss << in.rdbuf();
-        const text::JsonValue doc = text::parse_json(ss.str(), index.string());
+        const text::JsonValue doc = text::parse_json(text::read_whole_file(index, "checkpoint index"), index.string());
         const text::JsonValue* map = doc.find("weight_map");
         if (!map || map->type != text::JsonValue::Type::object)
             FLEXRT_THROW(FLEXRT_STATUS_BAD_DATA, index.string() + ": no \"weight_map\" object (not a sharded checkpoint's index)");

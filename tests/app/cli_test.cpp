@@ -268,6 +268,16 @@ TEST_F(Cli, ListPlugins) {
     EXPECT_HAS(r.out, "storage.mmap  version 0.1.0  ABI 1.0");
     EXPECT_HAS(r.out, "schedule.normal");
     EXPECT_HAS(r.out, "option prefault (bool, default true)");
+    EXPECT_EQ(r.out.find("duplicate: "), std::string::npos) << r.out;
+    // A copy of storage.mmap on the plugin path: listed as a duplicate, with both libraries.
+    const fs::path mine = dir_ / "mine";
+    fs::create_directories(mine);
+    const fs::path mmap = find_plugin(FLEXRT_PLUGIN_KIND_STORAGE, "mmap", plugin_search_path({})).path;
+    fs::copy_file(mmap, mine / "libflexrt-storage-mycopy.so");
+    r = run("--list-plugins --set 'runtime.plugin_path=[\"" + mine.string() + "\"]'");
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_HAS(r.out, "duplicate: storage.mmap is in 2 libraries");
+    EXPECT_HAS(r.out, (mine / "libflexrt-storage-mycopy.so").string());
 }
 
 TEST_F(Cli, DiskFootprintBeyondFreeSpace) {
