@@ -206,13 +206,15 @@ int run(int argc, char** argv) {
         if (cfg.run.stop_token < 0) cfg.run.stop_token = tokenizer->eos_id();
         say("text prompts: " + std::to_string(prompt_ids.size()) + ", the longest " + std::to_string(longest) + " tokens");
     }
-    if (cfg.policy_auto) {  // the planner chooses, against this machine's tiers, before anything is planned or allocated
-        const bool gpu = cfg.runtime.compute == "cuda" || (cfg.runtime.compute == "auto" && gpu_available());
-        const uint64_t pool = !gpu                             ? 0
-                              : cfg.runtime.gpu_memory_gib > 0 ? static_cast<uint64_t>(cfg.runtime.gpu_memory_gib * (1ull << 30))
-                                                               : gpu_free_memory() / 10 * 9;
-        plan_policy_for_run(cfg, model, gpu, pool, prompt_ids.empty() ? cfg.run.max_block : static_cast<int64_t>(prompt_ids.size()), say);
-    }
+    const bool use_gpu = cfg.runtime.compute == "cuda" || (cfg.runtime.compute == "auto" && gpu_available());
+    // The GPU pool: runtime.gpu_memory_gib, or 90% of the GPU's free memory (asked of the GPU only when needed).
+    const double pool_gib = cfg.runtime.gpu_memory_gib;
+    auto gpu_pool = [&]() -> uint64_t {
+        return !use_gpu ? 0 : pool_gib > 0 ? static_cast<uint64_t>(pool_gib * (1ull << 30)) : gpu_free_memory() / 10 * 9;
+    };
+    if (cfg.policy_auto)  // the planner chooses, against this machine's tiers, before anything is planned or allocated
+        plan_policy_for_run(cfg, model, use_gpu, gpu_pool(),
+                            prompt_ids.empty() ? cfg.run.max_block : static_cast<int64_t>(prompt_ids.size()), say);
     PluginRef storage_ref = find_plugin(FLEXRT_PLUGIN_KIND_STORAGE, cfg.storage.plugin, search);
     PluginRef schedule_ref = find_plugin(FLEXRT_PLUGIN_KIND_SCHEDULE, cfg.schedule.plugin, search);
     PluginOptions storage_opts = resolve_plugin_options(cfg, cfg.storage, *storage_ref.desc);
@@ -234,7 +236,6 @@ int run(int argc, char** argv) {
     }
 
     const Policy& p = cfg.policy;
-    const bool use_gpu = cfg.runtime.compute == "cuda" || (cfg.runtime.compute == "auto" && gpu_available());
     auto storage = create_plugin<IStorage>(storage_ref, storage_opts.fields);
     auto scheduler = create_plugin<IScheduler>(schedule_ref, schedule_opts.fields);
     auto compressor = compressing ? create_plugin<ICompressor>(*compress_ref, compress_opts->fields) : nullptr;
@@ -251,8 +252,7 @@ int run(int argc, char** argv) {
     // The memory plan, before anything is allocated: --dry-run prints it; a run that does not fit stops here.
     // Host memory is pinned when a GPU reads it (policy.pin_weights): its copies then run at full speed.
     const bool pin = use_gpu && p.pin_weights;
-    const double pool_gib = cfg.runtime.gpu_memory_gib;
-    const uint64_t pool = !use_gpu ? 0 : pool_gib > 0 ? static_cast<uint64_t>(pool_gib * (1ull << 30)) : gpu_free_memory() / 10 * 9;
+    const uint64_t pool = gpu_pool();
     MemoryPlan plan;
     {
         const Group4Format default_format{sizeof(Group4Format), 4, 64, 0, 0};  // for the remedies' figures

@@ -49,6 +49,18 @@ po::variables_map parse(const std::vector<std::string>& args, const po::options_
     return vm;
 }
 
+// The options every planner command shares: where the profile is, how much disk calibration measures, progress.
+std::filesystem::path profile_file(const po::variables_map& vm) {
+    return vm.count("profile") ? std::filesystem::path(vm["profile"].as<std::string>()) : planner::default_profile_path();
+}
+uint64_t disk_bytes(const po::variables_map& vm) { return static_cast<uint64_t>(vm["disk-mib"].as<int64_t>()) << 20; }
+std::function<void(const std::string&)> progress(const po::variables_map& vm) {
+    const bool quiet = vm.count("quiet") > 0;
+    return [quiet](const std::string& s) {
+        if (!quiet) std::cerr << "flexrt: " << s << std::endl;
+    };
+}
+
 Config config_of(const po::variables_map& vm) {
     const auto sets = vm.count("set") ? vm["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
     return vm.count("config") ? load_config_file(vm["config"].as<std::string>(), sets)
@@ -171,12 +183,8 @@ int calibrate_main(const std::vector<std::string>& args) {
     }
     const Config cfg = config_of(vm);
     const bool gpu = gpu_of(vm["compute"].as<std::string>());
-    const std::filesystem::path file =
-        vm.count("profile") ? std::filesystem::path(vm["profile"].as<std::string>()) : planner::default_profile_path();
-    auto say = [&](const std::string& s) {
-        if (!vm.count("quiet")) std::cerr << "flexrt: " << s << std::endl;
-    };
-    const HardwareProfile p = calibrate_all(cfg, gpu, static_cast<uint64_t>(vm["disk-mib"].as<int64_t>()) << 20, say);
+    const std::filesystem::path file = profile_file(vm);
+    const HardwareProfile p = calibrate_all(cfg, gpu, disk_bytes(vm), progress(vm));
     p.save(file);
     std::cout << "hardware profile (" << p.fingerprint << "):\n" << profile_text(p) << "saved to " << file.string() << "\n";
     return 0;
@@ -203,13 +211,7 @@ int plan_main(const std::vector<std::string>& args) {
     }
     Config cfg = config_of(vm);
     if (vm.count("predict")) {  // the config's policy as it stands: what the validation compares with a run
-        const bool gpu = gpu_of(cfg.runtime.compute);
-        const std::filesystem::path file =
-            vm.count("profile") ? std::filesystem::path(vm["profile"].as<std::string>()) : planner::default_profile_path();
-        auto say = [&](const std::string& s) {
-            if (!vm.count("quiet")) std::cerr << "flexrt: " << s << std::endl;
-        };
-        const HardwareProfile hw = profile_for(cfg, gpu, file, static_cast<uint64_t>(vm["disk-mib"].as<int64_t>()) << 20, say);
+        const HardwareProfile hw = profile_for(cfg, gpu_of(cfg.runtime.compute), profile_file(vm), disk_bytes(vm), progress(vm));
         const opt::OptConfig m = opt::from_section(cfg.model);
         const bool overlap = cfg.schedule.plugin.rfind("overlap", 0) == 0;
         const planner::Prediction p = planner::predict(m, cfg.policy, {cfg.run.prompt_len, cfg.run.gen_len}, hw, overlap);
@@ -222,13 +224,8 @@ int plan_main(const std::vector<std::string>& args) {
     ModelSection ms = cfg.model;
     ms.name = vm["model"].as<std::string>();
     const opt::OptConfig model = opt::from_section(ms);
-    const bool gpu = gpu_of(vm["compute"].as<std::string>());
-    const std::filesystem::path file =
-        vm.count("profile") ? std::filesystem::path(vm["profile"].as<std::string>()) : planner::default_profile_path();
-    auto say = [&](const std::string& s) {
-        if (!vm.count("quiet")) std::cerr << "flexrt: " << s << std::endl;
-    };
-    const HardwareProfile hw = profile_for(cfg, gpu, file, static_cast<uint64_t>(vm["disk-mib"].as<int64_t>()) << 20, say);
+    const std::filesystem::path file = profile_file(vm);
+    const HardwareProfile hw = profile_for(cfg, gpu_of(vm["compute"].as<std::string>()), file, disk_bytes(vm), progress(vm));
     planner::Limits lim;
     auto bytes = [&](const char* key, uint64_t dflt) {
         return vm.count(key) ? static_cast<uint64_t>(vm[key].as<double>() * (1ull << 30)) : dflt;
@@ -248,7 +245,7 @@ int plan_main(const std::vector<std::string>& args) {
     std::printf("tiers: compute %.1f GiB, host %.1f GiB, disk %.1f GiB\n", gib(lim.compute), gib(lim.host), gib(lim.disk));
     if (found.empty()) {
         std::printf("no policy fits: the model (%.1f GiB in fp16, %.1f GiB compressed) and its KV cache exceed the tiers\n",
-                    gib(model.model_bytes()), gib(model.model_bytes()) * 0.28125);
+                    gib(model.model_bytes()), gib(model.model_bytes()) * planner::kPackedRatio);
         return 6;  // as a run whose memory plan does not fit (OUT_OF_MEMORY)
     }
     const planner::Candidate& best = found.front();

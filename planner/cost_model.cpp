@@ -7,9 +7,6 @@
 namespace flexrt::planner {
 namespace {
 
-// group4: 4 bits a value and an fp16 (scale, min) pair per 64 values.
-constexpr double kPackedRatio = (4.0 + 32.0 / 64.0) / 16.0;
-
 double share(double percent) { return percent / 100.0; }
 
 }  // namespace
@@ -51,14 +48,13 @@ LayerCost layer_cost(const opt::OptConfig& m, const Policy& p, const Workload& w
 
     // Links. The weights once per step (all batches share them), the cache and hidden states per batch.
     const double h2d = hw.gpu ? hw.h2d_bps : hw.mem_bps / 2, d2h = hw.gpu ? hw.d2h_bps : hw.mem_bps / 2;
-    const double params_bytes = params * 2 * (p.compress_weights ? kPackedRatio : 1.0);
-    double in = params_bytes * (wc + wd), out = 0;
+    double in = weight_bytes * (wc + wd), out = 0;
     if (!(hw.gpu && p.cpu_cache_compute)) in += k * kv_bytes * (cc + cd);  // the cache comes to the device to be attended
     out += k * kv_new * (cc + cd);
     in += k * hidden * (1 - ag), out += k * hidden * (1 - ag);
     c.host_to_gpu = in / h2d;
     c.gpu_to_host = out / d2h;
-    c.disk = (params_bytes * wd + k * kv_bytes * cd) / hw.disk_read_bps + k * kv_new * cd / std::max(hw.disk_write_bps, 1.0);
+    c.disk = (weight_bytes * wd + k * kv_bytes * cd) / hw.disk_read_bps + k * kv_new * cd / std::max(hw.disk_write_bps, 1.0);
     return c;
 }
 
@@ -92,12 +88,15 @@ Prediction predict(const opt::OptConfig& m, const Policy& p, const Workload& w, 
     const double tokens = static_cast<double>(p.block_size() * w.gen_len);
     r.total_throughput = tokens / r.total_s();
     r.decode_throughput = w.gen_len > 1 ? static_cast<double>(p.block_size() * (w.gen_len - 1)) / r.decode_s : 0;
-    if (!with_memory) return r;
-    const MemoryPlan plan = memory_of(m, p, w, hw.gpu);
+    if (with_memory) add_memory(r, m, p, w, hw.gpu);
+    return r;
+}
+
+void add_memory(Prediction& r, const opt::OptConfig& model, const Policy& policy, const Workload& w, bool gpu) {
+    const MemoryPlan plan = memory_of(model, policy, w, gpu);
     r.compute_bytes = plan.total(TierKind::compute);
     r.host_bytes = plan.total(TierKind::host);
     r.disk_bytes = plan.total(TierKind::disk);
-    return r;
 }
 
 void fit_engine_runs(HardwareProfile& hw, const opt::OptConfig& m, const EngineRun& small, const EngineRun& large) {

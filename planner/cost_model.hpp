@@ -13,6 +13,9 @@
 
 namespace flexrt::planner {
 
+// Bytes of flexrt's group4 format per fp16 byte: 4 bits a value and an fp16 (scale, min) pair per 64 values.
+inline constexpr double kPackedRatio = (4.0 + 32.0 / 64.0) / 16.0;
+
 struct Workload {
     int64_t prompt_len = 512;
     int64_t gen_len = 32;
@@ -41,6 +44,9 @@ struct Prediction {
 // also the memory plan (the engine's placement arithmetic, the costly part).
 Prediction predict(const opt::OptConfig& model, const Policy& policy, const Workload& w, const HardwareProfile& hw, bool overlap = true,
                    bool with_memory = true);
+
+// Fills r's memory per tier from the engine's memory plan (what predict's `with_memory` adds).
+void add_memory(Prediction& r, const opt::OptConfig& model, const Policy& policy, const Workload& w, bool gpu);
 
 // Layer costs of one token step (step 0: the prefill), for tests and `flexrt plan --explain`.
 LayerCost layer_cost(const opt::OptConfig& model, const Policy& policy, const Workload& w, const HardwareProfile& hw, int64_t step);

@@ -7,8 +7,6 @@
 namespace flexrt::planner {
 namespace {
 
-constexpr double kPackedRatio = (4.0 + 32.0 / 64.0) / 16.0;
-
 struct Split {
     double gpu, cpu;  // percent; the rest on disk
 };
@@ -61,7 +59,7 @@ std::vector<Candidate> search_policies(const opt::OptConfig& m, const Workload& 
     std::vector<Candidate> out;
     for (Candidate& c : all) {
         if (out.size() >= keep) break;
-        c.prediction = predict(m, c.policy, w, hw, true, true);
+        add_memory(c.prediction, m, c.policy, w, hw.gpu);  // the time is predicted already
         if (fits(c.prediction, limits)) out.push_back(c);
     }
     return out;

@@ -83,6 +83,15 @@ ssize_t gate(int fd, size_t n) {
     return -1;
 }
 
+// fsync and fdatasync: EIO once the budget is spent, else the real call.
+int sync_gate(int fd, const char* name) {
+    if (config().mode == Mode::eio && matches(fd) && written.load() > config().after) {
+        errno = EIO;
+        return -1;
+    }
+    return real<int (*)(int)>(name)(fd);
+}
+
 }  // namespace
 
 extern "C" {
@@ -121,21 +130,8 @@ ssize_t writev(int fd, const struct iovec* iov, int count) {
     return real_writev(fd, part, m);
 }
 
-int fsync(int fd) {
-    if (config().mode == Mode::eio && matches(fd) && written.load() > config().after) {
-        errno = EIO;
-        return -1;
-    }
-    return real<int (*)(int)>("fsync")(fd);
-}
-
-int fdatasync(int fd) {
-    if (config().mode == Mode::eio && matches(fd) && written.load() > config().after) {
-        errno = EIO;
-        return -1;
-    }
-    return real<int (*)(int)>("fdatasync")(fd);
-}
+int fsync(int fd) { return sync_gate(fd, "fsync"); }
+int fdatasync(int fd) { return sync_gate(fd, "fdatasync"); }
 
 int posix_fallocate(int fd, off_t off, off_t len) {
     if (config().mode == Mode::enospc && matches(fd) && over_budget(len)) return ENOSPC;
