@@ -38,7 +38,7 @@ std::string tag_text(int32_t i, int32_t j, int32_t k) {
 }  // namespace
 
 struct Engine::Impl {
-    Impl(const opt::OptConfig& m, const Policy& p, int64_t prompt, int64_t gen, EngineTiers t, ProgressFn prog)
+    Impl(const opt::OptConfig& m, const Policy& p, int64_t prompt, int64_t gen, EngineTiers t, ProgressFn prog, int64_t micro)
         : model(m),
           policy(p),
           prompt_len(prompt),
@@ -46,6 +46,7 @@ struct Engine::Impl {
           max_len(prompt + gen - 1),
           gbs(p.gpu_batch_size),
           ngb(p.num_gpu_batches),
+          batches(p.num_gpu_batches * micro),
           h(m.hidden_size),
           tiers(t),
           progress(std::move(prog)),
@@ -53,7 +54,9 @@ struct Engine::Impl {
 
     opt::OptConfig model;
     Policy policy;
-    int64_t prompt_len, gen_len, max_len, gbs, ngb, h, L = 0;
+    // ngb: the GPU batches of a micro-batch, which the schedule sees; batches: of all micro-batches (a pipeline
+    // stage keeps several in flight, pipeline_stage.hpp; else one), each with its own cache, hidden states, mask.
+    int64_t prompt_len, gen_len, max_len, gbs, ngb, batches, h, L = 0;
     EngineTiers tiers;
     ProgressFn progress;
     const uint64_t elem;  // bytes of an activation (hidden states, KV cache): 4 on the CPU, 2 on a GPU
@@ -106,23 +109,30 @@ struct Engine::Impl {
         if (i == 0 || !stops()) return false;
         if (skip_step[k] != i) {
             skip_step[k] = i;
+            const auto& stopped = result->stopped;
             skip[k] = std::all_of(stopped.begin() + k * gbs, stopped.begin() + (k + 1) * gbs, [](uint8_t x) { return x; });
             result->batch_steps_skipped += skip[k];
         }
         return skip[k];
     }
+    // The part of the run the schedule sees (run_window): steps [step, step + steps) of micro-batch `micro`. The
+    // primitives take (i, j, k) relative to it - a slot's parity counts within it, as the schedule alternates
+    // them - and `global` turns them into the run's own step and GPU batch.
+    int32_t window_step = 0, window_steps = 0;
+    int64_t window_first = 0;  // the micro-batch's first GPU batch
+    void global(int32_t& i, int32_t& k) const { i += window_step, k += static_cast<int32_t>(window_first); }
     int slot(int32_t j, int32_t k) const { return static_cast<int>((j * ngb + k) % 2); }
     int64_t seq_len(int32_t i) const { return i == 0 ? prompt_len : 1; }
     int64_t past_len(int32_t i) const { return i == 0 ? 0 : prompt_len + i - 1; }
     bool wrap_load(int32_t& i, int32_t& j, int32_t& k) const {
         if (k >= ngb) k = 0, ++j;
         if (j >= L) j = 0, ++i;
-        return i >= 0 && i < gen_len && j >= 0 && k >= 0;
+        return i >= 0 && i < window_steps && j >= 0 && k >= 0;
     }
     bool wrap_store(int32_t& i, int32_t& j, int32_t& k) const {
         if (k < 0) k = static_cast<int32_t>(ngb - 1), --j;
         if (j < 0) j = static_cast<int32_t>(L - 1), --i;
-        return i >= 0 && i < gen_len && j < L && k < ngb;
+        return i >= 0 && i < window_steps && j < L && k < ngb;
     }
 
     // --- weights: each layer's tensors form one blob, split byte-exactly: [0, gpu_end) on the compute
@@ -197,10 +207,25 @@ struct Engine::Impl {
     std::vector<double> draws;                     // (gbs,) uniforms for sampling
     std::unique_ptr<Buffer> workspace;
     opt::Workspace ws{};
+    std::unique_ptr<Buffer> message;  // a pipeline stage's hidden states from the stage before or for the next
+
+    // Copies GPU batch k's hidden states of step i between their home and `message`, and waits for it.
+    void move_hidden(int32_t i, int64_t k, bool into_home) {
+        const uint64_t E = elem, H = h, seq = seq_len(i);
+        std::vector<Event> ev;
+        for (const auto& g : hidden_home[k]) {
+            const View home{g.buf.get(), 0, g.group.count * seq * H * E}, msg{message.get(), g.group.first * seq * H * E, home.bytes};
+            // A message in host memory (a transport of host buffers) moves by the transfer engine whatever the home.
+            const TierKind via = message->memory() == MemoryKind::device ? g.group.tier : TierKind::host;
+            ev.push_back(into_home ? copy(via, home, msg, {hidden_written[k]}) : copy(via, msg, home, {hidden_written[k]}));
+        }
+        hidden_written[k] = join(std::move(ev));
+        tiers.ops.synchronize();
+        hidden_written[k].wait().throw_if_error();
+    }
 
     // --- per generate() ---
     std::vector<int32_t> prompt_ids;  // (N, prompt_len), left-padded
-    std::vector<uint8_t> stopped;     // (N,)
     GenerateOptions opts;
     GenerationResult* result = nullptr;
     Clock::time_point step_start;
@@ -234,8 +259,8 @@ struct Engine::Impl {
 // --- construction -----------------------------------------------------------------------------------
 
 Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt_len, int64_t gen_len, EngineTiers tiers,
-               opt::WeightSource& source, ProgressFn progress, ICompressor* compressor, PackedWeightStore* store)
-    : impl_(std::make_unique<Impl>(model, policy, prompt_len, gen_len, tiers, std::move(progress))) {
+               opt::WeightSource& source, ProgressFn progress, ICompressor* compressor, PackedWeightStore* store, const EngineStage& stage)
+    : impl_(std::make_unique<Impl>(model, policy, prompt_len, gen_len, tiers, std::move(progress), stage.micro_batches)) {
     Impl& m = *impl_;
     if (prompt_len + gen_len - 1 > model.max_seq_len)
         FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, "run.prompt_len + run.gen_len - 1 = " + std::to_string(prompt_len + gen_len - 1) +
@@ -257,7 +282,17 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
     // of the group size (OPT-1.3b and larger: head_dim 64 or 128).
     if (policy.compress_cache) m.cache_rows = ops::Group4Layout::rows(1, model.hidden_size, m.format.group_size, m.format.symmetric != 0);
     m.row_bytes = m.cache_rows ? static_cast<uint64_t>(m.cache_rows->slab_bytes) : static_cast<uint64_t>(model.hidden_size) * m.elem;
+    if (stage.micro_batches < 1)
+        FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, "micro-batches: " + std::to_string(stage.micro_batches) + "; at least 1");
     layers_ = opt::build_layers(model, policy.separate_attention_mlp);
+    if (stage.layers) {  // a pipeline stage: its slice of the list
+        const StageSlice sl = *stage.layers;
+        if (sl.begin < 0 || sl.end > static_cast<int64_t>(layers_.size()) || sl.begin >= sl.end)
+            FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, "a stage of layer-list entries [" + std::to_string(sl.begin) + ", " +
+                                                             std::to_string(sl.end) + ") of " + std::to_string(layers_.size()));
+        layers_.erase(layers_.begin() + sl.end, layers_.end());
+        layers_.erase(layers_.begin(), layers_.begin() + sl.begin);
+    }
     m.L = static_cast<int64_t>(layers_.size());
     auto say = [&](const std::string& s) {
         if (m.progress) m.progress(s);
@@ -299,9 +334,9 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
     uint64_t disk_cache = 0, disk_hidden = 0;
     const auto cache_layers = std::count_if(layers_.begin(), layers_.end(), [](const auto& l) { return l->has_cache(); });
     for (const auto& g : m.cache_groups)
-        if (g.tier == TierKind::disk) disk_cache += cache_layers * m.ngb * 2 * m.max_len * g.count * m.row_bytes;
+        if (g.tier == TierKind::disk) disk_cache += cache_layers * m.batches * 2 * m.max_len * g.count * m.row_bytes;
     for (const auto& g : m.act_groups)
-        if (g.tier == TierKind::disk) disk_hidden += m.ngb * g.count * m.prompt_len * H * E;
+        if (g.tier == TierKind::disk) disk_hidden += m.batches * g.count * m.prompt_len * H * E;
     tiers.disk.check_free_space(
         disk_weights + disk_cache + disk_hidden,
         "weights " + gib_text(disk_weights) + ", KV cache " + gib_text(disk_cache) + ", hidden states " + gib_text(disk_hidden));
@@ -402,11 +437,11 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
 
     // KV cache.
     m.cache_home.resize(layers_.size());
-    m.cache_written.assign(layers_.size(), std::vector<Event>(m.ngb));
+    m.cache_written.assign(layers_.size(), std::vector<Event>(m.batches));
     for (size_t j = 0; j < layers_.size(); ++j) {
         if (!layers_[j]->has_cache()) continue;
-        m.cache_home[j].resize(m.ngb);
-        for (int64_t k = 0; k < m.ngb; ++k) {
+        m.cache_home[j].resize(m.batches);
+        for (int64_t k = 0; k < m.batches; ++k) {
             uint64_t slot_offset = 0;
             for (const auto& g : m.cache_groups) {
                 const uint64_t bytes = 2 * m.max_len * g.count * m.row_bytes;
@@ -426,9 +461,9 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
     }
 
     // Hidden states, slots, masks, workspace.
-    m.hidden_home.resize(m.ngb);
-    m.hidden_written.assign(m.ngb, Event{});
-    for (int64_t k = 0; k < m.ngb; ++k)
+    m.hidden_home.resize(m.batches);
+    m.hidden_written.assign(m.batches, Event{});
+    for (int64_t k = 0; k < m.batches; ++k)
         for (const auto& g : m.act_groups)
             m.hidden_home[k].push_back(
                 {g, m.device(g.tier).allocate(g.count * m.prompt_len * H * E, "hidden-batch" + std::to_string(k)), 0});
@@ -438,12 +473,14 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
         m.out_slot[s] = tiers.compute.allocate(std::max(rows * H, static_cast<uint64_t>(m.gbs * model.vocab_size)) * E, "output slot");
         m.out_ids[s].assign(m.gbs, 0);
     }
-    for (int64_t k = 0; k < m.ngb; ++k) {
+    for (int64_t k = 0; k < m.batches; ++k) {
         m.masks.push_back(tiers.compute.allocate(m.gbs * m.max_len, "attention mask"));
         m.masks_host.emplace_back(m.gbs * m.max_len, 0);
     }
     const uint64_t F = static_cast<uint64_t>(model.ffn_size);
     m.workspace = tiers.compute.allocate((5 * rows * H + rows * F) * E, "workspace");
+    if (!layers_.front()->is_input() || !layers_.back()->is_output())  // a pipeline stage's hidden states in and out
+        m.message = (stage.message_on_host ? static_cast<IDevice&>(tiers.host) : tiers.compute).allocate(rows * H * E, "stage message");
     std::byte* f = m.workspace->data();
     m.ws = {f, f + rows * H * E, f + 2 * rows * H * E, f + 3 * rows * H * E, f + 4 * rows * H * E, f + 5 * rows * H * E};
     auto off_device = [](const std::vector<SeqGroup>& gs) {
@@ -464,12 +501,13 @@ Engine::~Engine() {
 
 // --- generate ---------------------------------------------------------------------------------------
 
-GenerationResult Engine::generate(const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& options, IScheduler& scheduler) {
+void Engine::begin_run(const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& options, GenerationResult& result) {
     Impl& m = *impl_;
-    const int64_t N = m.gbs * m.ngb;
+    const int64_t N = m.gbs * m.batches;
     if (static_cast<int64_t>(prompts.size()) != N)
-        FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, "a block takes gpu_batch_size * num_gpu_batches = " + std::to_string(N) +
-                                                         " prompts, got " + std::to_string(prompts.size()));
+        FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, "a block takes " + std::string(m.batches > m.ngb ? "micro-batches * " : "") +
+                                                         "gpu_batch_size * num_gpu_batches = " + std::to_string(N) + " prompts, got " +
+                                                         std::to_string(prompts.size()));
     m.prompt_ids.assign(N * m.prompt_len, static_cast<int32_t>(m.model.pad_token_id));
     for (int64_t b = 0; b < N; ++b) {
         const auto& p = prompts[b];
@@ -478,7 +516,7 @@ GenerationResult Engine::generate(const std::vector<std::vector<int32_t>>& promp
                                                              " tokens; expected 1 to run.prompt_len = " + std::to_string(m.prompt_len));
         std::copy(p.begin(), p.end(), m.prompt_ids.begin() + b * m.prompt_len + (m.prompt_len - static_cast<int64_t>(p.size())));
     }
-    for (int64_t k = 0; k < m.ngb; ++k) {
+    for (int64_t k = 0; k < m.batches; ++k) {
         auto& mask = m.masks_host[k];
         std::fill(mask.begin(), mask.end(), 0);
         for (int64_t b = 0; b < m.gbs; ++b) {
@@ -487,42 +525,78 @@ GenerationResult Engine::generate(const std::vector<std::vector<int32_t>>& promp
         }
         m.tiers.ops.upload(m.masks[k]->data(), mask.data(), mask.size());
     }
-    m.stopped.assign(N, 0);
-    m.skip_step.assign(m.ngb, -1);
-    m.skip.assign(m.ngb, 0);
+    m.skip_step.assign(m.batches, -1);
+    m.skip.assign(m.batches, 0);
     for (auto& t : {&m.weight_tag, &m.cache_tag, &m.kv_new_tag, &m.in_tag, &m.out_tag}) t->fill(Tag{});
     m.opts = options;
     m.steps_ended = 0;
     m.dequantized_layer = -1;
     m.error.clear();
-    GenerationResult result;
+    result = GenerationResult{};
     result.num_sequences = N;
     result.gen_len = m.gen_len;
     result.vocab = m.model.vocab_size;
     result.tokens.assign(N * m.gen_len, static_cast<int32_t>(m.model.pad_token_id));
+    result.stopped.assign(N, 0);
     m.result = &result;
+}
 
-    flexrt_status s = scheduler.run(this);
+void Engine::run_window(IScheduler& scheduler, int32_t step, int32_t steps, int64_t micro_batch) {
+    Impl& m = *impl_;
+    FLEXRT_ASSERT(m.result && step >= 0 && steps > 0 && step + steps <= m.gen_len && micro_batch >= 0 &&
+                  (micro_batch + 1) * m.ngb <= m.batches);
+    m.window_step = step, m.window_steps = steps, m.window_first = micro_batch * m.ngb;
+    m.steps_ended = step;
+    // The schedule sees the window's first step as its step 0, and step 0 as the prefill, which reads no cache:
+    // the cache of the window's first (layer, GPU batch) is loaded here, as a prefetch of the step before would
+    // have (a schedule that loads it too finds it there).
+    flexrt_status s = step > 0 ? load_cache(0, 0, 0) : FLEXRT_STATUS_OK;
+    if (s == FLEXRT_STATUS_OK) s = scheduler.run(this);
     const std::string plugin_said = s == FLEXRT_STATUS_OK ? std::string() : take_last_plugin_error();  // its own reason, if it gave one
     if (flexrt_status d = sync(); s == FLEXRT_STATUS_OK) s = d;  // the device and the transfers, drained
     Status drained = m.tiers.transfers.wait_all();
-    m.result = nullptr;
-    if (s != FLEXRT_STATUS_OK)
+    if (s != FLEXRT_STATUS_OK) {
+        m.result = nullptr;
         FLEXRT_THROW(s, !m.error.empty()       ? m.error
                         : !plugin_said.empty() ? "the schedule plugin failed: " + plugin_said
                                                : std::string("the schedule plugin failed: ") + flexrt_status_name(s));
+    }
+    if (!drained.is_ok()) m.result = nullptr;
     drained.throw_if_error();
-    const bool all_stopped = std::all_of(m.stopped.begin(), m.stopped.end(), [](uint8_t x) { return x; });
-    if (m.steps_ended < m.gen_len && !(m.stops() && all_stopped))
-        FLEXRT_THROW(FLEXRT_STATUS_INTERNAL,
-                     "the schedule plugin returned after " + std::to_string(m.steps_ended) + " of " + std::to_string(m.gen_len) + " steps");
+    const auto first = m.result->stopped.begin() + m.window_first * m.gbs;
+    const bool all_stopped = std::all_of(first, first + m.ngb * m.gbs, [](uint8_t x) { return x; });
+    if (m.steps_ended < step + steps && !(m.stops() && all_stopped)) {
+        m.result = nullptr;
+        FLEXRT_THROW(FLEXRT_STATUS_INTERNAL, "the schedule plugin returned after " + std::to_string(m.steps_ended - step) + " of " +
+                                                 std::to_string(steps) + " steps");
+    }
+}
+
+void Engine::end_run() { impl_->result = nullptr; }
+
+Buffer& Engine::stage_message() {
+    FLEXRT_ASSERT(impl_->message);
+    return *impl_->message;
+}
+
+uint64_t Engine::stage_message_bytes(int32_t i) const { return impl_->gbs * impl_->seq_len(i) * impl_->h * impl_->elem; }
+
+void Engine::import_hidden(int32_t i, int64_t k) { impl_->move_hidden(i, k, true); }
+
+void Engine::export_hidden(int32_t i, int64_t k) { impl_->move_hidden(i, k, false); }
+
+GenerationResult Engine::generate(const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& options, IScheduler& scheduler) {
+    GenerationResult result;
+    begin_run(prompts, options, result);
+    for (int64_t t = 0; t < impl_->batches / impl_->ngb; ++t) run_window(scheduler, 0, static_cast<int32_t>(impl_->gen_len), t);
+    end_run();
     return result;
 }
 
 // --- primitives -------------------------------------------------------------------------------------
 
 flexrt_schedule_dims Engine::dims() const noexcept {
-    return {sizeof(flexrt_schedule_dims), static_cast<uint32_t>(impl_->gen_len), static_cast<uint32_t>(impl_->L),
+    return {sizeof(flexrt_schedule_dims), static_cast<uint32_t>(impl_->window_steps), static_cast<uint32_t>(impl_->L),
             static_cast<uint32_t>(impl_->ngb)};
 }
 
@@ -530,8 +604,9 @@ flexrt_status Engine::begin_step(int32_t i) noexcept {
     Impl& m = *impl_;
     return m.guard([&] {
         m.step_start = Clock::now();
+        i += m.window_step;
         if (i > 0)  // the token generated last step becomes a real position
-            for (int64_t k = 0; k < m.ngb; ++k) {
+            for (int64_t k = m.window_first; k < m.window_first + m.ngb; ++k) {
                 for (int64_t b = 0; b < m.gbs; ++b) m.masks_host[k][b * m.max_len + m.prompt_len + i - 1] = 1;
                 m.tiers.ops.upload(m.masks[k]->data(), m.masks_host[k].data(), m.masks_host[k].size());
             }
@@ -544,6 +619,7 @@ flexrt_status Engine::load_weight(int32_t i, int32_t j, int32_t k) noexcept {
     trace::Span span("engine", "load_weight", i, j, k);
     return m.guard([&] {
         if (!m.wrap_load(i, j, k) || k != 0) return Status::ok();
+        m.global(i, k);
         Impl::WeightHome& w = m.weights[j];
         if (w.fully_resident()) return Status::ok();
         const int s = j % 2;
@@ -584,8 +660,11 @@ flexrt_status Engine::load_cache(int32_t i, int32_t j, int32_t k) noexcept {
     Impl& m = *impl_;
     trace::Span span("engine", "load_cache", i, j, k);
     return m.guard([&] {
-        if (i == 0 || !m.wrap_load(i, j, k) || m.skips(i, k) || !layers_[j]->has_cache() || !m.cache_slot_bytes) return Status::ok();
+        if (!m.wrap_load(i, j, k)) return Status::ok();
         const int s = m.slot(j, k);
+        m.global(i, k);
+        if (i == 0 || m.skips(i, k) || !layers_[j]->has_cache() || !m.cache_slot_bytes) return Status::ok();
+        if (m.cache_tag[s] == Tag{i, j, k}) return Status::ok();  // loaded already (run_window's first), not yet overwritten
         const uint64_t past = m.past_len(i);
         const std::vector<Event> after = {m.cache_written[j][k], m.cache_ready[s], m.computed[s]};
         std::vector<Event> ev;
@@ -605,8 +684,10 @@ flexrt_status Engine::load_hidden(int32_t i, int32_t j, int32_t k) noexcept {
     Impl& m = *impl_;
     trace::Span span("engine", "load_hidden", i, j, k);
     return m.guard([&] {
-        if (!m.wrap_load(i, j, k) || m.skips(i, k)) return Status::ok();
+        if (!m.wrap_load(i, j, k)) return Status::ok();
         const int s = m.slot(j, k);
+        m.global(i, k);
+        if (m.skips(i, k)) return Status::ok();
         const int64_t seq = m.seq_len(i);
         if (layers_[j]->is_input()) {  // token ids: the prompts at prefill, then last step's tokens
             Status prev = m.in_ready[s].wait();
@@ -639,9 +720,10 @@ flexrt_status Engine::compute_layer(int32_t i, int32_t j, int32_t k) noexcept {
     Impl& m = *impl_;
     trace::Span span("engine", "compute_layer", i, j, k);
     return m.guard([&]() -> Status {
+        const int s = m.slot(j, k);
+        m.global(i, k);
         if (m.skips(i, k)) return Status::ok();  // every sequence of the batch has stopped
         const opt::Layer& layer = *layers_[j];
-        const int s = m.slot(j, k);
         const uint64_t H = m.h;
         auto need = [&](const Tag& have, const Tag& want, const char* what) {
             if (!(have == want))
@@ -739,7 +821,7 @@ flexrt_status Engine::compute_layer(int32_t i, int32_t j, int32_t k) noexcept {
         if (!w.fully_resident()) m.weights_read[j % 2] = m.computed[s];
 
         if (layer.is_output()) {  // the next token of each sequence from its logits (gbs, vocab), chosen where they are
-            const int64_t V = m.model.vocab_size, N = m.gbs * m.ngb;
+            const int64_t V = m.model.vocab_size, N = m.gbs * m.batches;
             m.draws.resize(m.gbs);
             for (int64_t b = 0; b < m.gbs; ++b) m.draws[b] = ops::uniform(m.opts.seed, static_cast<uint64_t>(k * m.gbs + b), i);
             const ops::SamplingParams how{!m.opts.do_sample, m.opts.temperature, m.opts.top_k, m.opts.top_p};
@@ -760,8 +842,10 @@ flexrt_status Engine::store_hidden(int32_t i, int32_t j, int32_t k) noexcept {
     Impl& m = *impl_;
     trace::Span span("engine", "store_hidden", i, j, k);
     return m.guard([&]() -> Status {
-        if (!m.wrap_store(i, j, k) || m.skips(i, k)) return Status::ok();
+        if (!m.wrap_store(i, j, k)) return Status::ok();
         const int s = m.slot(j, k);
+        m.global(i, k);
+        if (m.skips(i, k)) return Status::ok();
         if (!(m.out_tag[s] == Tag{i, j, k}))
             return {FLEXRT_STATUS_INVALID_ARGUMENT,
                     "schedule error: store_hidden" + tag_text(i, j, k) + " before compute_layer" + tag_text(i, j, k)};
@@ -769,11 +853,12 @@ flexrt_status Engine::store_hidden(int32_t i, int32_t j, int32_t k) noexcept {
         if (layers_[j]->is_output()) {  // the tokens: into the result, with stop handling
             for (int64_t b = 0; b < m.gbs; ++b) {
                 const int64_t n = k * m.gbs + b;
-                const int32_t t = m.stops() && m.stopped[n] ? static_cast<int32_t>(m.model.pad_token_id) : m.out_ids[s][b];
+                auto& stopped = m.result->stopped;
+                const int32_t t = m.stops() && stopped[n] ? static_cast<int32_t>(m.model.pad_token_id) : m.out_ids[s][b];
                 m.result->tokens[n * m.gen_len + i] = t;
-                if (m.stops() && !m.stopped[n] &&
+                if (m.stops() && !stopped[n] &&
                     (t == m.opts.stop_token || (m.opts.stop_when && m.opts.stop_when(n, &m.result->tokens[n * m.gen_len], i + 1))))
-                    m.stopped[n] = 1;
+                    stopped[n] = 1;
             }
             return Status::ok();
         }
@@ -794,8 +879,10 @@ flexrt_status Engine::store_cache(int32_t i, int32_t j, int32_t k) noexcept {
     Impl& m = *impl_;
     trace::Span span("engine", "store_cache", i, j, k);
     return m.guard([&]() -> Status {
-        if (!m.wrap_store(i, j, k) || m.skips(i, k) || !layers_[j]->has_cache()) return Status::ok();
+        if (!m.wrap_store(i, j, k)) return Status::ok();
         const int s = m.slot(j, k);
+        m.global(i, k);
+        if (m.skips(i, k) || !layers_[j]->has_cache()) return Status::ok();
         if (!(m.kv_new_tag[s] == Tag{i, j, k}))
             return {FLEXRT_STATUS_INVALID_ARGUMENT,
                     "schedule error: store_cache" + tag_text(i, j, k) + " before compute_layer" + tag_text(i, j, k)};
@@ -850,6 +937,7 @@ flexrt_status Engine::end_step(int32_t i, int32_t* all_stopped) noexcept {
         const double secs = std::chrono::duration<double>(step_end - m.step_start).count();
         if (trace::on()) trace::complete("step", i == 0 ? "prefill" : "decode step " + std::to_string(i), m.step_start, step_end);
         m.result->step_seconds.push_back(secs);
+        i += m.window_step;
         m.steps_ended = i + 1;
         if (m.progress) {
             char line[128];
@@ -859,7 +947,8 @@ flexrt_status Engine::end_step(int32_t i, int32_t* all_stopped) noexcept {
                 std::snprintf(line, sizeof line, "decode step %d/%lld: %.3f s", i, static_cast<long long>(m.gen_len - 1), secs);
             if (i == 0 || i + 1 == m.gen_len || i % std::max<int64_t>(1, m.gen_len / 8) == 0) m.progress(line);
         }
-        *all_stopped = m.stops() && std::all_of(m.stopped.begin(), m.stopped.end(), [](uint8_t x) { return x; });
+        const auto first = m.result->stopped.begin() + m.window_first * m.gbs;  // the window's sequences
+        *all_stopped = m.stops() && std::all_of(first, first + m.ngb * m.gbs, [](uint8_t x) { return x; });
         return Status::ok();
     });
 }

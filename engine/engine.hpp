@@ -10,6 +10,7 @@
 #include "core/src/config.hpp"
 #include "core/src/device.hpp"
 #include "core/src/transfer.hpp"
+#include "engine/pipeline_partition.hpp"
 #include "models/opt/opt_layers.hpp"
 #include "models/opt/opt_weights.hpp"
 #include "ops/compute.hpp"
@@ -21,6 +22,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +46,7 @@ struct GenerateOptions {
 struct GenerationResult {
     int64_t num_sequences = 0, gen_len = 0, vocab = 0;
     std::vector<int32_t> tokens;       // (num_sequences, gen_len); pad id after a sequence's stop token
+    std::vector<uint8_t> stopped;      // (num_sequences,): 1 where the stop token or stop_when ended it
     std::vector<float> logits;         // (steps run, num_sequences, vocab) when recorded
     std::vector<double> step_seconds;  // step 0 is the prefill
     int64_t batch_steps_skipped = 0;   // (step, GPU batch) pairs not computed: every sequence of the batch had stopped
@@ -59,6 +62,15 @@ struct EngineTiers {
 
 using ProgressFn = std::function<void(const std::string&)>;
 
+// The part of the model an engine runs: the whole layer list, or a pipeline stage's slice of it
+// (pipeline_partition.hpp) with `micro_batches` blocks of policy.block_size() sequences, each its own cache
+// and hidden states, so that the stages work on different micro-batches at once (pipeline_stage.hpp).
+struct EngineStage {
+    std::optional<StageSlice> layers;  // none: the whole list
+    int64_t micro_batches = 1;
+    bool message_on_host = false;  // the stage's hidden states travel through host memory (TCP), else the compute device's
+};
+
 class Engine final : public IExecutor {
 public:
     // Places every layer's weights (reading them from `weights`) and allocates the cache, hidden-state and
@@ -69,12 +81,30 @@ public:
     // device dequantizes just before use. `store` (borrowed; optional) keeps the compressed weights between
     // runs: read from it when they match, written to it when not.
     Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt_len, int64_t gen_len, EngineTiers tiers,
-           opt::WeightSource& weights, ProgressFn progress = {}, ICompressor* compressor = nullptr, PackedWeightStore* store = nullptr);
+           opt::WeightSource& weights, ProgressFn progress = {}, ICompressor* compressor = nullptr, PackedWeightStore* store = nullptr,
+           const EngineStage& stage = {});
     ~Engine();
 
     // Runs one block: `prompts` holds policy.block_size() token lists of 1..prompt_len tokens (left-padded
     // here). The scheduler orders the primitives. Throws flexrt::Error with the first failure.
     GenerationResult generate(const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& options, IScheduler& scheduler);
+
+    // generate() in parts, for a pipeline stage: begin_run takes micro_batches * policy.block_size() prompts (every
+    // stage gets them all: the attention masks come from their lengths) and fills `result` (which outlives the
+    // run) as windows run; run_window runs the schedule over steps [step, step + steps) of one micro-batch, the
+    // steps before it already run; end_run lets go of `result`. A stage without the output embedding gets the
+    // tokens and stop flags of the last stage into `result` before they are read: before the window of the next
+    // step.
+    void begin_run(const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& options, GenerationResult& result);
+    void run_window(IScheduler& scheduler, int32_t step, int32_t steps, int64_t micro_batch);
+    void end_run();
+    // A stage's hidden states in and out: a buffer of the compute device of (gbs, seq, h) activations (allocated
+    // when the stage lacks the input or the output embedding), and the copies between it and GPU batch k's home
+    // (k counts over all micro-batches) at step i, done when they return.
+    Buffer& stage_message();
+    uint64_t stage_message_bytes(int32_t i) const;
+    void import_hidden(int32_t i, int64_t k);
+    void export_hidden(int32_t i, int64_t k);
 
     const std::vector<std::unique_ptr<opt::Layer>>& layers() const { return layers_; }
 

@@ -19,6 +19,11 @@ public:
     virtual void recv(int peer, void* data, uint64_t bytes, uint64_t tag) = 0;
     // Returns once every rank has called it.
     virtual void barrier() = 0;
+    // Ends every connection of this rank now, from any thread: calls blocked here fail at once, and the peers'
+    // next calls fail naming this rank. What a rank does when it fails, so that no peer waits for it.
+    virtual void abort() noexcept = 0;
+    // Whether `peer` has ended (its connection closed), without waiting; false where the transport cannot tell.
+    virtual bool peer_gone(int peer) noexcept = 0;
 };
 
 }  // namespace flexrt

@@ -13,7 +13,8 @@ namespace flexrt {
 
 class NcclCommunicator final : public ICommunicator {
 public:
-    // Collective over `bootstrap`'s ranks: each calls it with its own GPU. Throws naming what failed.
+    // Collective over `bootstrap`'s ranks: each calls it with its own GPU. Throws naming what failed. `bootstrap`
+    // (borrowed, outliving this) also tells when a peer has ended: NCCL alone would wait for it forever.
     explicit NcclCommunicator(ICommunicator& bootstrap, int device = 0);
     ~NcclCommunicator() override;
     int rank() const noexcept override;
@@ -24,6 +25,8 @@ public:
     // Sends and receives at once (grouped): what a stage does with its neighbours, and a rank with itself.
     void send_recv(int to, const void* out, int from, void* in, uint64_t bytes);
     void barrier() override;
+    void abort() noexcept override;
+    bool peer_gone(int peer) noexcept override;
 
     struct Impl;
 

@@ -138,7 +138,12 @@ struct Entry {  // what the rendezvous hands out per rank: where it listens
 }  // namespace
 
 TcpCommunicator::TcpCommunicator(int rank, int world, const std::string& rendezvous, double timeout_s)
-    : rank_(rank), world_(world), timeout_ms_(static_cast<int>(timeout_s * 1000)), peers_(static_cast<size_t>(std::max(world, 0)), -1) {
+    : rank_(rank),
+      world_(world),
+      timeout_ms_(static_cast<int>(timeout_s * 1000)),
+      peers_(static_cast<size_t>(std::max(world, 0)), -1),
+      send_locks_(std::make_unique<std::mutex[]>(peers_.size())),
+      recv_locks_(std::make_unique<std::mutex[]>(peers_.size())) {
     if (world < 1 || rank < 0 || rank >= world)
         FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, "rank " + std::to_string(rank) + " of a world of " + std::to_string(world));
     if (world == 1) return;
@@ -215,6 +220,7 @@ int TcpCommunicator::socket_of(int peer, const char* what) const {
 
 void TcpCommunicator::send(int peer, const void* data, uint64_t bytes, uint64_t tag) {
     const int fd = socket_of(peer, "send");
+    std::lock_guard lock(send_locks_[static_cast<size_t>(peer)]);
     const Header h{tag, bytes};
     write_all(fd, &h, sizeof h, timeout_ms_, name_of(peer));
     write_all(fd, data, bytes, timeout_ms_, name_of(peer));
@@ -222,6 +228,7 @@ void TcpCommunicator::send(int peer, const void* data, uint64_t bytes, uint64_t 
 
 void TcpCommunicator::recv(int peer, void* data, uint64_t bytes, uint64_t tag) {
     const int fd = socket_of(peer, "recv");
+    std::lock_guard lock(recv_locks_[static_cast<size_t>(peer)]);
     Header h{};
     read_all(fd, &h, sizeof h, timeout_ms_, name_of(peer));
     if (h.tag != tag || h.bytes != bytes)
@@ -229,6 +236,17 @@ void TcpCommunicator::recv(int peer, void* data, uint64_t bytes, uint64_t tag) {
                                                  " bytes where message " + std::to_string(tag) + " of " + std::to_string(bytes) +
                                                  " was expected");
     read_all(fd, data, bytes, timeout_ms_, name_of(peer));
+}
+
+void TcpCommunicator::abort() noexcept {
+    for (int fd : peers_)
+        if (fd >= 0) ::shutdown(fd, SHUT_RDWR);  // closed in the destructor: another thread may be in a call on it
+}
+
+bool TcpCommunicator::peer_gone(int peer) noexcept {
+    if (peer < 0 || peer >= world_ || peer == rank_) return false;
+    pollfd p{peers_[static_cast<size_t>(peer)], POLLRDHUP, 0};
+    return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
 void TcpCommunicator::barrier() {

@@ -2,11 +2,13 @@
 // `flexrt --rank R --world N --rendezvous host:port` (NCCL's unique id travels the same way). Rank 0 listens at
 // host:port; every other rank connects to it (retrying until the timeout, as ranks start in any order), gives
 // its rank and a port of its own, and gets the table of all; then each pair of ranks connects directly. A rank
-// that ends closes its sockets, so its peers' next send or receive fails naming it.
+// that ends closes its sockets, so its peers' next send or receive fails naming it. Threads may share one.
 #pragma once
 
 #include "communicator.hpp"
 
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -26,12 +28,16 @@ public:
     void send(int peer, const void* data, uint64_t bytes, uint64_t tag) override;
     void recv(int peer, void* data, uint64_t bytes, uint64_t tag) override;
     void barrier() override;
+    void abort() noexcept override;
+    bool peer_gone(int peer) noexcept override;
 
 private:
     int socket_of(int peer, const char* what) const;
     int rank_, world_;
     int timeout_ms_;
     std::vector<int> peers_;  // a connected socket per rank (-1 for this one)
+    // Calls from several threads are safe: a message to (or from) a peer goes whole under its lock.
+    std::unique_ptr<std::mutex[]> send_locks_, recv_locks_;
 };
 
 }  // namespace flexrt

@@ -23,43 +23,6 @@ namespace {
 // kernel choices while catching any real error (a wrong mask or position moves logits by > 0.1).
 constexpr double kLogitTolerance = 1e-3;
 
-struct Fixture {
-    std::vector<std::vector<int32_t>> prompts;
-    std::vector<int64_t> tokens;  // (n, gen_len)
-    std::vector<double> logits;   // (n, gen_len, vocab)
-    int64_t n = 0, prompt_len = 0, gen_len = 0, vocab = 0;
-};
-
-const Fixture& fixture(const std::string& name = "tiny_opt") {
-    static std::map<std::string, Fixture> cache;
-    if (auto it = cache.find(name); it != cache.end()) return it->second;
-    return cache[name] = [&] {
-        Fixture f;
-        Shape ps, ls, ts, gs;
-        const fs::path dir = fixture_dir(name);
-        std::string p = read_npy((dir / "prompts.npy").string(), DType::i64, &ps);
-        std::string l = read_npy((dir / "prompt_lens.npy").string(), DType::i64, &ls);
-        std::string t = read_npy((dir / "tokens.npy").string(), DType::i64, &ts);
-        std::string g = read_npy((dir / "logits.npy").string(), DType::f64, &gs);
-        f.n = ps[0], f.prompt_len = ps[1], f.gen_len = ts[1], f.vocab = gs[2];
-        const auto* pv = reinterpret_cast<const int64_t*>(p.data());
-        const auto* lv = reinterpret_cast<const int64_t*>(l.data());
-        for (int64_t b = 0; b < f.n; ++b) {
-            std::vector<int32_t> ids;
-            for (int64_t c = f.prompt_len - lv[b]; c < f.prompt_len; ++c) ids.push_back(static_cast<int32_t>(pv[b * f.prompt_len + c]));
-            f.prompts.push_back(ids);
-        }
-        f.tokens.assign(reinterpret_cast<const int64_t*>(t.data()), reinterpret_cast<const int64_t*>(t.data()) + numel(ts));
-        f.logits.assign(reinterpret_cast<const double*>(g.data()), reinterpret_cast<const double*>(g.data()) + numel(gs));
-        return f;
-    }();
-}
-
-PluginPtr<IScheduler> make_schedule(const std::string& name) {
-    PluginRef ref = find_plugin(FLEXRT_PLUGIN_KIND_SCHEDULE, name, plugin_search_path({}));
-    return create_plugin<IScheduler>(ref, {});
-}
-
 struct PolicyCase {
     std::string name;
     int64_t gbs, ngb;

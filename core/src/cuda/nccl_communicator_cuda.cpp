@@ -8,7 +8,10 @@
 #include <dlfcn.h>
 #include <nccl.h>
 
+#include <atomic>
+#include <chrono>
 #include <string>
+#include <thread>
 
 namespace flexrt {
 namespace {
@@ -19,6 +22,8 @@ struct NcclApi {
     ncclResult_t (*get_unique_id)(ncclUniqueId*) = nullptr;
     ncclResult_t (*comm_init_rank)(ncclComm_t*, int, ncclUniqueId, int) = nullptr;
     ncclResult_t (*comm_destroy)(ncclComm_t) = nullptr;
+    ncclResult_t (*comm_abort)(ncclComm_t) = nullptr;
+    ncclResult_t (*comm_get_async_error)(ncclComm_t, ncclResult_t*) = nullptr;
     ncclResult_t (*send)(const void*, size_t, ncclDataType_t, int, ncclComm_t, cudaStream_t) = nullptr;
     ncclResult_t (*recv)(void*, size_t, ncclDataType_t, int, ncclComm_t, cudaStream_t) = nullptr;
     ncclResult_t (*group_start)() = nullptr;
@@ -40,6 +45,8 @@ struct NcclApi {
             sym(a.get_unique_id, "ncclGetUniqueId");
             sym(a.comm_init_rank, "ncclCommInitRank");
             sym(a.comm_destroy, "ncclCommDestroy");
+            sym(a.comm_abort, "ncclCommAbort");
+            sym(a.comm_get_async_error, "ncclCommGetAsyncError");
             sym(a.send, "ncclSend");
             sym(a.recv, "ncclRecv");
             sym(a.group_start, "ncclGroupStart");
@@ -63,11 +70,40 @@ struct NcclCommunicator::Impl {
     ncclComm_t comm = nullptr;
     cudaStream_t stream = nullptr;
     void* scratch = nullptr;  // one float for barrier()
+    ICommunicator* bootstrap = nullptr;
+    std::atomic<bool> aborted{false};
+
+    // Waits for the stream's NCCL work without blocking in the driver: a peer that died never completes its
+    // side, so every millisecond this asks the bootstrap whether `peer` (-1: any) is gone and NCCL whether it
+    // failed, and aborts the communicator then, with an error naming the rank.
+    void wait(int peer, const std::string& what) {
+        for (;;) {
+            const cudaError_t q = cudaStreamQuery(stream);
+            if (q == cudaSuccess) return;
+            if (q != cudaErrorNotReady) FLEXRT_CUDA_CHECK(q);
+            ncclResult_t async = ncclSuccess;
+            api.comm_get_async_error(comm, &async);
+            if (aborted) FLEXRT_THROW(FLEXRT_STATUS_CANCELLED, what + ": the communicator was aborted");
+            int gone = -1;
+            for (int r = 0; r < world && gone < 0; ++r)
+                if (r != rank && (peer < 0 || r == peer) && bootstrap->peer_gone(r)) gone = r;
+            if (async != ncclSuccess || gone >= 0) {
+                abort();
+                FLEXRT_THROW(FLEXRT_STATUS_IO_ERROR, what + ": " +
+                                                         (gone >= 0 ? "rank " + std::to_string(gone) + " has ended"
+                                                                    : std::string("NCCL: ") + api.error_string(async)));
+            }
+            std::this_thread::sleep_for(std::chrono::microseconds(200));
+        }
+    }
+    void abort() noexcept {
+        if (!aborted.exchange(true) && comm) api.comm_abort(comm), comm = nullptr;
+    }
 };
 
 NcclCommunicator::NcclCommunicator(ICommunicator& bootstrap, int device) : impl_(std::make_unique<Impl>()) {
     Impl& m = *impl_;
-    m.rank = bootstrap.rank(), m.world = bootstrap.world();
+    m.rank = bootstrap.rank(), m.world = bootstrap.world(), m.bootstrap = &bootstrap;
     FLEXRT_CUDA_CHECK(cudaSetDevice(device));
     ncclUniqueId id{};
     if (m.rank == 0) m.api.check(m.api.get_unique_id(&id), "ncclGetUniqueId");
@@ -82,7 +118,7 @@ NcclCommunicator::NcclCommunicator(ICommunicator& bootstrap, int device) : impl_
 
 NcclCommunicator::~NcclCommunicator() {
     if (!impl_) return;
-    if (impl_->stream) cudaStreamSynchronize(impl_->stream);
+    if (impl_->stream && !impl_->aborted) cudaStreamSynchronize(impl_->stream);
     if (impl_->comm) impl_->api.comm_destroy(impl_->comm);
     if (impl_->stream) cudaStreamDestroy(impl_->stream);
     if (impl_->scratch) cudaFree(impl_->scratch);
@@ -92,14 +128,15 @@ int NcclCommunicator::rank() const noexcept { return impl_->rank; }
 int NcclCommunicator::world() const noexcept { return impl_->world; }
 
 void NcclCommunicator::send(int peer, const void* data, uint64_t bytes, uint64_t) {
-    impl_->api.check(impl_->api.send(data, bytes, ncclUint8, peer, impl_->comm, impl_->stream), "ncclSend to rank " + std::to_string(peer));
-    FLEXRT_CUDA_CHECK(cudaStreamSynchronize(impl_->stream));
+    const std::string what = "ncclSend to rank " + std::to_string(peer);
+    impl_->api.check(impl_->api.send(data, bytes, ncclUint8, peer, impl_->comm, impl_->stream), what);
+    impl_->wait(peer, what);
 }
 
 void NcclCommunicator::recv(int peer, void* data, uint64_t bytes, uint64_t) {
-    impl_->api.check(impl_->api.recv(data, bytes, ncclUint8, peer, impl_->comm, impl_->stream),
-                     "ncclRecv from rank " + std::to_string(peer));
-    FLEXRT_CUDA_CHECK(cudaStreamSynchronize(impl_->stream));
+    const std::string what = "ncclRecv from rank " + std::to_string(peer);
+    impl_->api.check(impl_->api.recv(data, bytes, ncclUint8, peer, impl_->comm, impl_->stream), what);
+    impl_->wait(peer, what);
 }
 
 void NcclCommunicator::send_recv(int to, const void* out, int from, void* in, uint64_t bytes) {
@@ -108,13 +145,17 @@ void NcclCommunicator::send_recv(int to, const void* out, int from, void* in, ui
     api.check(api.send(out, bytes, ncclUint8, to, impl_->comm, impl_->stream), "ncclSend to rank " + std::to_string(to));
     api.check(api.recv(in, bytes, ncclUint8, from, impl_->comm, impl_->stream), "ncclRecv from rank " + std::to_string(from));
     api.check(api.group_end(), "ncclGroupEnd");
-    FLEXRT_CUDA_CHECK(cudaStreamSynchronize(impl_->stream));
+    impl_->wait(-1, "ncclSend to rank " + std::to_string(to) + " and ncclRecv from rank " + std::to_string(from));
 }
 
 void NcclCommunicator::barrier() {
     impl_->api.check(impl_->api.all_reduce(impl_->scratch, impl_->scratch, 1, ncclFloat32, ncclSum, impl_->comm, impl_->stream),
                      "ncclAllReduce");
-    FLEXRT_CUDA_CHECK(cudaStreamSynchronize(impl_->stream));
+    impl_->wait(-1, "the barrier (ncclAllReduce)");
 }
+
+void NcclCommunicator::abort() noexcept { impl_->abort(); }
+
+bool NcclCommunicator::peer_gone(int peer) noexcept { return impl_->bootstrap->peer_gone(peer); }
 
 }  // namespace flexrt
