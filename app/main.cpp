@@ -7,12 +7,15 @@
 #include "core/src/host_log.hpp"
 #include "core/src/interrupt.hpp"
 #include "core/src/memory_stats.hpp"
+#include "core/src/nccl_communicator.hpp"
 #include "core/src/plugin_loader.hpp"
+#include "core/src/tcp_communicator.hpp"
 #include "core/src/trace.hpp"
 #include "core/src/transfer.hpp"
 #include "engine/engine.hpp"
 #include "engine/memory_plan.hpp"
 #include "engine/packed_weight_store.hpp"
+#include "engine/pipeline_stage.hpp"
 #include "models/opt/hf_checkpoint.hpp"
 #include "models/opt/opt_config.hpp"
 #include "models/opt/opt_weights.hpp"
@@ -27,6 +30,7 @@
 #include "memory_report.hpp"
 #include "plan_command.hpp"
 #include "plugin_test.hpp"
+#include "rank_place.hpp"
 #include "text_io.hpp"
 
 #include <flexrt/compressor.hpp>
@@ -138,7 +142,10 @@ int run(int argc, char** argv) {
         "also write the run's result to this file as JSON: flexrt's version, the effective config, the hardware, the figures, "
         "the peak memory and the plan per tier (written whole)")("version",
                                                                  "print the version, the git commit, the compiler and CUDA, and exit")(
-        "progress", "progress lines on stderr even when it is not a terminal (for logs)")("quiet,q", "no progress lines on stderr");
+        "progress", "progress lines on stderr even when it is not a terminal (for logs)")("quiet,q", "no progress lines on stderr")(
+        "rank", po::value<int>(), "pipeline parallelism: this process's stage, 0 .. world - 1 (with --world; mpirun and torchrun set it)")(
+        "world", po::value<int>(), "pipeline parallelism: the number of stages (processes, one GPU each), the layers split evenly")(
+        "rendezvous", po::value<std::string>(), "pipeline parallelism: rank 0's host:port where the ranks meet (pipeline.rendezvous)");
     po::variables_map vm;
     try {
         po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -160,17 +167,24 @@ int run(int argc, char** argv) {
                   << config_reference();
         return 0;
     }
-    const std::filesystem::path trace_file =
-        vm.count("trace") ? std::filesystem::path(vm["trace"].as<std::string>()) : std::filesystem::path();
+    // A pipeline's rank, before anything asks CUDA: the process is given its GPU.
+    const app::RankPlace place = app::find_rank_place(vm.count("rank") ? std::optional<int>(vm["rank"].as<int>()) : std::nullopt,
+                                                      vm.count("world") ? std::optional<int>(vm["world"].as<int>()) : std::nullopt);
+    const bool pipelined = place.world > 1, reports = place.rank == place.world - 1;  // the last stage has the figures
+    if (pipelined) app::pin_gpu_of(place);
+    std::filesystem::path trace_file = vm.count("trace") ? std::filesystem::path(vm["trace"].as<std::string>()) : std::filesystem::path();
+    if (pipelined && !trace_file.empty())  // a timeline per rank: out.json -> out.rank1.json
+        trace_file.replace_filename(trace_file.stem().string() + ".rank" + std::to_string(place.rank) + trace_file.extension().string());
     if (!trace_file.empty()) app::check_writable(trace_file, "--trace");  // checked before the run, not after it
-    if (vm.count("json")) app::check_writable(vm["json"].as<std::string>(), "--json");
+    if (vm.count("json") && reports) app::check_writable(vm["json"].as<std::string>(), "--json");
     const auto overrides = vm.count("set") ? vm["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
     Config cfg = vm.count("config") ? load_config_file(vm["config"].as<std::string>(), overrides)
                                     : load_config(kDefaultConfig, "embedded default (configs/default.toml)", overrides);
     // Progress on a terminal; into a log only when asked (--progress), so that piped output stays clean.
     const bool progress = cfg.runtime.progress && !vm.count("quiet") && (::isatty(STDERR_FILENO) || vm.count("progress"));
+    const std::string who = pipelined ? "flexrt rank " + std::to_string(place.rank) + "/" + std::to_string(place.world) : "flexrt";
     auto say = [&](const std::string& s) {
-        if (progress) std::cerr << "flexrt: " << s << std::endl;
+        if (progress) std::cerr << who << ": " << s << std::endl;
     };
 
     const auto search = plugin_search_path(cfg.runtime.plugin_path);
@@ -186,7 +200,7 @@ int run(int argc, char** argv) {
         const auto from_file = app::read_prompts(cfg.run.prompts);
         prompt_texts.insert(prompt_texts.end(), from_file.begin(), from_file.end());
     }
-    if (!cfg.run.output.empty()) app::check_writable(cfg.run.output, "run.output");
+    if (!cfg.run.output.empty() && reports) app::check_writable(cfg.run.output, "run.output");
     std::optional<text::Gpt2Tokenizer> tokenizer;
     std::vector<std::vector<int32_t>> prompt_ids;
     if (!prompt_texts.empty()) {
@@ -212,6 +226,11 @@ int run(int argc, char** argv) {
     auto gpu_pool = [&]() -> uint64_t {
         return !use_gpu ? 0 : pool_gib > 0 ? static_cast<uint64_t>(pool_gib * (1ull << 30)) : gpu_free_memory() / 10 * 9;
     };
+    if (cfg.policy_auto && pipelined)
+        FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, cfg.source +
+                                                         ": policy = \"auto\" plans a run on one device; a pipeline's stages "
+                                                         "(--world " +
+                                                         std::to_string(place.world) + ") need a policy given");
     if (cfg.policy_auto)  // the planner chooses, against this machine's tiers, before anything is planned or allocated
         plan_policy_for_run(cfg, model, use_gpu, gpu_pool(),
                             prompt_ids.empty() ? cfg.run.max_block : static_cast<int64_t>(prompt_ids.size()), say);
@@ -236,6 +255,24 @@ int run(int argc, char** argv) {
     }
 
     const Policy& p = cfg.policy;
+    // A pipeline stage: its slice of the layers, with micro-batches in flight (one per stage unless set).
+    EngineStage stage;
+    std::string transport;
+    if (pipelined) {
+        const auto& pc = cfg.pipeline;
+        transport = pc.transport == "auto" ? (use_gpu ? "nccl" : "tcp") : pc.transport;
+        if (transport == "nccl" && !use_gpu)
+            FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT,
+                         "pipeline.transport = \"nccl\" moves GPU buffers, and this stage computes on the CPU "
+                         "(runtime.compute = \"" +
+                             cfg.runtime.compute + "\"): use \"tcp\"");
+        stage.layers = partition_layers(model.num_layers, p.separate_attention_mlp ? 2 : 1, place.world)[static_cast<size_t>(place.rank)];
+        stage.micro_batches = pc.micro_batches > 0 ? pc.micro_batches : place.world;
+        stage.message_on_host = transport == "tcp";
+        say("pipeline stage " + std::to_string(place.rank) + " of " + std::to_string(place.world) + " (" + place.from +
+            "): layer-list entries [" + std::to_string(stage.layers->begin) + ", " + std::to_string(stage.layers->end) + "), " +
+            std::to_string(stage.micro_batches) + " micro-batches in flight, hidden states over " + transport);
+    }
     auto storage = create_plugin<IStorage>(storage_ref, storage_opts.fields);
     auto scheduler = create_plugin<IScheduler>(schedule_ref, schedule_opts.fields);
     auto compressor = compressing ? create_plugin<ICompressor>(*compress_ref, compress_opts->fields) : nullptr;
@@ -260,7 +297,7 @@ int run(int argc, char** argv) {
         auto plan_for = [&](const Policy& q) {
             const bool packs = q.compress_weights || q.compress_cache;
             return plan_memory(model, q, cfg.run.prompt_len, cfg.run.gen_len, use_gpu ? 2 : 4,
-                               packs ? (format ? format : &default_format) : nullptr, *weights);
+                               packs ? (format ? format : &default_format) : nullptr, *weights, stage);
         };
         TierCapacity cap;
         if (use_gpu && (pool_gib > 0 || gpu_available())) {
@@ -302,19 +339,10 @@ int run(int argc, char** argv) {
         "), compute device: " + compute.name() + ", weights: " + cfg.model.weights);
     TransferEngine transfers(static_cast<unsigned>(cfg.runtime.io_threads), static_cast<uint64_t>(cfg.runtime.staging_mib) << 20);
 
-    std::optional<PackedWeightStore> store;
-    if (p.compress_weights && !cfg.compress_store_dir.empty()) store.emplace(cfg.compress_store_dir);
-    Engine engine(model, p, cfg.run.prompt_len, cfg.run.gen_len, {*compute_ops, compute, host, disk, transfers}, *weights, say,
-                  compressor.get(), store ? &*store : nullptr);
-    const double startup_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
-    if (store)
-        say("compressed weights: " + std::to_string(store->loaded()) + " tensors read from " + store->dir().string() + ", " +
-            std::to_string(store->saved()) + " compressed and written there");
-
     // Dummy prompts (seeded random tokens, every prompt full length: the benchmark shape), or the text prompts in
-    // blocks of gpu_batch_size * num_gpu_batches, the last block filled up with BOS-only prompts whose output is
-    // dropped.
-    const int64_t N = p.block_size();
+    // blocks of gpu_batch_size * num_gpu_batches (times a pipeline's micro-batches), the last block filled up with BOS-only prompts whose
+    // output is dropped.
+    const int64_t N = p.block_size() * stage.micro_batches;
     std::vector<std::vector<int32_t>> all = prompt_ids;
     if (all.empty()) {
         all.assign(N, std::vector<int32_t>(cfg.run.prompt_len));
@@ -322,6 +350,41 @@ int run(int argc, char** argv) {
             for (int64_t t = 0; t < cfg.run.prompt_len; ++t)
                 all[n][t] = 3 + static_cast<int32_t>(ops::uniform(cfg.run.seed, n, 1000000 + t) * (model.vocab_size - 3));
     }
+
+    // A pipeline's links: TCP for the tokens (and the rendezvous), NCCL or the same TCP for the hidden states. Every
+    // rank checks it runs the same job before the weights are placed.
+    std::unique_ptr<TcpCommunicator> control;
+    std::unique_ptr<NcclCommunicator> nccl;
+    if (pipelined) {
+        const std::string at = vm.count("rendezvous") ? vm["rendezvous"].as<std::string>() : cfg.pipeline.rendezvous;
+        say("meeting the other ranks at " + at);
+        control = std::make_unique<TcpCommunicator>(place.rank, place.world, at, cfg.pipeline.timeout_s);
+        uint64_t hash = 1469598103934665603ull;  // FNV-1a over the prompts' ids
+        for (const auto& prompt : all)
+            for (const int32_t id : prompt) hash = (hash ^ static_cast<uint64_t>(static_cast<uint32_t>(id) + 1)) * 1099511628211ull;
+        std::ostringstream terms;
+        terms << "model.name = " << model.name << "\nmodel.num_layers = " << model.num_layers
+              << "\nmodel.hidden_size = " << model.hidden_size << "\nmodel.weights = " << (cfg.model.weights == "dummy" ? "dummy" : "files")
+              << "\nruntime.compute = " << (use_gpu ? "cuda" : "cpu") << "\npipeline.transport = " << transport
+              << "\npipeline.micro_batches = " << stage.micro_batches << "\npolicy.gpu_batch_size = " << p.gpu_batch_size
+              << "\npolicy.num_gpu_batches = " << p.num_gpu_batches << "\npolicy.separate_attention_mlp = " << p.separate_attention_mlp
+              << "\nrun.prompt_len = " << cfg.run.prompt_len << "\nrun.gen_len = " << cfg.run.gen_len << "\nrun.seed = " << cfg.run.seed
+              << "\nrun.do_sample = " << cfg.run.do_sample << "\nrun.temperature = " << cfg.run.temperature
+              << "\nrun.top_k = " << cfg.run.top_k << "\nrun.top_p = " << cfg.run.top_p << "\nrun.stop_token = " << cfg.run.stop_token
+              << "\nrun.stop_strings = " << cfg.run.stop_strings.size() << "\nprompts = " << all.size() << " (hash " << hash << ")\n";
+        check_pipeline_agreement(*control, terms.str());
+        if (transport == "nccl") nccl = std::make_unique<NcclCommunicator>(*control);
+    }
+
+    std::optional<PackedWeightStore> store;
+    if (p.compress_weights && !cfg.compress_store_dir.empty()) store.emplace(cfg.compress_store_dir);
+    Engine engine(model, p, cfg.run.prompt_len, cfg.run.gen_len, {*compute_ops, compute, host, disk, transfers}, *weights, say,
+                  compressor.get(), store ? &*store : nullptr, stage);
+    const double startup_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
+    if (store)
+        say("compressed weights: " + std::to_string(store->loaded()) + " tensors read from " + store->dir().string() + ", " +
+            std::to_string(store->saved()) + " compressed and written there");
+
     const int64_t real = static_cast<int64_t>(all.size()), blocks = (real + N - 1) / N;
 
     GenerateOptions go;
@@ -354,7 +417,9 @@ int run(int argc, char** argv) {
         for (int64_t n = 0; n < N; ++n)
             block[n] = blk * N + n < real ? all[blk * N + n] : std::vector<int32_t>{tokenizer ? tokenizer->bos_id() : 2};
         block_real = std::min(N, real - blk * N);
-        r = engine.generate(block, go, *scheduler);
+        r = pipelined ? run_pipeline_stage(engine, block, go, *scheduler, {nccl ? static_cast<ICommunicator&>(*nccl) : *control, *control},
+                                           stage.micro_batches, say)
+                      : engine.generate(block, go, *scheduler);
         const double pf = r.step_seconds.at(0), dc = std::accumulate(r.step_seconds.begin() + 1, r.step_seconds.end(), 0.0);
         prefill += pf, decode += dc;
         for (int64_t n = 0; tokenizer && n < N && blk * N + n < real; ++n) {
@@ -396,8 +461,24 @@ int run(int argc, char** argv) {
         say("timeline written to " + trace_file.string());
     }
 
+    if (!reports) {  // a stage before the last: its memory; the figures are the last stage's (every token passes it)
+        std::printf(
+            "rank %d of %d (layer-list entries [%lld, %lld)): peak gpu mem %.3f GB, peak host memory %.3f GB (process), tier peaks: "
+            "gpu %.3f GB, cpu %.3f GB, disk %.3f GB; memory plan: gpu %.3f GB, cpu %.3f GB, disk %.3f GB; start-up %.3f s\n",
+            place.rank, place.world, static_cast<long long>(stage.layers->begin), static_cast<long long>(stage.layers->end),
+            compute.peak_bytes() / kGB, peak_host_memory_bytes() / kGB, compute.peak_bytes() / kGB, host.peak_bytes() / kGB,
+            disk.peak_bytes() / kGB, plan.total(TierKind::compute) / kGB, plan.total(TierKind::host) / kGB,
+            plan.total(TierKind::disk) / kGB, startup_seconds);
+        return 0;
+    }
+
     // FlexLLMGen's figures (flex_opt.py's formulas; GB = 2^30).
     // Over every block: the sequences run (fillers included), the prefill and decode seconds summed.
+    if (pipelined)
+        std::printf(
+            "pipeline: %d stages (%s), %lld micro-batches in flight, hidden states over %s; the figures below are the last "
+            "stage's, its memory its own\n",
+            place.world, place.from.c_str(), static_cast<long long>(stage.micro_batches), transport.c_str());
     const double s = static_cast<double>(cfg.run.prompt_len), n = static_cast<double>(cfg.run.gen_len);
     const double total = prefill + decode;
     const int64_t seqs = N * blocks;

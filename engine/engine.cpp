@@ -939,7 +939,7 @@ flexrt_status Engine::end_step(int32_t i, int32_t* all_stopped) noexcept {
         m.result->step_seconds.push_back(secs);
         i += m.window_step;
         m.steps_ended = i + 1;
-        if (m.progress) {
+        if (m.progress && m.window_steps == m.gen_len) {  // a pipeline stage's windows: its driver says how it goes
             char line[128];
             if (i == 0)
                 std::snprintf(line, sizeof line, "prefill: %.3f s", secs);

@@ -62,15 +62,6 @@ struct EngineTiers {
 
 using ProgressFn = std::function<void(const std::string&)>;
 
-// The part of the model an engine runs: the whole layer list, or a pipeline stage's slice of it
-// (pipeline_partition.hpp) with `micro_batches` blocks of policy.block_size() sequences, each its own cache
-// and hidden states, so that the stages work on different micro-batches at once (pipeline_stage.hpp).
-struct EngineStage {
-    std::optional<StageSlice> layers;  // none: the whole list
-    int64_t micro_batches = 1;
-    bool message_on_host = false;  // the stage's hidden states travel through host memory (TCP), else the compute device's
-};
-
 class Engine final : public IExecutor {
 public:
     // Places every layer's weights (reading them from `weights`) and allocates the cache, hidden-state and

@@ -17,7 +17,7 @@ uint64_t MemoryPlan::total(TierKind tier) const {
 }
 
 MemoryPlan plan_memory(const opt::OptConfig& model, const Policy& policy, int64_t prompt_len, int64_t gen_len, uint64_t elem,
-                       const Group4Format* format, opt::WeightSource& weights) {
+                       const Group4Format* format, opt::WeightSource& weights, const EngineStage& stage) {
     MemoryPlan plan;
     std::map<std::pair<TierKind, std::string>, size_t> at;  // the item of (tier, what)
     auto add = [&](TierKind tier, const std::string& what, uint64_t bytes) {
@@ -33,12 +33,17 @@ MemoryPlan plan_memory(const opt::OptConfig& model, const Policy& policy, int64_
         return ops::Group4Layout::of_tensor({shape.begin(), shape.end()}, format->group_dim, format->group_size, format->symmetric != 0);
     };
     const uint64_t E = elem, H = static_cast<uint64_t>(model.hidden_size), F = static_cast<uint64_t>(model.ffn_size);
-    const int64_t gbs = policy.gpu_batch_size, ngb = policy.num_gpu_batches, max_len = prompt_len + gen_len - 1;
+    // ngb: the GPU batches whose cache, hidden states and masks are kept (every micro-batch's).
+    const int64_t gbs = policy.gpu_batch_size, ngb = policy.num_gpu_batches * stage.micro_batches, max_len = prompt_len + gen_len - 1;
     const uint64_t row_bytes =
         policy.compress_cache && format
             ? static_cast<uint64_t>(ops::Group4Layout::rows(1, model.hidden_size, format->group_size, format->symmetric != 0).slab_bytes)
             : H * E;
-    const auto layers = opt::build_layers(model, policy.separate_attention_mlp);
+    auto layers = opt::build_layers(model, policy.separate_attention_mlp);
+    if (stage.layers) {
+        layers.erase(layers.begin() + stage.layers->end, layers.end());
+        layers.erase(layers.begin(), layers.begin() + stage.layers->begin);
+    }
 
     // Weights: each layer's blob, split byte-exactly; the slots hold the part off the compute device.
     uint64_t slot_bytes = 0, dequant_bytes = 0;
@@ -100,6 +105,8 @@ MemoryPlan plan_memory(const opt::OptConfig& model, const Policy& policy, int64_
         2 * (rows * H * E + std::max(rows * H, static_cast<uint64_t>(gbs) * static_cast<uint64_t>(model.vocab_size)) * E));
     add(TierKind::compute, "attention masks", static_cast<uint64_t>(ngb * gbs * max_len));
     add(TierKind::compute, "workspace", (5 * rows * H + rows * F) * E);
+    if (!layers.front()->is_input() || !layers.back()->is_output())
+        add(stage.message_on_host ? TierKind::host : TierKind::compute, "stage message", rows * H * E);
     return plan;
 }
 

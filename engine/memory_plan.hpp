@@ -6,6 +6,7 @@
 
 #include "core/src/config.hpp"
 #include "core/src/device.hpp"
+#include "engine/pipeline_partition.hpp"
 #include "models/opt/opt_config.hpp"
 #include "models/opt/opt_weights.hpp"
 
@@ -31,8 +32,9 @@ struct MemoryPlan {
 // What Engine's constructor allocates on each tier for this model, policy and run, byte for byte (the
 // compute device's pool may round each buffer up to its alignment). `elem`: bytes of an activation (2 on a
 // GPU, 4 on the CPU). `format`: the compress plugin's, when the policy compresses. `weights` says which
-// tensors can be read straight from their files (their disk part then takes no offload space).
+// tensors can be read straight from their files (their disk part then takes no offload space). `stage`: a
+// pipeline stage's layers and micro-batches.
 MemoryPlan plan_memory(const opt::OptConfig& model, const Policy& policy, int64_t prompt_len, int64_t gen_len, uint64_t elem,
-                       const Group4Format* format, opt::WeightSource& weights);
+                       const Group4Format* format, opt::WeightSource& weights, const EngineStage& stage = {});
 
 }  // namespace flexrt

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 namespace flexrt {
@@ -18,5 +19,14 @@ struct StageSlice {
 // The slices of `ranks` stages over a model of `decoder_layers` decoder layers, each `entries_per_layer` list
 // entries (2 with separate attention and MLP, else 1). Throws when there are more ranks than decoder layers.
 std::vector<StageSlice> partition_layers(int64_t decoder_layers, int64_t entries_per_layer, int64_t ranks);
+
+// The part of the model an engine runs: the whole layer list, or a pipeline stage's slice of it
+// with `micro_batches` blocks of policy.block_size() sequences, each its own cache
+// and hidden states, so that the stages work on different micro-batches at once (pipeline_stage.hpp).
+struct EngineStage {
+    std::optional<StageSlice> layers;  // none: the whole list
+    int64_t micro_batches = 1;
+    bool message_on_host = false;  // the stage's hidden states travel through host memory (TCP), else the compute device's
+};
 
 }  // namespace flexrt

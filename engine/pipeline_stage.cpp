@@ -151,7 +151,7 @@ void check_pipeline_agreement(ICommunicator& control, const std::string& terms) 
 }
 
 GenerationResult run_pipeline_stage(Engine& engine, const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& options,
-                                    IScheduler& scheduler, PipelineLinks links, int64_t micro_batches) {
+                                    IScheduler& scheduler, PipelineLinks links, int64_t micro_batches, const ProgressFn& progress) {
     const int rank = links.control.rank(), world = links.control.world(), last = world - 1;
     const int64_t M = micro_batches, block = static_cast<int64_t>(prompts.size()) / M;
     const int64_t ngb = engine.dims().num_gpu_batches;
@@ -213,6 +213,11 @@ GenerationResult run_pipeline_stage(Engine& engine, const std::vector<std::vecto
             const auto now = Clock::now();
             step_seconds.push_back(std::chrono::duration<double>(now - mark).count());
             mark = now;
+            if (progress && (i == 0 || i + 1 == G || i % std::max<int64_t>(1, G / 8) == 0))
+                progress(i == 0 ? "prefill of " + std::to_string(M) +
+                                      " micro-batches: " + std::to_string(step_seconds.back()).substr(0, 5) + " s"
+                                : "decode step " + std::to_string(i) + "/" + std::to_string(G - 1) + ": " +
+                                      std::to_string(step_seconds.back()).substr(0, 5) + " s");
         }
         if (rank != last)  // the last step's tokens
             for (int64_t t = 0; t < M; ++t)

@@ -134,6 +134,18 @@ const std::vector<KeySpec>& schema() {
          "disk request each",
          32, 1 << 20},
         {"runtime.progress", Kind::boolean, true, "progress lines on stderr (when it is a terminal, or with --progress)"},
+        {"pipeline.micro_batches", Kind::integer, int64_t{0},
+         "pipeline parallelism (--world > 1): blocks of gpu_batch_size * num_gpu_batches in flight across the stages (0: one per stage)", 0,
+         1 << 16},
+        {"pipeline.transport",
+         Kind::string,
+         std::string("auto"),
+         "hidden states between stages: \"nccl\" (GPU to GPU), \"tcp\" (through host memory), \"auto\" (nccl on GPUs)",
+         1,
+         0,
+         {"auto", "nccl", "tcp"}},
+        {"pipeline.rendezvous", Kind::string, std::string("127.0.0.1:29500"), "rank 0's host:port, where the ranks meet (--rendezvous)"},
+        {"pipeline.timeout_s", Kind::number, 300.0, "a peer that sends or takes nothing for this long is an error, seconds", 1, 1 << 20},
     };
     // clang-format on
     return specs;
@@ -141,7 +153,7 @@ const std::vector<KeySpec>& schema() {
 
 const std::set<std::string>& known_tables() {
     static const std::set<std::string> t = {"model",   "run",      "policy",   "policy.weights", "policy.cache", "policy.activations",
-                                            "storage", "schedule", "compress", "runtime"};
+                                            "storage", "schedule", "compress", "runtime",        "pipeline"};
     return t;
 }
 const std::set<std::string>& plugin_option_tables() {
@@ -449,6 +461,10 @@ void fill(Config& cfg, const toml::table& root) {
     cfg.runtime.io_threads = r.integer("runtime.io_threads");
     cfg.runtime.staging_mib = r.integer("runtime.staging_mib");
     cfg.runtime.progress = r.boolean("runtime.progress");
+    cfg.pipeline.micro_batches = r.integer("pipeline.micro_batches");
+    cfg.pipeline.transport = r.string("pipeline.transport");
+    cfg.pipeline.rendezvous = r.string("pipeline.rendezvous");
+    cfg.pipeline.timeout_s = r.number("pipeline.timeout_s");
 
     // Cross-key rules.
     for (const char* cls : {"weights", "cache", "activations"}) {

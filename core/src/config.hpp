@@ -78,6 +78,14 @@ struct RuntimeSection {
     bool progress = true;
 };
 
+// Pipeline parallelism over several processes (one GPU or host each): `flexrt --rank R --world N`, or mpirun.
+struct PipelineSection {
+    int64_t micro_batches = 0;                   // blocks in flight across the stages (0: one per stage)
+    std::string transport = "auto";              // hidden states between stages: "nccl", "tcp", "auto" (nccl on GPUs)
+    std::string rendezvous = "127.0.0.1:29500";  // rank 0's host:port, where the ranks meet
+    double timeout_s = 300;                      // a rank that neither sends nor receives for this long is an error
+};
+
 struct Config {
     ModelSection model;
     RunSection run;
@@ -89,6 +97,7 @@ struct Config {
     PluginSlot compress;             // loaded only when policy.compress_weights or compress_cache
     std::string compress_store_dir;  // compress.store_dir: compressed weights kept between runs ("": off)
     RuntimeSection runtime;
+    PipelineSection pipeline;
 
     std::string source;     // the file, or "embedded default"
     toml::table effective;  // every key with its effective value, for --print-config

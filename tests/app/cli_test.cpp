@@ -1,5 +1,6 @@
 // The flexrt binary end to end: bad input gives one clear line on stderr, a documented non-zero exit
 // code, and leaves no file in the offload directory; good input prints the figures.
+#include "process_util.hpp"
 #include "test_util.hpp"
 
 #include "text/gpt2_tokenizer.hpp"
@@ -53,6 +54,25 @@ protected:
         return p;
     }
     fs::path offload() const { return dir_ / "offload"; }
+    // Rank r of a pipeline runs `flexrt --quiet ARGS[r]` with ENV[r] set and an offload dir of its own, all at once
+    // (a shell's background jobs, as mpirun would start them); every rank's result.
+    std::vector<CliResult> run_ranks_cli(const std::vector<std::string>& args, const std::vector<std::string>& env = {}) {
+        std::string script;
+        for (size_t r = 0; r < args.size(); ++r) {
+            const std::string at = (dir_ / ("rank" + std::to_string(r))).string();
+            script += "( " + (r < env.size() ? env[r] : std::string()) + " " + FLEXRT_BINARY + " --quiet --set storage.offload_dir=" + at +
+                      ".offload " + args[r] + " >" + at + ".out 2>" + at + ".err </dev/null; echo $? >" + at + ".code ) & ";
+        }
+        EXPECT_EQ(std::system((script + "wait").c_str()), 0);
+        std::vector<CliResult> results;
+        for (size_t r = 0; r < args.size(); ++r) {
+            const fs::path at = dir_ / ("rank" + std::to_string(r));
+            results.push_back(
+                {std::stoi(read_file(at.string() + ".code")), read_file(at.string() + ".out"), read_file(at.string() + ".err")});
+            EXPECT_EQ(count_files(at.string() + ".offload"), 0u) << "stray files of rank " << r;
+        }
+        return results;
+    }
     // The tiny fixture model as a custom model, reading a copy of its weights (damaged by some tests).
     fs::path tiny_config_file() {
         fs::create_directories(dir_ / "weights");
@@ -674,6 +694,83 @@ TEST_F(TextCli, BadPromptsAndMissingTokenizerAreClearErrors) {
     // A tokenizer larger than the model's vocabulary would make ids the model cannot embed.
     EXPECT_HAS(expect_error("--config " + text_config(2).string() + " --set model.vocab_size=1000 --prompt hi", 2),
                "the tokenizer has 1550 tokens, more than custom's vocabulary of 1000");
+}
+
+// Pipeline parallelism from the command line: the 2-layer model split over two processes, started with --rank /
+// --world or as mpirun starts them (OMPI_COMM_WORLD_*), with text prompts in two blocks of two micro-batches: the
+// last rank writes the completions, and they are one process's, token for token (stop tokens included).
+TEST_F(TextCli, PipelineOfTwoProcessesGivesOneProcessCompletions) {
+    const fs::path prompts = dir_ / "prompts.txt";
+    write_file(prompts, "Hello world\nThe quick brown fox jumps over the lazy dog\nnumbers 12345\nA\n");
+    auto ids_of = [&](const fs::path& out) {
+        std::vector<std::string> ids;
+        for (const auto& v : jsonl(read_file(out))) {
+            ids.emplace_back();
+            for (const auto& x : v.find("token_ids")->items) ids.back() += x.text + " ";
+            ids.back() += v.find("finish_reason")->text;
+        }
+        return ids;
+    };
+    const std::string common =
+        "--config " + text_config(1).string() + " --set run.prompts='\"" + prompts.string() + "\"' --set run.gen_len=8";
+    const fs::path single_out = dir_ / "single.jsonl";
+    CliResult single = run(common + " --set policy.gpu_batch_size=4 --set run.output='\"" + single_out.string() + "\"'");
+    ASSERT_EQ(single.code, 0) << single.err;
+    const auto expected = ids_of(single_out);
+    ASSERT_EQ(expected.size(), 4u);
+    for (const bool mpirun : {false, true}) {
+        SCOPED_TRACE(mpirun ? "started as mpirun does" : "started with --rank / --world");
+        const fs::path out = dir_ / "pipeline.jsonl";
+        fs::remove(out);
+        const std::string port = std::to_string(free_port());
+        std::vector<std::string> args, env;
+        for (int r = 0; r < 2; ++r) {
+            args.push_back(common + " --set pipeline.micro_batches=2 --set run.output='\"" + out.string() +
+                           "\"' --rendezvous 127.0.0.1:" + port + (mpirun ? "" : " --rank " + std::to_string(r) + " --world 2"));
+            env.push_back(mpirun ? "OMPI_COMM_WORLD_SIZE=2 OMPI_COMM_WORLD_RANK=" + std::to_string(r) : "");
+        }
+        const auto results = run_ranks_cli(args, env);
+        for (int r = 0; r < 2; ++r) ASSERT_EQ(results[r].code, 0) << "rank " << r << ": " << results[r].err;
+        EXPECT_EQ(ids_of(out), expected);
+        EXPECT_HAS(results[0].out, "rank 0 of 2 (layer-list entries [0, ");
+        EXPECT_HAS(results[1].out, "pipeline: 2 stages");
+        EXPECT_HAS(results[1].out, "total throughput: ");
+    }
+}
+
+// A rank that fails mid-run (its disk fails under the KV cache) ends with its own error, and the other with one
+// naming it, at once; a rank that never comes is a rendezvous error within pipeline.timeout_s; ranks that
+// disagree on the job stop before loading anything, naming the key.
+TEST_F(Cli, PipelineFailuresEndEveryRank) {
+    const std::string tiny = "--config " + tiny_config_file().string() + " --set run.gen_len=6";
+    auto ranks = [&](const std::string& extra0, const std::string& extra1, const std::string& env1 = "") {
+        const std::string at = " --rendezvous 127.0.0.1:" + std::to_string(free_port()) + " --world 2 --rank ";
+        return run_ranks_cli({tiny + extra0 + at + "0", tiny + extra1 + at + "1"}, {"", env1});
+    };
+    const std::string cache_on_disk = " --set 'policy.cache={gpu=0,cpu=0}' --set storage.plugin=aio";  // aio: writes that can fail
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto failed = ranks(cache_on_disk, cache_on_disk,
+                              "LD_PRELOAD=" + std::string(FLEXRT_FAULT_INJECT) +
+                                  " FLEXRT_FAULT=eio FLEXRT_FAULT_AFTER=20000 FLEXRT_FAULT_PATH=" + (dir_ / "rank1.offload").string());
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(60)) << "a rank waited for the timeout";
+    EXPECT_EQ(failed[1].code, 5) << failed[1].err;
+    EXPECT_HAS(failed[1].err, "Input/output error");
+    EXPECT_EQ(failed[0].code, 5) << failed[0].err;
+    EXPECT_HAS(failed[0].err, "rank 1 has ended");
+
+    const std::string port = std::to_string(free_port());
+    const auto alone = run_ranks_cli({tiny + " --set pipeline.timeout_s=2 --rendezvous 127.0.0.1:" + port + " --world 2 --rank 0"});
+    EXPECT_EQ(alone[0].code, 5);
+    EXPECT_HAS(alone[0].err, "the rendezvous 127.0.0.1:" + port);
+
+    const auto disagree = ranks("", " --set run.seed=5");
+    for (int r = 0; r < 2; ++r) {
+        EXPECT_EQ(disagree[r].code, 2) << disagree[r].err;
+        EXPECT_HAS(disagree[r].err, "run.seed differs: rank 0 has `run.seed = 42`, rank 1 has `run.seed = 5`");
+    }
+    // A single process is not a pipeline's: --rank without --world is a clear error.
+    EXPECT_HAS(expect_error("--rank 1", 2), "--rank and --world go together");
+    EXPECT_HAS(expect_error("--rank 2 --world 2", 2), "--rank = \"2\": expected an integer from 0 to 1");
 }
 }  // namespace
 }  // namespace flexrt::test

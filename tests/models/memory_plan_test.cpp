@@ -28,26 +28,31 @@ TEST(MemoryPlan, IsWhatTheEngineAllocates) {
           Case{"cache_on_host_attended_there", 4, 1, {50, 50}, {0, 100}, {100, 0}, true, true},
           Case{"compressed_split", 2, 2, {20, 30}, {50, 0}, {100, 0}, true, false, true, true},
           Case{"compressed_on_disk", 4, 1, {0, 0}, {100, 0}, {100, 0}, true, false, true, false}}) {
-        for (const bool from_files : {false, true}) {
-            Tiers t("mmap");
-            Policy p;
-            p.gpu_batch_size = c.gbs, p.num_gpu_batches = c.ngb, p.weights = c.weights, p.cache = c.cache, p.activations = c.activations;
-            p.separate_attention_mlp = c.separate, p.cpu_cache_compute = c.cpu_cache_compute;
-            p.compress_weights = c.compress_weights, p.compress_cache = c.compress_cache;
-            opt::DummyWeights dummy(3);
-            opt::NumpyDirWeights numpy(fixture_dir("tiny_opt") / "weights", t.disk);
-            opt::WeightSource& source = from_files ? static_cast<opt::WeightSource&>(numpy) : dummy;
-            const int64_t prompt_len = 9, gen_len = 5;
-            const MemoryPlan plan = plan_memory(model, p, prompt_len, gen_len, t.ops->act_bytes(),
-                                                c.compress_weights || c.compress_cache ? format : nullptr, source);
-            Engine engine(model, p, prompt_len, gen_len, {*t.ops, t.compute, t.host, t.disk, t.transfers}, source, {},
-                          c.compress_weights || c.compress_cache ? group4.get() : nullptr);
-            const std::string where = std::string(c.name) + (from_files ? " (weights from files)" : " (dummy weights)");
-            EXPECT_EQ(plan.total(TierKind::compute), t.compute.peak_bytes()) << where;
-            EXPECT_EQ(plan.total(TierKind::host), t.host.peak_bytes()) << where;
-            EXPECT_EQ(plan.total(TierKind::disk), t.disk.peak_bytes()) << where;
-            EXPECT_GT(plan.total(TierKind::compute), 0u) << where;
-        }
+        for (const bool from_files : {false, true})
+            for (int st = -1; st < 2; ++st) {  // the whole model, or stage 0 or 1 of two with 2 micro-batches
+                Tiers t("mmap");
+                const EngineStage stage =
+                    st < 0 ? EngineStage{} : EngineStage{partition_layers(model.num_layers, c.separate ? 2 : 1, 2)[st], 2, st == 1};
+                Policy p;
+                p.gpu_batch_size = c.gbs, p.num_gpu_batches = c.ngb, p.weights = c.weights, p.cache = c.cache,
+                p.activations = c.activations;
+                p.separate_attention_mlp = c.separate, p.cpu_cache_compute = c.cpu_cache_compute;
+                p.compress_weights = c.compress_weights, p.compress_cache = c.compress_cache;
+                opt::DummyWeights dummy(3);
+                opt::NumpyDirWeights numpy(fixture_dir("tiny_opt") / "weights", t.disk);
+                opt::WeightSource& source = from_files ? static_cast<opt::WeightSource&>(numpy) : dummy;
+                const int64_t prompt_len = 9, gen_len = 5;
+                const MemoryPlan plan = plan_memory(model, p, prompt_len, gen_len, t.ops->act_bytes(),
+                                                    c.compress_weights || c.compress_cache ? format : nullptr, source, stage);
+                Engine engine(model, p, prompt_len, gen_len, {*t.ops, t.compute, t.host, t.disk, t.transfers}, source, {},
+                              c.compress_weights || c.compress_cache ? group4.get() : nullptr, nullptr, stage);
+                const std::string where = std::string(c.name) + (from_files ? " (weights from files)" : " (dummy weights)") +
+                                          (st < 0 ? "" : ", pipeline stage " + std::to_string(st) + " of 2");
+                EXPECT_EQ(plan.total(TierKind::compute), t.compute.peak_bytes()) << where;
+                EXPECT_EQ(plan.total(TierKind::host), t.host.peak_bytes()) << where;
+                EXPECT_EQ(plan.total(TierKind::disk), t.disk.peak_bytes()) << where;
+                EXPECT_GT(plan.total(TierKind::compute), 0u) << where;
+            }
     }
 }
 
