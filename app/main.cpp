@@ -422,9 +422,10 @@ int run(int argc, char** argv) {
                       : engine.generate(block, go, *scheduler);
         const double pf = r.step_seconds.at(0), dc = std::accumulate(r.step_seconds.begin() + 1, r.step_seconds.end(), 0.0);
         prefill += pf, decode += dc;
-        for (int64_t n = 0; tokenizer && n < N && blk * N + n < real; ++n) {
+        const bool keep = tokenizer || !cfg.run.output.empty();  // dummy prompts too: their token ids into run.output
+        for (int64_t n = 0; keep && n < N && blk * N + n < real; ++n) {
             app::Completion c;
-            c.prompt = prompt_texts[blk * N + n];
+            if (tokenizer) c.prompt = prompt_texts[blk * N + n];
             c.prompt_tokens = static_cast<int64_t>(block[n].size());
             for (int64_t t = 0; t < r.gen_len; ++t) {
                 const int32_t id = r.tokens[n * r.gen_len + t];
@@ -442,7 +443,7 @@ int run(int argc, char** argv) {
                     if (!stop.empty()) cut = std::min(cut, text.find(stop));
                 return cut;
             };
-            for (size_t k = 1; !cfg.run.stop_strings.empty() && k <= c.ids.size(); ++k) {
+            for (size_t k = 1; tokenizer && !cfg.run.stop_strings.empty() && k <= c.ids.size(); ++k) {
                 const std::string prefix =
                     tokenizer->decode(std::vector<int32_t>(c.ids.begin(), c.ids.begin() + static_cast<std::ptrdiff_t>(k)));
                 if (const size_t cut = first_stop(prefix); cut != std::string::npos) {
@@ -450,7 +451,7 @@ int run(int argc, char** argv) {
                     break;
                 }
             }
-            c.text = tokenizer->decode(c.ids);
+            if (tokenizer) c.text = tokenizer->decode(c.ids);
             if (const size_t cut = first_stop(c.text); cut != std::string::npos) c.text.resize(cut);
             c.block = blk, c.prefill_s = pf, c.decode_s = dc;
             completions.push_back(std::move(c));
@@ -517,7 +518,7 @@ int run(int argc, char** argv) {
           << ", \"disk\": " << gib(plan.total(TierKind::disk)) << "}}}\n";
         app::write_whole(vm["json"].as<std::string>(), j.str(), "--json");
     }
-    if (tokenizer) {  // the completions: JSONL into run.output, or readable on stdout
+    if (!completions.empty()) {  // the completions: JSONL into run.output, or readable on stdout (text prompts)
         if (!cfg.run.output.empty()) {
             std::string lines;
             for (const auto& c : completions) lines += app::jsonl_line(c) + "\n";

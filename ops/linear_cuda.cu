@@ -3,9 +3,11 @@
 #include "cuda_check.cuh"
 
 #include <cfloat>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <tuple>
+#include <vector>
 
 namespace flexrt::ops::cuda {
 namespace {
@@ -51,8 +53,13 @@ void run(Lt& L, Lt::Plan& p, const uint16_t* x, const uint16_t* w, const uint16_
         cublasLtMatmul(L.handle, p.desc, &alpha, w, p.a, x, p.b, &beta, c, p.c, y, p.c, &algo, L.workspace, Lt::kWorkspace, s));
 }
 
-cublasLtMatmulAlgo_t fastest(Lt& L, Lt::Plan& p, const cublasLtMatmulHeuristicResult_t* results, int found, const uint16_t* x,
-                             const uint16_t* w, const uint16_t* b, uint16_t* y, cudaStream_t s) {
+// The fastest of the heuristic's candidates among those whose output equals, bit for bit, the first candidate's on
+// this call's data. A candidate with another reduction order (split-K, stream-K, sliced K) gives other roundings:
+// chosen by timing alone, the tokens of a run would depend on which won the race that day, where the same
+// prompts and seed must give the same tokens every run. The first candidate is the heuristic's, the same on every
+// run for a shape on a GPU and cuBLAS version.
+cublasLtMatmulAlgo_t fastest(Lt& L, Lt::Plan& p, const cublasLtMatmulHeuristicResult_t* results, int found, const uint16_t* x, int64_t rows,
+                             int64_t out, const uint16_t* w, const uint16_t* b, uint16_t* y, cudaStream_t s) {
     cudaEvent_t start{}, stop{};
     FLEXRT_CUDA_CHECK(cudaEventCreate(&start));
     FLEXRT_CUDA_CHECK(cudaEventCreate(&stop));
@@ -62,9 +69,17 @@ cublasLtMatmulAlgo_t fastest(Lt& L, Lt::Plan& p, const cublasLtMatmulHeuristicRe
     } owned{start, stop};
     cublasLtMatmulAlgo_t best = results[0].algo;
     float best_ms = FLT_MAX;
+    const size_t bytes = static_cast<size_t>(rows * out) * sizeof(uint16_t);
+    std::vector<uint16_t> reference(static_cast<size_t>(rows * out)), got(reference.size());
+    run(L, p, x, w, b, y, results[0].algo, s);
+    FLEXRT_CUDA_CHECK(cudaMemcpyAsync(reference.data(), y, bytes, cudaMemcpyDeviceToHost, s));
+    FLEXRT_CUDA_CHECK(cudaStreamSynchronize(s));
     for (int c = 0; c < found; ++c) {
         if (results[c].state != CUBLAS_STATUS_SUCCESS) continue;
-        run(L, p, x, w, b, y, results[c].algo, s);  // warm
+        run(L, p, x, w, b, y, results[c].algo, s);  // warm, and its output
+        FLEXRT_CUDA_CHECK(cudaMemcpyAsync(got.data(), y, bytes, cudaMemcpyDeviceToHost, s));
+        FLEXRT_CUDA_CHECK(cudaStreamSynchronize(s));
+        if (std::memcmp(got.data(), reference.data(), bytes) != 0) continue;  // rounds differently
         FLEXRT_CUDA_CHECK(cudaEventRecord(start, s));
         for (int r = 0; r < 3; ++r) run(L, p, x, w, b, y, results[c].algo, s);
         FLEXRT_CUDA_CHECK(cudaEventRecord(stop, s));
@@ -116,7 +131,8 @@ void linear(const uint16_t* x, int64_t rows, int64_t in, const uint16_t* w, cons
             throw Error(FLEXRT_STATUS_UNSUPPORTED, "cuBLASLt has no algorithm for a " + std::to_string(rows) + "x" + std::to_string(in) +
                                                        "x" + std::to_string(out) + " fp16 GEMM");
         p.algo = results[0].algo;
-        if (rows <= kTunedRows && found > 1) p.algo = fastest(L, p, results, found, x, w, b, y, static_cast<cudaStream_t>(stream));
+        if (rows <= kTunedRows && found > 1)
+            p.algo = fastest(L, p, results, found, x, rows, out, w, b, y, static_cast<cudaStream_t>(stream));
         it = L.plans.emplace(key, p).first;
     }
     run(L, it->second, x, w, b, y, it->second.algo, static_cast<cudaStream_t>(stream), residual);

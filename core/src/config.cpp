@@ -76,8 +76,8 @@ const std::vector<KeySpec>& schema() {
          "text prompts: a completion ends where one of these strings first appears (left out of its text); its sequence "
          "stops there, and the run ends when every sequence has stopped"},
         {"run.output", Kind::string, std::string(""),
-         "JSONL file of the results of text prompts (prompt, text, token ids, finish reason, timings), written whole "
-         "(\"\": readable text on stdout)"},
+         "JSONL file of the results (prompt, text, token ids, finish reason, timings), written whole; with dummy prompts "
+         "their token ids (\"\": text prompts' results readable on stdout)"},
         {"run.gen_len", Kind::integer, int64_t{32}, "new tokens per prompt", 1, 1 << 20},
         {"run.do_sample", Kind::boolean, false, "sample with run.temperature instead of greedy argmax"},
         {"run.temperature", Kind::number, 1.0, "sampling temperature", 1e-6, 1e6},
