@@ -21,7 +21,7 @@ cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLEXRT_WIT
 cmake --build build-tsan -j"$(nproc)" --target core_tests conformance_tests aio_engine_tests models_tests
 cd build-tsan
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-  ctest --output-on-failure -j"$(nproc)" -R "Transfer|DiskDevice|PluginConformance|AioFaults|AioPlugin|PluginLoader|GoldenSchedules"
+  ctest --output-on-failure -j"$(nproc)" -R "Transfer|DiskDevice|PluginConformance|AioFaults|AioPlugin|PluginLoader|GoldenSchedules|Pipeline|TcpCommunicator"
 
 # The parsers of untrusted input (TOML config, .npy and safetensors headers, JSON, the tokenizer) under
 # libFuzzer + AddressSanitizer, 20 s each from the committed seed corpus (fuzz/corpus).

@@ -91,8 +91,12 @@ protected:
 };
 
 TEST_F(Cli, TinyModelRunsAndPrintsFigures) {
-    CliResult r = run("--config " + tiny_config_file().string());
+    const fs::path ids = dir_ / "ids.jsonl";  // dummy prompts' token ids, one line a sequence
+    CliResult r = run("--config " + tiny_config_file().string() + " --set run.output='\"" + ids.string() + "\"'");
     ASSERT_EQ(r.code, 0) << r.err;
+    const std::string lines = read_file(ids);
+    EXPECT_EQ(std::count(lines.begin(), lines.end(), '\n'), 4) << lines;  // gpu_batch_size 2 x num_gpu_batches 2
+    EXPECT_HAS(lines, "\"token_ids\": [");
     EXPECT_HAS(r.out, "prefill latency: ");
     EXPECT_HAS(r.out, "decode throughput: ");
     EXPECT_HAS(r.out, "total throughput: ");
