@@ -748,13 +748,15 @@ TEST_F(TextCli, PipelineOfTwoProcessesGivesOneProcessCompletions) {
 TEST_F(Cli, PipelineFailuresEndEveryRank) {
     const std::string tiny = "--config " + tiny_config_file().string() + " --set run.gen_len=6";
     auto ranks = [&](const std::string& extra0, const std::string& extra1, const std::string& env1 = "") {
-        const std::string at = " --rendezvous 127.0.0.1:" + std::to_string(free_port()) + " --world 2 --rank ";
+        // A rank that cannot start keeps the other at the rendezvous until the timeout: 30 s then, not 300.
+        const std::string at = " --set pipeline.timeout_s=30 --rendezvous 127.0.0.1:" + std::to_string(free_port()) + " --world 2 --rank ";
         return run_ranks_cli({tiny + extra0 + at + "0", tiny + extra1 + at + "1"}, {"", env1});
     };
     const std::string cache_on_disk = " --set 'policy.cache={gpu=0,cpu=0}' --set storage.plugin=aio";  // aio: writes that can fail
     const auto t0 = std::chrono::steady_clock::now();
     const auto failed = ranks(cache_on_disk, cache_on_disk,
-                              "LD_PRELOAD=" + std::string(FLEXRT_FAULT_INJECT) +
+                              // Under ASan the injector is preloaded before ASan's runtime: allowed, as in the fault matrix.
+                              "ASAN_OPTIONS=verify_asan_link_order=0:${ASAN_OPTIONS:-} LD_PRELOAD=" + std::string(FLEXRT_FAULT_INJECT) +
                                   " FLEXRT_FAULT=eio FLEXRT_FAULT_AFTER=20000 FLEXRT_FAULT_PATH=" + (dir_ / "rank1.offload").string());
     EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(60)) << "a rank waited for the timeout";
     EXPECT_EQ(failed[1].code, 5) << failed[1].err;
