@@ -145,7 +145,9 @@ int run(int argc, char** argv) {
         "progress", "progress lines on stderr even when it is not a terminal (for logs)")("quiet,q", "no progress lines on stderr")(
         "rank", po::value<int>(), "pipeline parallelism: this process's stage, 0 .. world - 1 (with --world; mpirun and torchrun set it)")(
         "world", po::value<int>(), "pipeline parallelism: the number of stages (processes, one GPU each), the layers split evenly")(
-        "rendezvous", po::value<std::string>(), "pipeline parallelism: rank 0's host:port where the ranks meet (pipeline.rendezvous)");
+        "rendezvous", po::value<std::string>(), "pipeline parallelism: rank 0's host:port where the ranks meet (pipeline.rendezvous)")(
+        "local-rank", po::value<int>(),
+        "pipeline parallelism: this process's rank on its host, which picks its GPU (default: LOCAL_RANK, else --rank)");
     po::variables_map vm;
     try {
         po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -168,8 +170,10 @@ int run(int argc, char** argv) {
         return 0;
     }
     // A pipeline's rank, before anything asks CUDA: the process is given its GPU.
-    const app::RankPlace place = app::find_rank_place(vm.count("rank") ? std::optional<int>(vm["rank"].as<int>()) : std::nullopt,
-                                                      vm.count("world") ? std::optional<int>(vm["world"].as<int>()) : std::nullopt);
+    const app::RankPlace place =
+        app::find_rank_place(vm.count("rank") ? std::optional<int>(vm["rank"].as<int>()) : std::nullopt,
+                             vm.count("world") ? std::optional<int>(vm["world"].as<int>()) : std::nullopt,
+                             vm.count("local-rank") ? std::optional<int>(vm["local-rank"].as<int>()) : std::nullopt);
     const bool pipelined = place.world > 1, reports = place.rank == place.world - 1;  // the last stage has the figures
     if (pipelined) app::pin_gpu_of(place);
     std::filesystem::path trace_file = vm.count("trace") ? std::filesystem::path(vm["trace"].as<std::string>()) : std::filesystem::path();

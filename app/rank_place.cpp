@@ -28,14 +28,17 @@ int integer_of(const std::string& text, const std::string& what, int lo, int hi)
 
 }  // namespace
 
-RankPlace find_rank_place(std::optional<int> rank, std::optional<int> world) {
+RankPlace find_rank_place(std::optional<int> rank, std::optional<int> world, std::optional<int> local_rank) {
     RankPlace p;
     if (rank || world) {
         if (!rank || !world) FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, "--rank and --world go together: give both or neither");
         p.world = integer_of(std::to_string(*world), "--world", 1, 1 << 16);
         p.rank = integer_of(std::to_string(*rank), "--rank", 0, p.world - 1);
         p.local_rank = p.rank;
-        if (const char* l = env("LOCAL_RANK")) p.local_rank = integer_of(l, "LOCAL_RANK", 0, 1 << 16);
+        if (local_rank)
+            p.local_rank = integer_of(std::to_string(*local_rank), "--local-rank", 0, 1 << 16);
+        else if (const char* l = env("LOCAL_RANK"))
+            p.local_rank = integer_of(l, "LOCAL_RANK", 0, 1 << 16);
         p.from = "--rank/--world";
         return p;
     }
@@ -61,6 +64,8 @@ RankPlace find_rank_place(std::optional<int> rank, std::optional<int> world) {
 
 void pin_gpu_of(const RankPlace& place) {
     std::string chosen = std::to_string(place.local_rank);
+    const char* set = std::getenv("CUDA_VISIBLE_DEVICES");
+    if (set && !*set) return;  // set empty: no GPU for this process, as its launcher wants
     if (const char* visible = env("CUDA_VISIBLE_DEVICES")) {
         std::vector<std::string> list;
         std::istringstream in(visible);

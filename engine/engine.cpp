@@ -547,11 +547,7 @@ void Engine::run_window(IScheduler& scheduler, int32_t step, int32_t steps, int6
                   (micro_batch + 1) * m.ngb <= m.batches);
     m.window_step = step, m.window_steps = steps, m.window_first = micro_batch * m.ngb;
     m.steps_ended = step;
-    // The schedule sees the window's first step as its step 0, and step 0 as the prefill, which reads no cache:
-    // the cache of the window's first (layer, GPU batch) is loaded here, as a prefetch of the step before would
-    // have (a schedule that loads it too finds it there).
-    flexrt_status s = step > 0 ? load_cache(0, 0, 0) : FLEXRT_STATUS_OK;
-    if (s == FLEXRT_STATUS_OK) s = scheduler.run(this);
+    flexrt_status s = scheduler.run(this);
     const std::string plugin_said = s == FLEXRT_STATUS_OK ? std::string() : take_last_plugin_error();  // its own reason, if it gave one
     if (flexrt_status d = sync(); s == FLEXRT_STATUS_OK) s = d;  // the device and the transfers, drained
     Status drained = m.tiers.transfers.wait_all();
@@ -664,7 +660,6 @@ flexrt_status Engine::load_cache(int32_t i, int32_t j, int32_t k) noexcept {
         const int s = m.slot(j, k);
         m.global(i, k);
         if (i == 0 || m.skips(i, k) || !layers_[j]->has_cache() || !m.cache_slot_bytes) return Status::ok();
-        if (m.cache_tag[s] == Tag{i, j, k}) return Status::ok();  // loaded already (run_window's first), not yet overwritten
         const uint64_t past = m.past_len(i);
         const std::vector<Event> after = {m.cache_written[j][k], m.cache_ready[s], m.computed[s]};
         std::vector<Event> ev;
@@ -721,6 +716,7 @@ flexrt_status Engine::compute_layer(int32_t i, int32_t j, int32_t k) noexcept {
     trace::Span span("engine", "compute_layer", i, j, k);
     return m.guard([&]() -> Status {
         const int s = m.slot(j, k);
+        const int32_t window_i = i, window_k = k;
         m.global(i, k);
         if (m.skips(i, k)) return Status::ok();  // every sequence of the batch has stopped
         const opt::Layer& layer = *layers_[j];
@@ -792,6 +788,10 @@ flexrt_status Engine::compute_layer(int32_t i, int32_t j, int32_t k) noexcept {
             if (i > 0) {
                 wait(m.cache_written[j][k]);
                 if (m.cache_slot_bytes) {
+                    // The window's first step may be a decode step, which the schedule sees as its step 0, whose
+                    // cache it need not load (scheduler.hpp): what it did not load, the engine loads here.
+                    if (window_i == 0 && !(m.cache_tag[s] == Tag{i, j, k}))
+                        if (const flexrt_status st = load_cache(0, j, window_k); st != FLEXRT_STATUS_OK) throw Error(st, m.error);
                     need(m.cache_tag[s], Tag{i, j, k}, "load_cache");
                     wait(m.cache_ready[s]);
                 }
@@ -935,9 +935,13 @@ flexrt_status Engine::end_step(int32_t i, int32_t* all_stopped) noexcept {
         if (!s.is_ok()) return s;
         const auto step_end = Clock::now();
         const double secs = std::chrono::duration<double>(step_end - m.step_start).count();
-        if (trace::on()) trace::complete("step", i == 0 ? "prefill" : "decode step " + std::to_string(i), m.step_start, step_end);
-        m.result->step_seconds.push_back(secs);
         i += m.window_step;
+        if (trace::on())
+            trace::complete("step",
+                            (i == 0 ? std::string("prefill") : "decode step " + std::to_string(i)) +
+                                (m.batches > m.ngb ? ", micro-batch " + std::to_string(m.window_first / m.ngb) : std::string()),
+                            m.step_start, step_end);
+        m.result->step_seconds.push_back(secs);
         m.steps_ended = i + 1;
         if (m.progress && m.window_steps == m.gen_len) {  // a pipeline stage's windows: its driver says how it goes
             char line[128];

@@ -89,9 +89,9 @@ public:
     void begin_run(const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& options, GenerationResult& result);
     void run_window(IScheduler& scheduler, int32_t step, int32_t steps, int64_t micro_batch);
     void end_run();
-    // A stage's hidden states in and out: a buffer of the compute device of (gbs, seq, h) activations (allocated
-    // when the stage lacks the input or the output embedding), and the copies between it and GPU batch k's home
-    // (k counts over all micro-batches) at step i, done when they return.
+    // A stage's hidden states in and out: a buffer of (gbs, seq, h) activations on the compute device, or in host
+    // memory under EngineStage::message_on_host (allocated when the stage lacks the input or the output embedding), and the copies between
+    // it and GPU batch k's home (k counts over all micro-batches) at step i, done when they return.
     Buffer& stage_message();
     uint64_t stage_message_bytes(int32_t i) const;
     void import_hidden(int32_t i, int64_t k);

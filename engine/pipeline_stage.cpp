@@ -19,7 +19,7 @@ constexpr uint64_t kTokensTag = 1ull << 62;     // or'ed with the (step, micro-b
 constexpr uint64_t kMaxAgreement = 1 << 20;
 
 // Sends from a thread of its own, in order: the caller never waits on a peer that may be waiting on it. A failed
-// send aborts both links (the caller's blocked receive then returns) and is what the caller reports.
+// send aborts both links (the caller's blocked receive then fails) and is what the caller reports.
 class ControlSender {
 public:
     explicit ControlSender(PipelineLinks links) : links_(links), thread_([this] { loop(); }) {}
@@ -46,13 +46,22 @@ public:
         idle_.wait(lock, [&] { return (queue_.empty() && !busy_) || failed_; });
         throw_if_failed();
     }
-    // Throws the failure of a send, if one failed: the cause of whatever the caller saw next.
+    // Whether a send has failed, and if one has, throws its error: the cause of whatever the caller saw next.
+    bool failed() {
+        std::lock_guard lock(mutex_);
+        return failed_;
+    }
     void rethrow_failure() {
         std::lock_guard lock(mutex_);
         throw_if_failed();
     }
 
 private:
+    void fail(flexrt_status status, const std::string& what) {
+        std::lock_guard lock(mutex_);
+        failed_ = true, status_ = status, error_ = what;
+        queue_.clear();
+    }
     void throw_if_failed() const {
         if (failed_) throw Error(status_, error_);
     }
@@ -74,10 +83,8 @@ private:
             }
             try {
                 links_.control.send(m.peer, m.bytes.data(), m.bytes.size(), m.tag);
-            } catch (const Error& e) {
-                std::lock_guard lock(mutex_);
-                failed_ = true, status_ = e.status(), error_ = e.what();
-                queue_.clear();
+            } catch (const Error& e) { fail(e.status(), e.what()); } catch (const std::exception& e) {
+                fail(FLEXRT_STATUS_INTERNAL, e.what());
             }
             std::lock_guard lock(mutex_);
             busy_ = false;
@@ -224,10 +231,12 @@ GenerationResult run_pipeline_stage(Engine& engine, const std::vector<std::vecto
                 if (!stopped(t)) receive_tokens(G - 1, t);
         sender.drain();
     } catch (...) {
+        // A send that failed before this is the cause; one that fails after it, of the aborts below, is not.
+        const bool sender_first = sender.failed();
         links.data.abort();
         links.control.abort();
         engine.end_run();
-        sender.rethrow_failure();
+        if (sender_first) sender.rethrow_failure();
         throw;
     }
     engine.end_run();

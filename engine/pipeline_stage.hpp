@@ -33,8 +33,8 @@ void check_pipeline_agreement(ICommunicator& control, const std::string& terms);
 
 // Runs a block on this rank's stage: `prompts` are all micro_batches * block_size prompts (every rank gets them).
 // Every rank returns the same tokens and stop flags; step_seconds are this rank's wall time per step (the last
-// rank's are the pipeline's), said to `progress` at the prefill and every eighth step. Throws flexrt::Error with the first failure, here or
-// at a peer.
+// rank's are the pipeline's), said to `progress` at the prefill and about eight times a run. Throws flexrt::Error with the first failure,
+// here or at a peer.
 GenerationResult run_pipeline_stage(Engine& engine, const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& options,
                                     IScheduler& scheduler, PipelineLinks links, int64_t micro_batches, const ProgressFn& progress = {});
 

@@ -14,7 +14,7 @@ public:
     virtual int world() const noexcept = 0;
     // Sends `bytes` at `data` to `peer`, and receives as many from it. Messages between two ranks arrive in
     // order; `tag` must match on both sides (a mismatch is an error naming both tags). Throws flexrt::Error
-    // naming the peer when it has ended, failed, or not answered within the timeout.
+    // naming the peer when it has ended or failed (at once: a live peer is waited for, however long its step).
     virtual void send(int peer, const void* data, uint64_t bytes, uint64_t tag) = 0;
     virtual void recv(int peer, void* data, uint64_t bytes, uint64_t tag) = 0;
     // Returns once every rank has called it.

@@ -145,7 +145,10 @@ const std::vector<KeySpec>& schema() {
          0,
          {"auto", "nccl", "tcp"}},
         {"pipeline.rendezvous", Kind::string, std::string("127.0.0.1:29500"), "rank 0's host:port, where the ranks meet (--rendezvous)"},
-        {"pipeline.timeout_s", Kind::number, 300.0, "a peer that sends or takes nothing for this long is an error, seconds", 1, 1 << 20},
+        {"pipeline.timeout_s", Kind::number, 300.0,
+         "how long the ranks wait for each other at the rendezvous, seconds (afterwards a rank that ends fails the others at once, "
+         "and a live one is waited for)",
+         1, 1 << 20},
     };
     // clang-format on
     return specs;

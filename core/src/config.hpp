@@ -83,7 +83,7 @@ struct PipelineSection {
     int64_t micro_batches = 0;                   // blocks in flight across the stages (0: one per stage)
     std::string transport = "auto";              // hidden states between stages: "nccl", "tcp", "auto" (nccl on GPUs)
     std::string rendezvous = "127.0.0.1:29500";  // rank 0's host:port, where the ranks meet
-    double timeout_s = 300;                      // a rank that neither sends nor receives for this long is an error
+    double timeout_s = 300;                      // how long the ranks wait for each other at the rendezvous
 };
 
 struct Config {

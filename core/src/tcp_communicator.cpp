@@ -45,7 +45,7 @@ void write_all(int fd, const void* data, uint64_t bytes, int timeout_ms, const s
     const auto* p = static_cast<const char*>(data);
     for (uint64_t done = 0; done < bytes;) {
         if (!wait_for(fd, POLLOUT, timeout_ms))
-            FLEXRT_THROW(FLEXRT_STATUS_IO_ERROR, peer + " did not take data for " + std::to_string(timeout_ms / 1000) + " s");
+            FLEXRT_THROW(FLEXRT_STATUS_IO_ERROR, peer + " took no data for " + std::to_string(timeout_ms / 1000) + " s");
         const ssize_t n = ::send(fd, p + done, bytes - done, MSG_NOSIGNAL);
         if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
         if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) FLEXRT_THROW(FLEXRT_STATUS_IO_ERROR, peer + " has ended (connection closed)");
@@ -137,10 +137,11 @@ struct Entry {  // what the rendezvous hands out per rank: where it listens
 
 }  // namespace
 
-TcpCommunicator::TcpCommunicator(int rank, int world, const std::string& rendezvous, double timeout_s)
+TcpCommunicator::TcpCommunicator(int rank, int world, const std::string& rendezvous, double timeout_s, double idle_timeout_s)
     : rank_(rank),
       world_(world),
       timeout_ms_(static_cast<int>(timeout_s * 1000)),
+      idle_ms_(idle_timeout_s > 0 ? static_cast<int>(idle_timeout_s * 1000) : -1),
       peers_(static_cast<size_t>(std::max(world, 0)), -1),
       send_locks_(std::make_unique<std::mutex[]>(peers_.size())),
       recv_locks_(std::make_unique<std::mutex[]>(peers_.size())) {
@@ -222,20 +223,20 @@ void TcpCommunicator::send(int peer, const void* data, uint64_t bytes, uint64_t 
     const int fd = socket_of(peer, "send");
     std::lock_guard lock(send_locks_[static_cast<size_t>(peer)]);
     const Header h{tag, bytes};
-    write_all(fd, &h, sizeof h, timeout_ms_, name_of(peer));
-    write_all(fd, data, bytes, timeout_ms_, name_of(peer));
+    write_all(fd, &h, sizeof h, idle_ms_, name_of(peer));
+    write_all(fd, data, bytes, idle_ms_, name_of(peer));
 }
 
 void TcpCommunicator::recv(int peer, void* data, uint64_t bytes, uint64_t tag) {
     const int fd = socket_of(peer, "recv");
     std::lock_guard lock(recv_locks_[static_cast<size_t>(peer)]);
     Header h{};
-    read_all(fd, &h, sizeof h, timeout_ms_, name_of(peer));
+    read_all(fd, &h, sizeof h, idle_ms_, name_of(peer));
     if (h.tag != tag || h.bytes != bytes)
         FLEXRT_THROW(FLEXRT_STATUS_INTERNAL, name_of(peer) + " sent message " + std::to_string(h.tag) + " of " + std::to_string(h.bytes) +
                                                  " bytes where message " + std::to_string(tag) + " of " + std::to_string(bytes) +
                                                  " was expected");
-    read_all(fd, data, bytes, timeout_ms_, name_of(peer));
+    read_all(fd, data, bytes, idle_ms_, name_of(peer));
 }
 
 void TcpCommunicator::abort() noexcept {

@@ -17,8 +17,9 @@ namespace flexrt {
 class TcpCommunicator final : public ICommunicator {
 public:
     // Throws naming the rendezvous address and what failed (a bad address, a rank or world out of range, a
-    // peer that did not come within `timeout_s`).
-    TcpCommunicator(int rank, int world, const std::string& rendezvous, double timeout_s = 300);
+    // peer that did not come within `timeout_s`). After it, a call waits for a live peer as long as it takes
+    // (a rank's step may take minutes), or `idle_timeout_s` when above 0; a peer that has ended fails it at once.
+    TcpCommunicator(int rank, int world, const std::string& rendezvous, double timeout_s = 300, double idle_timeout_s = 0);
     ~TcpCommunicator() override;
     TcpCommunicator(const TcpCommunicator&) = delete;
     TcpCommunicator& operator=(const TcpCommunicator&) = delete;
@@ -34,7 +35,7 @@ public:
 private:
     int socket_of(int peer, const char* what) const;
     int rank_, world_;
-    int timeout_ms_;
+    int timeout_ms_, idle_ms_;  // the rendezvous's; each call's afterwards (-1: none)
     std::vector<int> peers_;  // a connected socket per rank (-1 for this one)
     // Calls from several threads are safe: a message to (or from) a peer goes whole under its lock.
     std::unique_ptr<std::mutex[]> send_locks_, recv_locks_;

@@ -97,6 +97,34 @@ private:
     bool die_;
 };
 
+// The plain order without load_cache at step 0, as scheduler.hpp allows: in a window that starts at a decode step
+// the engine must load what the schedule did not.
+class NoStepZeroCache final : public IScheduler {
+public:
+    flexrt_status run(IExecutor* ex) noexcept override {
+        const flexrt_schedule_dims d = ex->dims();
+        const auto G = static_cast<int32_t>(d.gen_len), L = static_cast<int32_t>(d.num_layers), K = static_cast<int32_t>(d.num_gpu_batches);
+        for (int32_t i = 0; i < G; ++i) {
+            flexrt_status s = ex->begin_step(i);
+            for (int32_t j = 0; j < L && s == FLEXRT_STATUS_OK; ++j) {
+                s = ex->load_weight(i, j, 0);
+                for (int32_t k = 0; k < K && s == FLEXRT_STATUS_OK; ++k) {
+                    if (i > 0) s = ex->load_cache(i, j, k);
+                    if (s == FLEXRT_STATUS_OK) s = ex->load_hidden(i, j, k);
+                    if (s == FLEXRT_STATUS_OK) s = ex->compute_layer(i, j, k);
+                    if (s == FLEXRT_STATUS_OK) s = ex->store_hidden(i, j, k);
+                    if (s == FLEXRT_STATUS_OK) s = ex->store_cache(i, j, k);
+                }
+            }
+            int32_t stopped = 0;
+            if (s == FLEXRT_STATUS_OK) s = ex->end_step(i, &stopped);
+            if (s != FLEXRT_STATUS_OK || stopped) return s;
+        }
+        return FLEXRT_STATUS_OK;
+    }
+    void release() noexcept override {}
+};
+
 struct Fault {
     int rank = -1, window = 0;
     bool die = false;
@@ -123,7 +151,9 @@ std::vector<int> run_pipeline(const PipeCase& c, const fs::path& dir, Fault faul
                           compressor.get(), nullptr, EngineStage{slices[static_cast<size_t>(rank)], c.micro, true});
             TcpCommunicator comm(rank, c.world, at, kTimeoutS);
             check_pipeline_agreement(comm, terms ? terms(rank) : terms_of(c));
-            auto schedule = make_schedule(c.schedule);
+            NoStepZeroCache no_step_zero_cache;
+            auto schedule = c.schedule == "no_step0_cache" ? PluginPtr<IScheduler>(&no_step_zero_cache, PluginDeleter<IScheduler>{})
+                                                           : make_schedule(c.schedule);
             FailingSchedule failing(*schedule, fault.window, fault.die);
             GenerateOptions go = c.go;
             go.record_logits = true;
@@ -211,7 +241,9 @@ INSTANTIATE_TEST_SUITE_P(
                       PipeCase{"two_stages_compressed_cache", 2, 2, 1, 2, kHalf, kCpu, kGpu, true, true, "overlap_multi"},
                       PipeCase{"three_stages_stop_token_skips_micro_batches", 3, 4, 1, 1, kGpu, kCpu, kGpu, true, false, "normal",
                                stop_at_first_token_of(0)},
-                      PipeCase{"two_stages_sampled", 2, 2, 2, 1, kGpu, kGpu, kGpu, true, false, "overlap_single", sampled()}),
+                      PipeCase{"two_stages_sampled", 2, 2, 2, 1, kGpu, kGpu, kGpu, true, false, "overlap_single", sampled()},
+                      PipeCase{"two_stages_schedule_without_step_zero_cache", 2, 2, 1, 2, kGpu, kDisk, kCpu, true, false,
+                               "no_step0_cache"}),
     [](const auto& info) { return info.param.name; });
 
 // A rank that dies mid-run (as kill -9 would), or whose schedule fails: every other rank ends with an error

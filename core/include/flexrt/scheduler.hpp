@@ -2,7 +2,9 @@
 // IScheduler: a schedule plugin that only decides the order in which they are called.
 //
 // Indices, as in FlexLLMGen: i = token step (0 = prefill, 1..gen_len-1 = decode), j = layer in the
-// layer list (input embedding, attention/MLP layers, output embedding), k = GPU batch in the block.
+// layer list (input embedding, attention/MLP layers, output embedding), k = GPU batch in the block. The steps
+// are those dims() gives: a pipeline stage runs a schedule over one step of one micro-batch at a time, where
+// step 0 may be a decode step; a schedule need not load its cache (as at the prefill), the executor does.
 // Correctness never depends on the order: every primitive waits for the buffers it reads, so a schedule
 // can only change speed, never tokens.
 #pragma once
@@ -30,7 +32,8 @@ public:
     // Index wrapping, so schedules read like FlexLLMGen's pseudo-code: a load with k == num_gpu_batches
     // means (j + 1, 0), with j == num_layers means (i + 1, 0), and past the last step does nothing; a store
     // with k == -1 means (j - 1, last k), with j == -1 means (i - 1, last j), and before step 0 does nothing.
-    // load_cache at i == 0 does nothing (the prefill has no cache to read).
+    // load_cache at i == 0 need not be called: the prefill has no cache to read, and where step 0 is a decode
+    // step (a pipeline stage's), compute_layer loads what was not loaded.
     //
     // All primitives are called from one thread at a time. load_* and store_* are async: they start the
     // transfer and return; compute_layer waits for its inputs and then runs. A failure of an async part
@@ -45,8 +48,8 @@ public:
     virtual flexrt_status store_hidden(int32_t i, int32_t j, int32_t k) noexcept = 0;
     // Waits until every started transfer and computation has completed.
     virtual flexrt_status sync() noexcept = 0;
-    // Ends step i: syncs, stops its timer, sets *all_stopped to 1 when every sequence has emitted its stop
-    // token (the schedule then ends the loop), else 0.
+    // Ends step i: syncs, stops its timer, sets *all_stopped to 1 when every sequence the schedule runs has
+    // emitted its stop token (the schedule then ends the loop), else 0.
     virtual flexrt_status end_step(int32_t i, int32_t* all_stopped) noexcept = 0;
 
 protected:
