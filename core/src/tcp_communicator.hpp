@@ -36,7 +36,7 @@ private:
     int socket_of(int peer, const char* what) const;
     int rank_, world_;
     int timeout_ms_, idle_ms_;  // the rendezvous's; each call's afterwards (-1: none)
-    std::vector<int> peers_;  // a connected socket per rank (-1 for this one)
+    std::vector<int> peers_;    // a connected socket per rank (-1 for this one)
     // Calls from several threads are safe: a message to (or from) a peer goes whole under its lock.
     std::unique_ptr<std::mutex[]> send_locks_, recv_locks_;
 };
