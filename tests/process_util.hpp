@@ -18,16 +18,6 @@
 
 namespace flexrt::test {
 
-// Whether this process has started CUDA (the driver library is mapped). Forked children must not use it then,
-// and the tiers' pinned staging does: tests that fork ranks skip, saying so, in such a process (ctest runs each
-// test in a process of its own; a filter over CUDA tests and these in one process does not).
-inline bool cuda_started_here() {
-    std::ifstream maps("/proc/self/maps");
-    for (std::string line; std::getline(maps, line);)
-        if (line.find("libcuda.so") != std::string::npos) return true;
-    return false;
-}
-
 // A port nothing listens on now (bound to 0, then closed).
 inline int free_port() {
     const int s = ::socket(AF_INET, SOCK_STREAM, 0);

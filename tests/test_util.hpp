@@ -155,17 +155,20 @@ inline PluginPtr<IScheduler> make_schedule(const std::string& name) {
     return create_plugin<IScheduler>(ref, {});
 }
 
-// Compute device, host memory and disk, with a transfer engine.
+// Compute device, host memory and disk, with a transfer engine. `cuda`: false keeps the transfer engine's staging
+// out of pinned memory, so that nothing calls CUDA (a forked child of a process that started it must not).
 struct Tiers {
-    explicit Tiers(const std::string& storage_name = "mmap")
-        : storage(make_storage(storage_name)), disk(*storage, dir.path() / "offload") {}
+    explicit Tiers(const std::string& storage_name = "mmap", bool cuda = true)
+        : storage(make_storage(storage_name)),
+          disk(*storage, dir.path() / "offload"),
+          transfers(2, 16ull << 20, cuda && pinned_memory_available()) {}
     TempDir dir;
     PluginPtr<IStorage> storage;
     std::unique_ptr<ops::Compute> ops = ops::make_cpu_compute();
     MemoryDevice compute{TierKind::compute, "cpu (compute)"};
     MemoryDevice host{TierKind::host, "host"};
     DiskDevice disk;
-    TransferEngine transfers{2};
+    TransferEngine transfers;
 };
 
 }  // namespace flexrt::test

@@ -209,9 +209,8 @@ Status copy_now(View dst, View src, StagingPool* pool) {
 
 // --- the engine -----------------------------------------------------------------------------------
 
-TransferEngine::TransferEngine(unsigned threads, uint64_t staging_bytes)
-    : pool_(threads),
-      staging_(kStagingChunk, static_cast<unsigned>(std::max<uint64_t>(2, staging_bytes / kStagingChunk)), pinned_memory_available()) {}
+TransferEngine::TransferEngine(unsigned threads, uint64_t staging_bytes, bool pinned)
+    : pool_(threads), staging_(kStagingChunk, static_cast<unsigned>(std::max<uint64_t>(2, staging_bytes / kStagingChunk)), pinned) {}
 
 TransferEngine::~TransferEngine() {
     wait_all().ignore();  // a destructor cannot report; callers that care call wait_all() first

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "device.hpp"
+#include "pinned_memory.hpp"
 #include "staging_pool.hpp"
 
 #include <flexrt/status.hpp>
@@ -56,7 +57,8 @@ class TransferEngine {
 public:
     static constexpr uint64_t kStagingChunk = 16ull << 20;  // the disk reaches its O_DIRECT rate at 16 MiB requests (BENCH.md)
     // `threads` workers; a staging pool of `staging_bytes` (at least two chunks), allocated now.
-    explicit TransferEngine(unsigned threads, uint64_t staging_bytes = 16ull << 20);
+    // `pinned`: the staging pool in pinned memory (where there is a GPU; off, this never calls CUDA).
+    explicit TransferEngine(unsigned threads, uint64_t staging_bytes = 16ull << 20, bool pinned = pinned_memory_available());
     ~TransferEngine();  // waits for every transfer in flight
 
     // Copies src to dst (same length) once every event in `after` completed OK; if one failed, the copy

@@ -142,7 +142,7 @@ std::vector<int> run_pipeline(const PipeCase& c, const fs::path& dir, Fault faul
     return run_ranks(c.world, [&](int rank) {
         try {
             const Fixture& f = fixture();
-            Tiers t;
+            Tiers t("mmap", false);  // a forked child: no CUDA (the parent may have started it)
             auto compressor = c.compress_cache ? make_compressor("group4") : nullptr;
             opt::NumpyDirWeights numpy(fixture_dir() / "weights", t.disk);
             const opt::OptConfig model = tiny_config();
@@ -184,7 +184,6 @@ class PipelineTest : public ::testing::TestWithParam<PipeCase> {};
 // Greedy, no stop: every rank's tokens are HF's, and the last rank's logits are HF's within the tolerance.
 TEST_P(PipelineTest, EveryRankGetsTheTokensOfOneProcess) {
     const PipeCase& c = GetParam();
-    if (cuda_started_here()) GTEST_SKIP() << "CUDA was started in this process: forked ranks cannot use it (run this test alone)";
     TempDir dir;
     const auto codes = run_pipeline(c, dir.path());
     const Fixture& f = fixture();
@@ -251,7 +250,6 @@ INSTANTIATE_TEST_SUITE_P(
 // naming a rank that has ended, well before the timeout - nobody waits for the dead.
 TEST(PipelineFailure, ADeadOrFailingRankEndsTheOthers) {
     const PipeCase c{"three_stages", 3, 2, 1, 2};
-    if (cuda_started_here()) GTEST_SKIP() << "CUDA was started in this process: forked ranks cannot use it (run this test alone)";
     for (const Fault fault : {Fault{1, 3, true}, Fault{2, 2, false}, Fault{0, 5, true}}) {
         SCOPED_TRACE("rank " + std::to_string(fault.rank) + (fault.die ? " dies" : " fails") + " at its window " +
                      std::to_string(fault.window));
@@ -276,7 +274,6 @@ TEST(PipelineFailure, ADeadOrFailingRankEndsTheOthers) {
 // Ranks that disagree on the job stop before running, each naming the key and both values.
 TEST(PipelineFailure, RanksThatDisagreeStopBeforeRunning) {
     const PipeCase c{"two_stages"};
-    if (cuda_started_here()) GTEST_SKIP() << "CUDA was started in this process: forked ranks cannot use it (run this test alone)";
     TempDir dir;
     const auto codes = run_pipeline(
         c, dir.path(), {}, [&](int rank) { return terms_of(c) + "policy.compress_weights = " + (rank == 1 ? "true" : "false") + "\n"; });
