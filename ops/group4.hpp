@@ -90,7 +90,11 @@ FLEXRT_HOST_DEVICE inline float group4_scale(float lo, float hi, float amax, boo
 // The code of value v in a group of (stored) scale and minimum.
 FLEXRT_HOST_DEVICE inline unsigned group4_code(float v, float scale, float mn, bool symmetric) {
     const float r = rintf(symmetric ? v * scale : (v - mn) * scale);
-    return static_cast<unsigned>(symmetric ? fminf(fmaxf(r, -7.0f), 7.0f) + 8.0f : fminf(fmaxf(r, 0.0f), 15.0f));
+    // Clamped by comparisons (r is finite: fminf's NaN rules would keep the CPU's loop scalar), then through int (a
+    // float to unsigned conversion has no vector instruction before AVX-512); the code is the same either way.
+    const float lo = symmetric ? -7.0f : 0.0f, hi = symmetric ? 7.0f : 15.0f;
+    const float clamped = r < lo ? lo : (r > hi ? hi : r);
+    return static_cast<unsigned>(static_cast<int>(symmetric ? clamped + 8.0f : clamped));
 }
 // The value a code stands for (before the rounding to fp16).
 FLEXRT_HOST_DEVICE inline float group4_value(unsigned code, float scale, float mn, bool symmetric) {

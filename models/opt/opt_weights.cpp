@@ -17,6 +17,30 @@ namespace flexrt::opt {
 
 // Element i is a hash of (seed, name, i) - counter-based, so a large tensor is filled on all host cores
 // (OPT-30B's 60 GB of dummy fp16 in seconds, not minutes) and every element is the same whatever the split.
+namespace {
+
+// Elements [lo, hi) of a dummy tensor: base + scale * u, u uniform in [-1, 1) from splitmix64 of (key, index). Integer
+// hashing and exact conversions (z >> 40 < 2^24 fits an int32, which widens to float in vector lanes), and no FMA
+// contraction: the AVX2 copy writes the bytes the baseline one does.
+__attribute__((target_clones("avx2", "default"))) void fill_dummy(uint64_t key, float base, float scale, int64_t lo, int64_t hi,
+                                                                  uint16_t* out) {
+    float block[256];  // hashed in a loop the compiler vectorises, narrowed 8 at a time (F16C)
+    for (int64_t at = lo; at < hi; at += 256) {
+        const int64_t len = std::min<int64_t>(256, hi - at);
+        for (int64_t e = 0; e < len; ++e) {
+            uint64_t z = key + static_cast<uint64_t>(at + e + 1) * 0x9e3779b97f4a7c15ull;  // splitmix64
+            z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+            z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+            z ^= z >> 31;
+            const float u = static_cast<float>(static_cast<int32_t>(z >> 40)) * (2.0f / 16777216.0f) - 1.0f;  // [-1, 1)
+            block[e] = base + scale * u;
+        }
+        ops::float_to_half(block, out + at, len);
+    }
+}
+
+}  // namespace
+
 void DummyWeights::read(const WeightSpec& spec, std::byte* dst) {
     uint64_t key = seed_ ^ 0xcbf29ce484222325ull;  // FNV-1a of the name, mixed with the seed
     for (char c : spec.name) key = (key ^ static_cast<unsigned char>(c)) * 0x100000001b3ull;
@@ -25,26 +49,11 @@ void DummyWeights::read(const WeightSpec& spec, std::byte* dst) {
     const float scale = vector ? (ln_weight ? 0.1f : 0.02f) : 1.0f / std::sqrt(static_cast<float>(spec.shape.back()));
     const float base = ln_weight ? 1.0f : 0.0f;
     auto* out = reinterpret_cast<uint16_t*>(dst);
-    auto fill = [&](int64_t lo, int64_t hi) {
-        float block[256];  // hashed in a loop the compiler vectorises, narrowed 8 at a time (F16C)
-        for (int64_t at = lo; at < hi; at += 256) {
-            const int64_t len = std::min<int64_t>(256, hi - at);
-            for (int64_t e = 0; e < len; ++e) {
-                uint64_t z = key + static_cast<uint64_t>(at + e + 1) * 0x9e3779b97f4a7c15ull;  // splitmix64
-                z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-                z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-                z ^= z >> 31;
-                const float u = static_cast<float>(z >> 40) * (2.0f / 16777216.0f) - 1.0f;  // [-1, 1)
-                block[e] = base + scale * u;
-            }
-            ops::float_to_half(block, out + at, len);
-        }
-    };
     const int64_t n = numel(spec.shape);
     const int64_t threads = std::clamp<int64_t>(n >> 20, 1, std::max(1u, std::thread::hardware_concurrency()));
     std::vector<std::jthread> pool;
-    for (int64_t t = 1; t < threads; ++t) pool.emplace_back(fill, n * t / threads, n * (t + 1) / threads);
-    fill(0, n / threads);
+    for (int64_t t = 1; t < threads; ++t) pool.emplace_back(fill_dummy, key, base, scale, n * t / threads, n * (t + 1) / threads, out);
+    fill_dummy(key, base, scale, 0, n / threads, out);
 }
 
 // --- numpy directory ------------------------------------------------------------------------------
