@@ -29,14 +29,17 @@ namespace {
 
 constexpr int64_t kColumns = 64;  // columns (of `inner`) quantized side by side
 
-// Bytes of two codes, even << 4 | odd, for C columns; `kSymmetric` a constant, so that the loop is vector code.
-template <bool kSymmetric>
+// Bytes of two codes, even << 4 | odd, for C columns: a loop for each value of `symmetric`, a constant in each, so
+// that GCC makes vector code of the asymmetric one (the default; it leaves the symmetric one scalar).
 __attribute__((target_clones("avx2", "default"))) void code_pairs(const float* __restrict even, const float* __restrict odd,
                                                                   const float* __restrict scale, const float* __restrict mn, int64_t C,
-                                                                  uint8_t* __restrict dst) {
-    for (int64_t c = 0; c < C; ++c)
-        dst[c] =
-            static_cast<uint8_t>(group4_code(even[c], scale[c], mn[c], kSymmetric) << 4 | group4_code(odd[c], scale[c], mn[c], kSymmetric));
+                                                                  bool symmetric, uint8_t* __restrict dst) {
+    if (symmetric)
+        for (int64_t c = 0; c < C; ++c)
+            dst[c] = static_cast<uint8_t>(group4_code(even[c], scale[c], mn[c], true) << 4 | group4_code(odd[c], scale[c], mn[c], true));
+    else
+        for (int64_t c = 0; c < C; ++c)
+            dst[c] = static_cast<uint8_t>(group4_code(even[c], scale[c], mn[c], false) << 4 | group4_code(odd[c], scale[c], mn[c], false));
 }
 
 // Groups [first, last) of the (outer * ng) rows of groups; returns the lowest index of a non-finite element in the
@@ -89,8 +92,7 @@ __attribute__((target_clones("avx2", "default"))) int64_t quantize_rows(const ui
             for (int64_t e = 0; e < G; e += 2) {
                 const float* even = v.data() + e * kColumns;
                 uint8_t* dst = out + L.codes_at(o) + ((g * G + e) / 2) * in + c0;
-                L.symmetric ? code_pairs<true>(even, even + kColumns, scale, mn, C, dst)
-                            : code_pairs<false>(even, even + kColumns, scale, mn, C, dst);
+                code_pairs(even, even + kColumns, scale, mn, C, L.symmetric, dst);
             }
         }
     }
