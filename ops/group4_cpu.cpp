@@ -31,9 +31,8 @@ constexpr int64_t kColumns = 64;  // columns (of `inner`) quantized side by side
 
 // Bytes of two codes, even << 4 | odd, for C columns: a loop for each value of `symmetric`, a constant in each, so
 // that GCC makes vector code of the asymmetric one (the default; it leaves the symmetric one scalar).
-__attribute__((target_clones("avx2", "default"))) void code_pairs(const float* __restrict even, const float* __restrict odd,
-                                                                  const float* __restrict scale, const float* __restrict mn, int64_t C,
-                                                                  bool symmetric, uint8_t* __restrict dst) {
+[[gnu::always_inline]] inline void code_pairs(const float* __restrict even, const float* __restrict odd, const float* __restrict scale,
+                                              const float* __restrict mn, int64_t C, bool symmetric, uint8_t* __restrict dst) {
     if (symmetric)
         for (int64_t c = 0; c < C; ++c)
             dst[c] = static_cast<uint8_t>(group4_code(even[c], scale[c], mn[c], true) << 4 | group4_code(odd[c], scale[c], mn[c], true));
@@ -46,10 +45,10 @@ __attribute__((target_clones("avx2", "default"))) void code_pairs(const float* _
 // first block of columns that has one, or -1. A group runs along `dim`, its values `inner` apart: kColumns
 // neighbouring columns' groups are taken at once, each value row a contiguous run that widens in one call and
 // whose ranges and codes are vector lanes. Each column's arithmetic, in its order, is the one-group-at-a-time
-// loop's, so the bytes do not depend on it (nor on the instruction set: target_clones builds an AVX2 copy, used
-// where the CPU has it, with no contraction into FMA).
-__attribute__((target_clones("avx2", "default"))) int64_t quantize_rows(const uint16_t* x, const Group4Layout& L, uint8_t* out,
-                                                                        int64_t first, int64_t last) {
+// loop's, so the bytes do not depend on it (nor on the instruction set: an AVX2 copy is used where the CPU has
+// it, with no contraction into FMA).
+[[gnu::always_inline]] inline int64_t quantize_rows_body(const uint16_t* x, const Group4Layout& L, uint8_t* out, int64_t first,
+                                                         int64_t last) {
     const int64_t G = L.group_size, ng = L.groups(), in = L.inner;
     std::vector<float> v(static_cast<size_t>(G * kColumns));  // [e][column]
     float lo[kColumns], hi[kColumns], amax[kColumns], scale[kColumns], mn[kColumns];
@@ -97,6 +96,20 @@ __attribute__((target_clones("avx2", "default"))) int64_t quantize_rows(const ui
         }
     }
     return -1;
+}
+
+// The same body compiled twice, chosen at run time (an ifunc from target_clones would run before ThreadSanitizer's
+// runtime starts, and crash the TSan build).
+__attribute__((target("avx2"))) int64_t quantize_rows_avx2(const uint16_t* x, const Group4Layout& L, uint8_t* out, int64_t first,
+                                                           int64_t last) {
+    return quantize_rows_body(x, L, out, first, last);
+}
+int64_t quantize_rows_baseline(const uint16_t* x, const Group4Layout& L, uint8_t* out, int64_t first, int64_t last) {
+    return quantize_rows_body(x, L, out, first, last);
+}
+const bool kHasAvx2 = __builtin_cpu_supports("avx2");
+int64_t quantize_rows(const uint16_t* x, const Group4Layout& L, uint8_t* out, int64_t first, int64_t last) {
+    return kHasAvx2 ? quantize_rows_avx2(x, L, out, first, last) : quantize_rows_baseline(x, L, out, first, last);
 }
 
 }  // namespace

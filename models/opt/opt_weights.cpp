@@ -22,8 +22,7 @@ namespace {
 // Elements [lo, hi) of a dummy tensor: base + scale * u, u uniform in [-1, 1) from splitmix64 of (key, index). Integer
 // hashing and exact conversions (z >> 40 < 2^24 fits an int32, which widens to float in vector lanes), and no FMA
 // contraction: the AVX2 copy writes the bytes the baseline one does.
-__attribute__((target_clones("avx2", "default"))) void fill_dummy(uint64_t key, float base, float scale, int64_t lo, int64_t hi,
-                                                                  uint16_t* out) {
+[[gnu::always_inline]] inline void fill_dummy_body(uint64_t key, float base, float scale, int64_t lo, int64_t hi, uint16_t* out) {
     float block[256];  // hashed in a loop the compiler vectorises, narrowed 8 at a time (F16C)
     for (int64_t at = lo; at < hi; at += 256) {
         const int64_t len = std::min<int64_t>(256, hi - at);
@@ -37,6 +36,18 @@ __attribute__((target_clones("avx2", "default"))) void fill_dummy(uint64_t key, 
         }
         ops::float_to_half(block, out + at, len);
     }
+}
+
+// Compiled twice, chosen at run time (no ifunc: it would run before ThreadSanitizer's runtime in the TSan build).
+__attribute__((target("avx2"))) void fill_dummy_avx2(uint64_t key, float base, float scale, int64_t lo, int64_t hi, uint16_t* out) {
+    fill_dummy_body(key, base, scale, lo, hi, out);
+}
+void fill_dummy_baseline(uint64_t key, float base, float scale, int64_t lo, int64_t hi, uint16_t* out) {
+    fill_dummy_body(key, base, scale, lo, hi, out);
+}
+const bool kHasAvx2 = __builtin_cpu_supports("avx2");
+void fill_dummy(uint64_t key, float base, float scale, int64_t lo, int64_t hi, uint16_t* out) {
+    kHasAvx2 ? fill_dummy_avx2(key, base, scale, lo, hi, out) : fill_dummy_baseline(key, base, scale, lo, hi, out);
 }
 
 }  // namespace
