@@ -1,6 +1,6 @@
-// Fused group4 GEMM (see linear_group4.hpp). One block of 4 warps computes a tile of y of up to 64 rows of x (8 NT) and 128
-// output features (two groups) over a range of `in`, in steps of 64 columns that cp.async brings into shared memory kStages - 1
-// steps ahead: x, the 4-bit codes and the (scale, min) pairs.
+// Fused group4 GEMM (see linear_group4.hpp). One block of 4 warps computes a tile of y of up to 64 rows of x (8 NT) and 64 WF
+// output features (each warp 16 WF features) over a range of `in`, in steps of 64 columns that cp.async brings into shared
+// memory S - 1 steps ahead: x, the 4-bit codes and the (scale, min) pairs.
 //
 // The product is computed transposed, y^T = W x^T, on mma.sync m16n8k16: the weights are the A operand (16 output features x 16
 // columns), x^T the B operand (16 columns x 8 rows of x). Each thread loads 16 code bytes straight into registers and widens them
@@ -10,6 +10,11 @@
 // lane holds are the contiguous columns [16 t, 16 t + 16) (t = lane % 4) of x and of the codes alike, so both are read with
 // 16-byte loads and need no reordering, in memory or in the stored format. A code byte holds two output features (rows 2p and 2p
 // + 1 of W): they are rows g and g + 8 of an m16 tile.
+//
+// The shape of a block follows the rows (measured on the H100, OPT-30B's decode GEMMs): up to 32 rows a warp takes 32 features
+// (two m16 tiles) and an SM holds 4 blocks; at 64 rows the widening of each A fragment is shared by 8 n8 tiles, and a warp takes
+// a whole group, 64 features (4 m16 tiles: 128 fp32 accumulators, 2 blocks an SM), which halves the loads of x per weight:
+// 1.56x fp16 cuBLAS for a 30B layer at 64 rows, against 1.31x with 32 features a warp.
 //
 // When the tiles alone do not fill the GPU, `in` is split over a thread-block cluster whose blocks add their fp32 tiles through
 // distributed shared memory, in a fixed order (deterministic, nothing written to global memory but y).
@@ -26,24 +31,34 @@ namespace flexrt::ops::cuda {
 namespace {
 namespace cg = cooperative_groups;
 
-constexpr int kBN = 128, kBK = 64, kStages = 3, kWarps = 4, kThreads = 32 * kWarps;
+constexpr int kBK = 64, kWarps = 4, kThreads = 32 * kWarps;
 // What the reduction over a cluster costs, in steps of `in`, when choosing the split (measured: with 4, the
 // 30B layer's GEMMs at 64 rows take 3% less than with 0).
 constexpr int kReduceSteps = 4;
-constexpr int kWarpN = kBN / kWarps;  // 32 output features (16 code rows) per warp
-constexpr int kXld = kBK + 8;         // x rows padded to 144 bytes: a quarter warp's 16-byte loads hit distinct banks
-constexpr int kCld = kBN + 4;
+constexpr int kXld = kBK + 8;  // x rows padded to 144 bytes: a quarter warp's 16-byte loads hit distinct banks
 
-template <int NT>  // n8 tiles: the block's rows of x, 8 NT
-struct Tiles {
-    __half x[kStages][8 * NT][kXld];
-    uint8_t codes[kStages][kBN / 2][kBK];  // row pairs: byte = even row's code << 4 | odd row's code
-    __half pairs[kStages][2][2][kBK];      // [group of the tile][scale, min][column]
-    __half inv[kWarps][kBK];               // per warp: fp16(1 / scale) of its group, this step
+// A block's shape: NT n8 tiles of rows of x, WF m16 tiles of features a warp (2: 32 features, half a group; 4: a group), S stages
+// of shared memory, MinBlocks blocks an SM (the register budget: 65536 / (128 MinBlocks) a thread).
+template <int NT_, int WF_, int S_, int MinBlocks_>
+struct Shape {
+    static constexpr int NT = NT_, WF = WF_, S = S_, MinBlocks = MinBlocks_;
+    static constexpr int kBM = 8 * NT, kWarpN = 16 * WF, kBN = kWarps * kWarpN, kCld = kBN + 4;
 };
-template <int NT>
+using Rows8 = Shape<1, 2, 3, 4>;
+using Rows16 = Shape<2, 2, 3, 4>;
+using Rows32 = Shape<4, 2, 3, 4>;
+using Rows64 = Shape<8, 4, 4, 2>;
+
+template <class Sh>
+struct Tiles {
+    __half x[Sh::S][Sh::kBM][kXld];
+    uint8_t codes[Sh::S][Sh::kBN / 2][kBK];     // row pairs: byte = even row's code << 4 | odd row's code
+    __half pairs[Sh::S][Sh::kBN / 64][2][kBK];  // [group of the tile][scale, min][column]
+    __half inv[kWarps][kBK];                    // per warp: fp16(1 / scale) of its group, this step
+};
+template <class Sh>
 constexpr size_t smem_bytes() {
-    return std::max(sizeof(Tiles<NT>), sizeof(float) * 8 * NT * kCld);
+    return std::max(sizeof(Tiles<Sh>), sizeof(float) * Sh::kBM * Sh::kCld);
 }
 
 __device__ __forceinline__ unsigned smem_address(const void* p) { return static_cast<unsigned>(__cvta_generic_to_shared(p)); }
@@ -52,10 +67,19 @@ __device__ __forceinline__ void cp_async16(unsigned smem, const void* gmem, unsi
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem), "l"(gmem), "r"(size));
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-__device__ __forceinline__ void cp_async_wait_stage() { asm volatile("cp.async.wait_group %0;\n" ::"n"(kStages - 2)); }
+template <int kStages>  // until the oldest of the steps in flight has landed
+__device__ __forceinline__ void cp_async_wait_stage() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(kStages - 2));
+}
 
 __device__ __forceinline__ __half2 as_half2(uint32_t u) { return *reinterpret_cast<__half2*>(&u); }
 __device__ __forceinline__ uint32_t as_u32(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
+// (a & mask) | bits in one instruction (the compiler emits an AND and an OR for the C++ expression).
+__device__ __forceinline__ uint32_t and_or(uint32_t a, uint32_t mask, uint32_t bits) {
+    uint32_t d;
+    asm("lop3.b32 %0, %1, %2, %3, 0xea;\n" : "=r"(d) : "r"(a), "r"(mask), "r"(bits));
+    return d;
+}
 
 // d += a * b, fp16 inputs, fp32 accumulators (PTX mma.sync m16n8k16, A row-major, B column-major).
 __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
@@ -79,11 +103,11 @@ struct Args {
     bool relu;
 };
 
-template <int NT>
-__global__ void __launch_bounds__(kThreads, 4) linear_group4_kernel(Args a) {
-    constexpr int kBM = 8 * NT;
+template <class Sh>
+__global__ void __launch_bounds__(kThreads, Sh::MinBlocks) linear_group4_kernel(Args a) {
+    constexpr int NT = Sh::NT, WF = Sh::WF, kStages = Sh::S, kBM = Sh::kBM, kBN = Sh::kBN, kWarpN = Sh::kWarpN, kCld = Sh::kCld;
     extern __shared__ __align__(128) unsigned char smem_raw[];
-    Tiles<NT>& t = *reinterpret_cast<Tiles<NT>*>(smem_raw);
+    Tiles<Sh>& t = *reinterpret_cast<Tiles<Sh>*>(smem_raw);
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, lg = lane / 4, lt = lane % 4;
     const int n0 = blockIdx.x * kBN, m0 = blockIdx.y * kBM;
     const int kt0 = blockIdx.z * a.tiles_per_split, kt1 = min(a.K / kBK, kt0 + a.tiles_per_split);
@@ -107,16 +131,18 @@ __global__ void __launch_bounds__(kThreads, 4) linear_group4_kernel(Args a) {
     const uint8_t* cs[kCodeChunks];
     unsigned c_dst[kCodeChunks], c_size[kCodeChunks];
 #pragma unroll
-    for (int i = 0; i < kCodeChunks; ++i) {  // codes: 64 row pairs of 64 bytes
+    for (int i = 0; i < kCodeChunks; ++i) {  // codes: kBN / 2 row pairs of 64 bytes
         const int c = tid + i * kThreads, gp = n0 / 2 + c / 4, col = (c % 4) * 16;
         const bool ok = gp < code_rows;
         cs[i] = a.codes + (ok ? static_cast<size_t>(gp) * a.K + col : 0);
         c_size[i] = ok ? 16 : 0;
         c_dst[i] = smem_address(&t.codes[0][c / 4][col]);
     }
-    const int p_gi = tid / (kBK / 4) % 2, p_which = tid / (kBK / 8) % 2,
-              p_col = tid % (kBK / 8) * 8;  // pairs: 2 groups x (scale, min)
-    const bool p_ok = n0 / 64 + p_gi < a.ng;
+    constexpr int kPairChunks = kBN / 64 * 2 * (kBK / 8);  // pairs: the tile's groups x (scale, min), 8 chunks each
+    static_assert(kPairChunks <= kThreads, "one chunk of pairs a thread");
+    const bool p_mine = tid < kPairChunks;
+    const int p_gi = p_mine ? tid / (kBK / 4) : 0, p_which = tid / (kBK / 8) % 2, p_col = tid % (kBK / 8) * 8;
+    const bool p_ok = p_mine && n0 / 64 + p_gi < a.ng;
     const __half* ps = a.pairs + (p_ok ? (static_cast<size_t>(n0 / 64 + p_gi) * 2 + p_which) * a.K + p_col : 0);
     const unsigned p_dst = smem_address(&t.pairs[0][p_gi][p_which][p_col]), p_size = p_ok ? 16 : 0;
 
@@ -127,19 +153,19 @@ __global__ void __launch_bounds__(kThreads, 4) linear_group4_kernel(Args a) {
             if (kXAll || tid + i * kThreads < kBM * kBK / 8) cp_async16(x_dst[i] + s * sizeof(t.x[0]), xs[i] + k0, x_size[i]);
 #pragma unroll
         for (int i = 0; i < kCodeChunks; ++i) cp_async16(c_dst[i] + s * sizeof(t.codes[0]), cs[i] + k0, c_size[i]);
-        if (tid < kBK / 2) cp_async16(p_dst + s * sizeof(t.pairs[0]), ps + k0, p_size);
+        if (p_mine) cp_async16(p_dst + s * sizeof(t.pairs[0]), ps + k0, p_size);
     };
 
-    // acc[w][n]: m16 tile w of this warp's features (rows g, g + 8: features warp * 32 + 16 w + 2 g, + 1) by n8 tile n of the
-    // block's rows of x.
-    float acc[2][NT][4];
+    // acc[w][n]: m16 tile w of this warp's features (rows g, g + 8: features warp * kWarpN + 16 w + 2 g, + 1) by n8 tile n of
+    // the block's rows of x.
+    float acc[WF][NT][4];
 #pragma unroll
-    for (int w = 0; w < 2; ++w)
+    for (int w = 0; w < WF; ++w)
 #pragma unroll
         for (int n = 0; n < NT; ++n)
 #pragma unroll
             for (int e = 0; e < 4; ++e) acc[w][n][e] = 0.0f;
-    const int gi = warp * kWarpN / 64;  // this warp's group within the tile
+    const int gi = warp * kWarpN / 64;  // this warp's group within the tile (all its features are in one)
 
     int fetch = kt0;
     for (int s = 0; s < kStages - 1; ++s, ++fetch) {
@@ -149,7 +175,7 @@ __global__ void __launch_bounds__(kThreads, 4) linear_group4_kernel(Args a) {
     const __half2 base = as_half2(a.code_base), base_hi = as_half2(a.code_base_hi);
     for (int kt = kt0; kt < kt1; ++kt) {
         const int s = (kt - kt0) % kStages;
-        cp_async_wait_stage();
+        cp_async_wait_stage<kStages>();
         __syncthreads();  // step kt has landed for every thread; every warp is done with step kt - 1
         if (fetch < kt1) load(fetch, (fetch - kt0) % kStages);
         cp_async_commit();
@@ -164,31 +190,14 @@ __global__ void __launch_bounds__(kThreads, 4) linear_group4_kernel(Args a) {
         __syncwarp();
         // The step in two halves of 32 columns (k16 chunks 2 h and 2 h + 1): this lane's columns of a chunk c are 16 lt + 4 c ..
         // + 3, code bytes 4 c .. 4 c + 3 of its row pair: fragment registers 0 and 1 the first two columns, 2 and 3 the last two.
-        const uint4 code[2] = {*reinterpret_cast<const uint4*>(&t.codes[s][warp * kWarpN / 2 + lg][16 * lt]),
-                               *reinterpret_cast<const uint4*>(&t.codes[s][warp * kWarpN / 2 + 8 + lg][16 * lt])};
+        uint4 code[WF];  // this lane's 16 code bytes of each of its row pairs
+#pragma unroll
+        for (int w = 0; w < WF; ++w) code[w] = *reinterpret_cast<const uint4*>(&t.codes[s][warp * kWarpN / 2 + 8 * w + lg][16 * lt]);
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
             const uint4 iv = *reinterpret_cast<const uint4*>(&t.inv[warp][16 * lt + 8 * h]);
             const uint4 mv = *reinterpret_cast<const uint4*>(&t.pairs[s][gi][1][16 * lt + 8 * h]);
             const uint32_t inv[4] = {iv.x, iv.y, iv.z, iv.w}, mn[4] = {mv.x, mv.y, mv.z, mv.w};
-            uint32_t af[2][2][4];  // [chunk of the half][m16 tile]: the A fragment
-#pragma unroll
-            for (int w = 0; w < 2; ++w) {
-                const uint32_t words[2] = {h ? code[w].z : code[w].x, h ? code[w].w : code[w].y};
-#pragma unroll
-                for (int c = 0; c < 2; ++c)
-#pragma unroll
-                    for (int j = 0; j < 2; ++j) {                                               // bytes 2j and 2j + 1 of the word
-                        const uint32_t spread = __byte_perm(words[c], 0, j ? 0x4342 : 0x4140);  // [byte, 0, byte, 0]
-                        // Each nibble masked in place under an exponent that makes it the units: fp16 1024 + code
-                        // (low nibble), 64 + code (high nibble, bits 4-7: no shift).
-                        const uint32_t lo = (spread & 0x000f000fu) | 0x64006400u;
-                        const uint32_t hi = (spread & 0x00f000f0u) | 0x54005400u;
-                        const __half2 sc = as_half2(inv[2 * c + j]), m = as_half2(mn[2 * c + j]);
-                        af[c][w][2 * j] = as_u32(__hfma2(__hsub2(as_half2(hi), base_hi), sc, m));   // row g: the even feature
-                        af[c][w][2 * j + 1] = as_u32(__hfma2(__hsub2(as_half2(lo), base), sc, m));  // row g + 8: the odd one
-                    }
-            }
             // B fragments of the half: row lg of each n8 tile of x, columns 16 lt + 8 h .. + 7.
             uint32_t xb[NT][4];
 #pragma unroll
@@ -196,13 +205,30 @@ __global__ void __launch_bounds__(kThreads, 4) linear_group4_kernel(Args a) {
                 const uint4 u = *reinterpret_cast<const uint4*>(&t.x[s][8 * n + lg][16 * lt + 8 * h]);
                 xb[n][0] = u.x, xb[n][1] = u.y, xb[n][2] = u.z, xb[n][3] = u.w;
             }
-            // Chunk outermost: 2 NT independent products between two into the same accumulator.
 #pragma unroll
-            for (int c = 0; c < 2; ++c)
+            for (int c = 0; c < 2; ++c) {
+                uint32_t af[WF][4];  // the A fragment of each m16 tile for chunk c of the half
+#pragma unroll
+                for (int w = 0; w < WF; ++w) {
+                    const uint32_t word = h ? (c ? code[w].w : code[w].z) : (c ? code[w].y : code[w].x);
+#pragma unroll
+                    for (int j = 0; j < 2; ++j) {                                           // bytes 2j and 2j + 1 of the word
+                        const uint32_t spread = __byte_perm(word, 0, j ? 0x4342 : 0x4140);  // [byte, 0, byte, 0]
+                        // Each nibble masked in place under an exponent that makes it the units: fp16 1024 + code
+                        // (low nibble), 64 + code (high nibble, bits 4-7: no shift).
+                        const uint32_t lo = and_or(spread, 0x000f000fu, 0x64006400u);
+                        const uint32_t hi = and_or(spread, 0x00f000f0u, 0x54005400u);
+                        const __half2 sc = as_half2(inv[2 * c + j]), m = as_half2(mn[2 * c + j]);
+                        af[w][2 * j] = as_u32(__hfma2(__hsub2(as_half2(hi), base_hi), sc, m));   // row g: the even feature
+                        af[w][2 * j + 1] = as_u32(__hfma2(__hsub2(as_half2(lo), base), sc, m));  // row g + 8: the odd one
+                    }
+                }
+                // n outermost: WF independent products between two into the same accumulator.
 #pragma unroll
                 for (int n = 0; n < NT; ++n)
 #pragma unroll
-                    for (int w = 0; w < 2; ++w) mma16816(acc[w][n], af[c][w], xb[n][2 * c], xb[n][2 * c + 1]);
+                    for (int w = 0; w < WF; ++w) mma16816(acc[w][n], af[w], xb[n][2 * c], xb[n][2 * c + 1]);
+            }
         }
     }
 
@@ -211,7 +237,7 @@ __global__ void __launch_bounds__(kThreads, 4) linear_group4_kernel(Args a) {
     auto* C = reinterpret_cast<float*>(smem_raw);
     // Accumulator e of tile (w, n): feature row g (+ 8 for e >= 2: the odd feature), row of x 8 n + 2 lt + (e & 1).
 #pragma unroll
-    for (int w = 0; w < 2; ++w)
+    for (int w = 0; w < WF; ++w)
 #pragma unroll
         for (int n = 0; n < NT; ++n)
 #pragma unroll
@@ -249,31 +275,30 @@ __global__ void __launch_bounds__(kThreads, 4) linear_group4_kernel(Args a) {
 }
 
 // The SM count, once each kernel may use more than 48 KiB of shared memory (both once per process).
-template <int NT>
+template <class Sh>
 void allow_smem() {
     FLEXRT_CUDA_CHECK(
-        cudaFuncSetAttribute(linear_group4_kernel<NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem_bytes<NT>())));
+        cudaFuncSetAttribute(linear_group4_kernel<Sh>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem_bytes<Sh>())));
 }
 int prepare_launches() {
     static const int n = [] {
         int dev = 0, count = 0;
         FLEXRT_CUDA_CHECK(cudaGetDevice(&dev));
         FLEXRT_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev));
-        allow_smem<1>(), allow_smem<2>(), allow_smem<4>(), allow_smem<8>();
+        allow_smem<Rows8>(), allow_smem<Rows16>(), allow_smem<Rows32>(), allow_smem<Rows64>();
         return count;
     }();
     return n;
 }
 
-template <int NT>
+template <class Sh>
 void launch(const Args& a, int64_t rows, int sms, cudaStream_t stream) {
-    constexpr int kBM = 8 * NT;
     const int tiles = a.K / kBK;
-    const dim3 grid(static_cast<unsigned>((a.N + kBN - 1) / kBN), static_cast<unsigned>((rows + kBM - 1) / kBM));
+    const dim3 grid(static_cast<unsigned>((a.N + Sh::kBN - 1) / Sh::kBN), static_cast<unsigned>((rows + Sh::kBM - 1) / Sh::kBM));
     const int blocks = static_cast<int>(grid.x * grid.y);
     static const int per_sm = [] {  // blocks an SM holds (registers and shared memory), once per process
         int n = 0;
-        FLEXRT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, linear_group4_kernel<NT>, kThreads, smem_bytes<NT>()));
+        FLEXRT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, linear_group4_kernel<Sh>, kThreads, smem_bytes<Sh>()));
         return std::max(n, 1);
     }();
     const int wave = per_sm * sms;
@@ -292,14 +317,14 @@ void launch(const Args& a, int64_t rows, int sms, cudaStream_t stream) {
     cudaLaunchConfig_t cfg{};
     cfg.gridDim = dim3(grid.x, grid.y, static_cast<unsigned>(splits));
     cfg.blockDim = dim3(kThreads);
-    cfg.dynamicSmemBytes = smem_bytes<NT>();
+    cfg.dynamicSmemBytes = smem_bytes<Sh>();
     cfg.stream = stream;
     cudaLaunchAttribute cluster{};
     cluster.id = cudaLaunchAttributeClusterDimension;
     cluster.val.clusterDim.x = 1, cluster.val.clusterDim.y = 1, cluster.val.clusterDim.z = static_cast<unsigned>(splits);
     cfg.attrs = &cluster;
     cfg.numAttrs = 1;
-    FLEXRT_CUDA_CHECK(cudaLaunchKernelEx(&cfg, linear_group4_kernel<NT>, args));
+    FLEXRT_CUDA_CHECK(cudaLaunchKernelEx(&cfg, linear_group4_kernel<Sh>, args));
 }
 
 }  // namespace
@@ -329,13 +354,13 @@ void linear_group4(const uint16_t* x, int64_t rows, const uint8_t* packed, const
     // As few n8 tiles as the rows need (a decode batch of 8 does not pay for 64 rows of products).
     auto* s = static_cast<cudaStream_t>(stream);
     if (rows <= 8)
-        launch<1>(a, rows, sms, s);
+        launch<Rows8>(a, rows, sms, s);
     else if (rows <= 16)
-        launch<2>(a, rows, sms, s);
+        launch<Rows16>(a, rows, sms, s);
     else if (rows <= 32)
-        launch<4>(a, rows, sms, s);
+        launch<Rows32>(a, rows, sms, s);
     else
-        launch<8>(a, rows, sms, s);
+        launch<Rows64>(a, rows, sms, s);
 }
 
 }  // namespace flexrt::ops::cuda
