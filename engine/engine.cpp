@@ -109,8 +109,7 @@ struct Engine::Impl {
         if (i == 0 || !stops()) return false;
         if (skip_step[k] != i) {
             skip_step[k] = i;
-            const auto& stopped = result->stopped;
-            skip[k] = std::all_of(stopped.begin() + k * gbs, stopped.begin() + (k + 1) * gbs, [](uint8_t x) { return x; });
+            skip[k] = result->all_stopped(k * gbs, gbs);
             result->batch_steps_skipped += skip[k];
         }
         return skip[k];
@@ -284,15 +283,7 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
     m.row_bytes = m.cache_rows ? static_cast<uint64_t>(m.cache_rows->slab_bytes) : static_cast<uint64_t>(model.hidden_size) * m.elem;
     if (stage.micro_batches < 1)
         FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, "micro-batches: " + std::to_string(stage.micro_batches) + "; at least 1");
-    layers_ = opt::build_layers(model, policy.separate_attention_mlp);
-    if (stage.layers) {  // a pipeline stage: its slice of the list
-        const StageSlice sl = *stage.layers;
-        if (sl.begin < 0 || sl.end > static_cast<int64_t>(layers_.size()) || sl.begin >= sl.end)
-            FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, "a stage of layer-list entries [" + std::to_string(sl.begin) + ", " +
-                                                             std::to_string(sl.end) + ") of " + std::to_string(layers_.size()));
-        layers_.erase(layers_.begin() + sl.end, layers_.end());
-        layers_.erase(layers_.begin(), layers_.begin() + sl.begin);
-    }
+    layers_ = stage_layers(model, policy.separate_attention_mlp, stage);
     m.L = static_cast<int64_t>(layers_.size());
     auto say = [&](const std::string& s) {
         if (m.progress) m.progress(s);
@@ -559,9 +550,7 @@ void Engine::run_window(IScheduler& scheduler, int32_t step, int32_t steps, int6
     }
     if (!drained.is_ok()) m.result = nullptr;
     drained.throw_if_error();
-    const auto first = m.result->stopped.begin() + m.window_first * m.gbs;
-    const bool all_stopped = std::all_of(first, first + m.ngb * m.gbs, [](uint8_t x) { return x; });
-    if (m.steps_ended < step + steps && !(m.stops() && all_stopped)) {
+    if (m.steps_ended < step + steps && !(m.stops() && m.result->all_stopped(m.window_first * m.gbs, m.ngb * m.gbs))) {
         m.result = nullptr;
         FLEXRT_THROW(FLEXRT_STATUS_INTERNAL, "the schedule plugin returned after " + std::to_string(m.steps_ended - step) + " of " +
                                                  std::to_string(steps) + " steps");
@@ -951,8 +940,7 @@ flexrt_status Engine::end_step(int32_t i, int32_t* all_stopped) noexcept {
                 std::snprintf(line, sizeof line, "decode step %d/%lld: %.3f s", i, static_cast<long long>(m.gen_len - 1), secs);
             if (i == 0 || i + 1 == m.gen_len || i % std::max<int64_t>(1, m.gen_len / 8) == 0) m.progress(line);
         }
-        const auto first = m.result->stopped.begin() + m.window_first * m.gbs;  // the window's sequences
-        *all_stopped = m.stops() && std::all_of(first, first + m.ngb * m.gbs, [](uint8_t x) { return x; });
+        *all_stopped = m.stops() && m.result->all_stopped(m.window_first * m.gbs, m.ngb * m.gbs);  // the window's sequences
         return Status::ok();
     });
 }

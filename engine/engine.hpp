@@ -18,6 +18,7 @@
 #include <flexrt/compressor.hpp>
 #include <flexrt/scheduler.hpp>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <functional>
@@ -50,6 +51,11 @@ struct GenerationResult {
     std::vector<float> logits;         // (steps run, num_sequences, vocab) when recorded
     std::vector<double> step_seconds;  // step 0 is the prefill
     int64_t batch_steps_skipped = 0;   // (step, GPU batch) pairs not computed: every sequence of the batch had stopped
+
+    // Whether sequences [first, first + count) have all stopped: a GPU batch, a micro-batch, a window.
+    bool all_stopped(int64_t first, int64_t count) const {
+        return std::all_of(stopped.begin() + first, stopped.begin() + first + count, [](uint8_t s) { return s != 0; });
+    }
 };
 
 struct EngineTiers {

@@ -39,11 +39,7 @@ MemoryPlan plan_memory(const opt::OptConfig& model, const Policy& policy, int64_
         policy.compress_cache && format
             ? static_cast<uint64_t>(ops::Group4Layout::rows(1, model.hidden_size, format->group_size, format->symmetric != 0).slab_bytes)
             : H * E;
-    auto layers = opt::build_layers(model, policy.separate_attention_mlp);
-    if (stage.layers) {
-        layers.erase(layers.begin() + stage.layers->end, layers.end());
-        layers.erase(layers.begin(), layers.begin() + stage.layers->begin);
-    }
+    const auto layers = stage_layers(model, policy.separate_attention_mlp, stage);
 
     // Weights: each layer's blob, split byte-exactly; the slots hold the part off the compute device.
     uint64_t slot_bytes = 0, dequant_bytes = 0;

@@ -27,4 +27,16 @@ std::vector<StageSlice> partition_layers(int64_t decoder_layers, int64_t entries
     return out;
 }
 
+std::vector<std::unique_ptr<opt::Layer>> stage_layers(const opt::OptConfig& model, bool separate_attention_mlp, const EngineStage& stage) {
+    auto layers = opt::build_layers(model, separate_attention_mlp);
+    if (!stage.layers) return layers;
+    const StageSlice sl = *stage.layers;
+    if (sl.begin < 0 || sl.end > static_cast<int64_t>(layers.size()) || sl.begin >= sl.end)
+        FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT, "a stage of layer-list entries [" + std::to_string(sl.begin) + ", " +
+                                                         std::to_string(sl.end) + ") of " + std::to_string(layers.size()));
+    layers.erase(layers.begin() + sl.end, layers.end());
+    layers.erase(layers.begin(), layers.begin() + sl.begin);
+    return layers;
+}
+
 }  // namespace flexrt

@@ -3,7 +3,10 @@
 // input embedding, the last stage the output embedding. An attention and its MLP (sep_layer) stay together.
 #pragma once
 
+#include "models/opt/opt_layers.hpp"
+
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -28,5 +31,9 @@ struct EngineStage {
     int64_t micro_batches = 1;
     bool message_on_host = false;  // the stage's hidden states travel through host memory (TCP), else the compute device's
 };
+
+// The layer list an engine runs: opt::build_layers, cut to the stage's slice. Throws when the slice is empty or
+// outside the list. The engine and the memory plan both take their layers from here.
+std::vector<std::unique_ptr<opt::Layer>> stage_layers(const opt::OptConfig& model, bool separate_attention_mlp, const EngineStage& stage);
 
 }  // namespace flexrt

@@ -167,10 +167,7 @@ GenerationResult run_pipeline_stage(Engine& engine, const std::vector<std::vecto
     const int64_t G = result.gen_len;
     const bool stops = options.stop_token >= 0 || static_cast<bool>(options.stop_when);
     // Whether every sequence of micro-batch t has stopped, by the tokens this rank has so far.
-    auto stopped = [&](int64_t t) {
-        const auto first = result.stopped.begin() + t * block;
-        return stops && std::all_of(first, first + block, [](uint8_t x) { return x; });
-    };
+    auto stopped = [&](int64_t t) { return stops && result.all_stopped(t * block, block); };
     auto tokens_tag = [&](int64_t i, int64_t t) { return kTokensTag | static_cast<uint64_t>(i * M + t); };
     // The tokens of (i, t) and the stop flags after them: block int32 ids, then block bytes.
     const uint64_t tokens_bytes = static_cast<uint64_t>(block) * (sizeof(int32_t) + 1);
