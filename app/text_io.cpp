@@ -1,5 +1,7 @@
 #include "text_io.hpp"
 
+#include "text/whole_file.hpp"
+
 #include "text/json.hpp"
 #include "text/utf8.hpp"
 
@@ -56,23 +58,7 @@ std::string jsonl_line(const Completion& c) {
 }
 
 void write_whole(const std::filesystem::path& file, const std::string& contents, const std::string& what) {
-    const std::filesystem::path partial = file.string() + ".partial";
-    {
-        std::ofstream out(partial, std::ios::binary | std::ios::trunc);
-        if (!out) FLEXRT_THROW(FLEXRT_STATUS_IO_ERROR, what + ": cannot write " + partial.string() + ": " + std::strerror(errno));
-        out << contents;
-        if (!out.flush()) {
-            out.close();
-            std::filesystem::remove(partial);
-            FLEXRT_THROW(FLEXRT_STATUS_IO_ERROR, what + ": writing " + partial.string() + " failed (disk full?)");
-        }
-    }
-    std::error_code ec;
-    std::filesystem::rename(partial, file, ec);
-    if (ec) {
-        std::filesystem::remove(partial, ec);
-        FLEXRT_THROW(FLEXRT_STATUS_IO_ERROR, what + ": cannot rename " + partial.string() + " to " + file.string());
-    }
+    text::write_whole_file(file, what, [&](std::ostream& out) { out << contents; });
 }
 
 void check_writable(const std::filesystem::path& file, const std::string& what) {

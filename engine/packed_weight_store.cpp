@@ -1,5 +1,7 @@
 #include "packed_weight_store.hpp"
 
+#include "text/whole_file.hpp"
+
 #include <flexrt/status.hpp>
 
 #include <cstring>
@@ -46,27 +48,11 @@ bool PackedWeightStore::load(const std::string& tensor, const ops::Group4Layout&
 }
 
 void PackedWeightStore::save(const std::string& tensor, const ops::Group4Layout& L, const std::string& identity, const std::byte* data) {
-    const std::filesystem::path path = file(tensor), tmp = path.string() + ".partial";
-    {
-        std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    text::write_whole_file(file(tensor), "compressed weights of " + tensor, [&](std::ostream& f) {
         const std::string h = header(L, identity, L.bytes());
         f.write(h.data(), static_cast<std::streamsize>(h.size()));
         f.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(L.bytes()));
-        f.flush();
-        if (!f) {
-            const int err = errno;
-            std::error_code ec;
-            std::filesystem::remove(tmp, ec);
-            FLEXRT_THROW(err == ENOSPC ? FLEXRT_STATUS_NO_SPACE : FLEXRT_STATUS_IO_ERROR,
-                         "writing compressed weights " + tmp.string() + ": " + std::strerror(err));
-        }
-    }
-    std::error_code ec;
-    std::filesystem::rename(tmp, path, ec);
-    if (ec) {
-        std::filesystem::remove(tmp, ec);
-        FLEXRT_THROW(FLEXRT_STATUS_IO_ERROR, "naming " + path.string() + " as complete: " + ec.message());
-    }
+    });
     ++saved_;
 }
 

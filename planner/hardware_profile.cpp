@@ -1,6 +1,7 @@
 #include "hardware_profile.hpp"
 
 #include "core/src/gpu_upload.hpp"
+#include "text/whole_file.hpp"
 
 #include <flexrt/status.hpp>
 
@@ -126,18 +127,7 @@ HardwareProfile HardwareProfile::load(const std::filesystem::path& file) {
 void HardwareProfile::save(const std::filesystem::path& file) const {
     std::error_code ec;
     if (file.has_parent_path()) std::filesystem::create_directories(file.parent_path(), ec);
-    const std::filesystem::path tmp = file.string() + ".partial";
-    {
-        std::ofstream out(tmp, std::ios::trunc);
-        out << to_toml();
-        out.close();
-        if (!out) {
-            std::filesystem::remove(tmp, ec);
-            FLEXRT_THROW(FLEXRT_STATUS_IO_ERROR, "cannot write the hardware profile " + tmp.string());
-        }
-    }
-    std::filesystem::rename(tmp, file, ec);
-    if (ec) FLEXRT_THROW(FLEXRT_STATUS_IO_ERROR, "cannot name the hardware profile " + file.string() + ": " + ec.message());
+    text::write_whole_file(file, "the hardware profile", [&](std::ostream& out) { out << to_toml(); });
 }
 
 }  // namespace flexrt::planner

@@ -1,6 +1,7 @@
 #include "trace.hpp"
 
 #include "text/json.hpp"
+#include "text/whole_file.hpp"
 
 #include <flexrt/status.hpp>
 
@@ -89,10 +90,7 @@ void complete_on(int t, const char* category, std::string name, Clock::time_poin
 void write(const std::filesystem::path& file) {
     State& s = state();
     std::lock_guard lock(s.m);
-    const std::filesystem::path partial = file.string() + ".partial";
-    {
-        std::ofstream out(partial);
-        if (!out) throw Error(FLEXRT_STATUS_IO_ERROR, "--trace: cannot write " + partial.string());
+    text::write_whole_file(file, "--trace", [&](std::ostream& out) {
         out << "{\"displayTimeUnit\": \"ms\", \"traceEvents\": [\n";
         bool first = true;
         auto sep = [&] {
@@ -112,12 +110,7 @@ void write(const std::filesystem::path& file) {
                 << ", \"name\": " << text::json_quote(r.name) << ", " << times << "}";
         }
         out << "\n]}\n";
-        if (!out.flush()) throw Error(FLEXRT_STATUS_IO_ERROR, "--trace: writing " + partial.string() + " failed");
-    }
-    std::error_code ec;
-    std::filesystem::rename(partial, file, ec);
-    if (ec)
-        throw Error(FLEXRT_STATUS_IO_ERROR, "--trace: cannot rename " + partial.string() + " to " + file.string() + ": " + ec.message());
+    });
 }
 
 }  // namespace flexrt::trace
