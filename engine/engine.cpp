@@ -120,6 +120,11 @@ struct Engine::Impl {
     int32_t window_step = 0, window_steps = 0;
     int64_t window_first = 0;  // the micro-batch's first GPU batch
     void global(int32_t& i, int32_t& k) const { i += window_step, k += static_cast<int32_t>(window_first); }
+    // A primitive's span on the --trace timeline, named by its global (step, layer, GPU batch) as the step spans are.
+    trace::Span span(const char* what, int32_t i, int32_t j, int32_t k) const {
+        global(i, k);
+        return trace::Span("engine", what, i, j, k);
+    }
     int slot(int32_t j, int32_t k) const { return static_cast<int>((j * ngb + k) % 2); }
     int64_t seq_len(int32_t i) const { return i == 0 ? prompt_len : 1; }
     int64_t past_len(int32_t i) const { return i == 0 ? 0 : prompt_len + i - 1; }
@@ -601,7 +606,7 @@ flexrt_status Engine::begin_step(int32_t i) noexcept {
 
 flexrt_status Engine::load_weight(int32_t i, int32_t j, int32_t k) noexcept {
     Impl& m = *impl_;
-    trace::Span span("engine", "load_weight", i, j, k);
+    const trace::Span span = m.span("load_weight", i, j, k);
     return m.guard([&] {
         if (!m.wrap_load(i, j, k) || k != 0) return Status::ok();
         m.global(i, k);
@@ -643,7 +648,7 @@ flexrt_status Engine::load_weight(int32_t i, int32_t j, int32_t k) noexcept {
 
 flexrt_status Engine::load_cache(int32_t i, int32_t j, int32_t k) noexcept {
     Impl& m = *impl_;
-    trace::Span span("engine", "load_cache", i, j, k);
+    const trace::Span span = m.span("load_cache", i, j, k);
     return m.guard([&] {
         if (!m.wrap_load(i, j, k)) return Status::ok();
         const int s = m.slot(j, k);
@@ -666,7 +671,7 @@ flexrt_status Engine::load_cache(int32_t i, int32_t j, int32_t k) noexcept {
 
 flexrt_status Engine::load_hidden(int32_t i, int32_t j, int32_t k) noexcept {
     Impl& m = *impl_;
-    trace::Span span("engine", "load_hidden", i, j, k);
+    const trace::Span span = m.span("load_hidden", i, j, k);
     return m.guard([&] {
         if (!m.wrap_load(i, j, k)) return Status::ok();
         const int s = m.slot(j, k);
@@ -702,7 +707,7 @@ flexrt_status Engine::load_hidden(int32_t i, int32_t j, int32_t k) noexcept {
 
 flexrt_status Engine::compute_layer(int32_t i, int32_t j, int32_t k) noexcept {
     Impl& m = *impl_;
-    trace::Span span("engine", "compute_layer", i, j, k);
+    const trace::Span span = m.span("compute_layer", i, j, k);
     return m.guard([&]() -> Status {
         const int s = m.slot(j, k);
         const int32_t window_i = i, window_k = k;
@@ -829,7 +834,7 @@ flexrt_status Engine::compute_layer(int32_t i, int32_t j, int32_t k) noexcept {
 
 flexrt_status Engine::store_hidden(int32_t i, int32_t j, int32_t k) noexcept {
     Impl& m = *impl_;
-    trace::Span span("engine", "store_hidden", i, j, k);
+    const trace::Span span = m.span("store_hidden", i, j, k);
     return m.guard([&]() -> Status {
         if (!m.wrap_store(i, j, k)) return Status::ok();
         const int s = m.slot(j, k);
@@ -866,7 +871,7 @@ flexrt_status Engine::store_hidden(int32_t i, int32_t j, int32_t k) noexcept {
 
 flexrt_status Engine::store_cache(int32_t i, int32_t j, int32_t k) noexcept {
     Impl& m = *impl_;
-    trace::Span span("engine", "store_cache", i, j, k);
+    const trace::Span span = m.span("store_cache", i, j, k);
     return m.guard([&]() -> Status {
         if (!m.wrap_store(i, j, k)) return Status::ok();
         const int s = m.slot(j, k);

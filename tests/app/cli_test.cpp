@@ -729,8 +729,8 @@ TEST_F(TextCli, PipelineOfTwoProcessesGivesOneProcessCompletions) {
         const std::string port = std::to_string(free_port());
         std::vector<std::string> args, env;
         for (int r = 0; r < 2; ++r) {
-            args.push_back(common + " --set pipeline.micro_batches=2 --set run.output='\"" + out.string() +
-                           "\"' --rendezvous 127.0.0.1:" + port + (mpirun ? "" : " --rank " + std::to_string(r) + " --world 2"));
+            args.push_back(common + " --set pipeline.micro_batches=2 --set run.output='\"" + out.string() + "\"' --rendezvous 127.0.0.1:" +
+                           port + (mpirun ? "" : " --rank " + std::to_string(r) + " --world 2 --trace " + (dir_ / "t.json").string()));
             env.push_back(mpirun ? "OMPI_COMM_WORLD_SIZE=2 OMPI_COMM_WORLD_RANK=" + std::to_string(r) : "");
         }
         const auto results = run_ranks_cli(args, env);
@@ -739,6 +739,13 @@ TEST_F(TextCli, PipelineOfTwoProcessesGivesOneProcessCompletions) {
         EXPECT_HAS(results[0].out, "rank 0 of 2 (layer-list entries [0, ");
         EXPECT_HAS(results[1].out, "pipeline: 2 stages");
         EXPECT_HAS(results[1].out, "total throughput: ");
+        if (!mpirun) {  // a timeline per rank; micro-batch 1's primitives named by its global GPU batch, 1, as its steps are
+            for (int r = 0; r < 2; ++r) {
+                const std::string t = read_file(dir_ / ("t.rank" + std::to_string(r) + ".json"));
+                EXPECT_HAS(t, "\"name\": \"compute_layer (0, 0, 1)\"");
+                EXPECT_HAS(t, "\"name\": \"compute_layer (7, 0, 1)\"");
+            }
+        }
     }
 }
 
