@@ -22,6 +22,7 @@
 #include "ops/sampling.hpp"
 #include "text/gpt2_tokenizer.hpp"
 #include "text/json.hpp"
+#include "text/stop_strings.hpp"
 
 #include "build_info.hpp"  // generated: version, commit, compiler, CUDA
 #include "convert.hpp"
@@ -399,12 +400,12 @@ int run(int argc, char** argv) {
     go.seed = cfg.run.seed;
     go.stop_token = cfg.run.stop_token;
     int64_t block_real = 0;  // real prompts in the block running; the rest are fillers
-    if (tokenizer && !cfg.run.stop_strings.empty())
+    std::optional<text::StopStrings> stops;
+    if (tokenizer && !cfg.run.stop_strings.empty()) stops.emplace(*tokenizer, cfg.run.stop_strings);
+    if (stops)
         go.stop_when = [&](int64_t n, const int32_t* tokens, int64_t count) {
-            if (n >= block_real) return true;  // a filler: stop at once, so the run can end when the real ones have
-            const std::string text = tokenizer->decode(std::vector<int32_t>(tokens, tokens + count));
-            return std::any_of(cfg.run.stop_strings.begin(), cfg.run.stop_strings.end(),
-                               [&](const std::string& s) { return !s.empty() && text.find(s) != std::string::npos; });
+            if (n >= block_real) return true;       // a filler: stop at once, so the run can end when the real ones have
+            return stops->newly_in(tokens, count);  // called after every token: only the text's tail is new
         };
     say("generating: " + std::to_string(real) + " prompts x " + std::to_string(cfg.run.prompt_len) + " tokens" +
         (blocks > 1 ? " in " + std::to_string(blocks) + " blocks" : std::string()) + ", " + std::to_string(cfg.run.gen_len) +
@@ -441,22 +442,11 @@ int run(int argc, char** argv) {
             }
             // The first stop string ends the completion: its ids up to the token that completed it (pad follows
             // in the engine's output), its text up to the string, which is left out.
-            auto first_stop = [&](const std::string& text) {
-                size_t cut = std::string::npos;
-                for (const auto& stop : cfg.run.stop_strings)
-                    if (!stop.empty()) cut = std::min(cut, text.find(stop));
-                return cut;
-            };
-            for (size_t k = 1; tokenizer && !cfg.run.stop_strings.empty() && k <= c.ids.size(); ++k) {
-                const std::string prefix =
-                    tokenizer->decode(std::vector<int32_t>(c.ids.begin(), c.ids.begin() + static_cast<std::ptrdiff_t>(k)));
-                if (const size_t cut = first_stop(prefix); cut != std::string::npos) {
-                    c.ids.resize(k), c.stopped = true;
-                    break;
-                }
-            }
+            if (const int64_t k = stops ? stops->tokens_to_first(c.ids) : -1; k >= 0)
+                c.ids.resize(static_cast<size_t>(k)), c.stopped = true;
             if (tokenizer) c.text = tokenizer->decode(c.ids);
-            if (const size_t cut = first_stop(c.text); cut != std::string::npos) c.text.resize(cut);
+            if (stops)
+                if (const size_t cut = stops->cut(c.text); cut != std::string::npos) c.text.resize(cut);
             c.block = blk, c.prefill_s = pf, c.decode_s = dc;
             completions.push_back(std::move(c));
         }

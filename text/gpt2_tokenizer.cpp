@@ -48,12 +48,13 @@ std::string pair_key(const std::string& a, const std::string& b) { return a + ' 
 Gpt2Tokenizer Gpt2Tokenizer::from_files(const std::filesystem::path& vocab_json, const std::filesystem::path& merges_txt) {
     Gpt2Tokenizer t;
     // bytes_to_unicode: printable Latin-1 bytes stand for themselves, the others for code points from 256 up.
+    std::unordered_map<uint32_t, uint8_t> symbol_byte;  // stand-in code point -> byte
     int next = 0;
     for (int b = 0; b < 256; ++b) {
         const bool printable = (b >= '!' && b <= '~') || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
         const uint32_t cp = printable ? static_cast<uint32_t>(b) : static_cast<uint32_t>(256 + next++);
         append_utf8(t.byte_symbol_[b], cp);
-        t.symbol_byte_[cp] = static_cast<uint8_t>(b);
+        symbol_byte[cp] = static_cast<uint8_t>(b);
     }
 
     const JsonValue doc =
@@ -124,6 +125,27 @@ Gpt2Tokenizer Gpt2Tokenizer::from_files(const std::filesystem::path& vocab_json,
     t.unk_ = special("<unk>");
     t.is_special_.assign(t.tokens_.size(), false);
     for (const auto& [s, id] : t.specials_) t.is_special_[id] = true;
+    // Each token's bytes, once: its stand-ins mapped back (a stand-in outside bytes_to_unicode's, or a byte that
+    // is not UTF-8, passes through as it is - not from a well-formed vocabulary).
+    t.bytes_.resize(t.tokens_.size());
+    for (size_t id = 0; id < t.tokens_.size(); ++id) {
+        const std::string& tok = t.tokens_[id];
+        std::string& out = t.bytes_[id];
+        for (size_t i = 0; i < tok.size();) {
+            uint32_t c = 0;
+            const int n = utf8_sequence(tok, i, &c);
+            if (n < 0) {
+                out += tok[i++];
+                continue;
+            }
+            const auto it = symbol_byte.find(c);
+            if (it != symbol_byte.end())
+                out += static_cast<char>(it->second);
+            else
+                out.append(tok, i, static_cast<size_t>(n));
+            i += static_cast<size_t>(n);
+        }
+    }
     return t;
 }
 
@@ -242,28 +264,18 @@ void Gpt2Tokenizer::bpe(const std::string& word, std::vector<int32_t>& out) cons
     }
 }
 
-std::string Gpt2Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special) const {
+const std::string& Gpt2Tokenizer::token_bytes(int32_t id) const {
+    if (id < 0 || static_cast<size_t>(id) >= bytes_.size())
+        FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT,
+                     "decode: token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(bytes_.size()));
+    return bytes_[id];
+}
+
+std::string Gpt2Tokenizer::decode(const int32_t* ids, int64_t count, bool skip_special) const {
     std::string bytes;
-    for (const int32_t id : ids) {
-        if (id < 0 || static_cast<size_t>(id) >= tokens_.size())
-            FLEXRT_THROW(FLEXRT_STATUS_INVALID_ARGUMENT,
-                         "decode: token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(tokens_.size()));
-        if (skip_special && is_special_[id]) continue;
-        const std::string& tok = tokens_[id];
-        for (size_t i = 0; i < tok.size();) {
-            uint32_t c = 0;
-            const int n = utf8_sequence(tok, i, &c);
-            if (n < 0) {  // not from a well-formed vocabulary: pass the byte through
-                bytes += tok[i++];
-                continue;
-            }
-            const auto it = symbol_byte_.find(c);
-            if (it != symbol_byte_.end())
-                bytes += static_cast<char>(it->second);
-            else
-                bytes.append(tok, i, static_cast<size_t>(n));
-            i += static_cast<size_t>(n);
-        }
+    for (int64_t i = 0; i < count; ++i) {
+        const std::string& b = token_bytes(ids[i]);
+        if (!(skip_special && is_special_[ids[i]])) bytes += b;
     }
     std::string text;  // lossy: each maximal invalid subpart becomes U+FFFD
     for (size_t i = 0; i < bytes.size();) {

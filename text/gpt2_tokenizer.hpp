@@ -24,7 +24,13 @@ public:
     std::vector<int32_t> encode(std::string_view utf8, bool add_bos = true) const;
     // Invalid UTF-8 from partial byte sequences becomes U+FFFD, one per maximal invalid subpart (as Python's
     // and Rust's lossy decoders do). Throws INVALID_ARGUMENT for an id outside the vocabulary.
-    std::string decode(const std::vector<int32_t>& ids, bool skip_special = false) const;
+    std::string decode(const std::vector<int32_t>& ids, bool skip_special = false) const {
+        return decode(ids.data(), static_cast<int64_t>(ids.size()), skip_special);
+    }
+    std::string decode(const int32_t* ids, int64_t count, bool skip_special = false) const;
+    // The bytes token `id` stands for (decoding is their concatenation, then the lossy UTF-8 pass). Throws
+    // INVALID_ARGUMENT for an id outside the vocabulary.
+    const std::string& token_bytes(int32_t id) const;
 
     int32_t bos_id() const { return bos_; }
     int32_t eos_id() const { return eos_; }
@@ -39,11 +45,11 @@ private:
 
     std::unordered_map<std::string, int32_t> ids_;           // token (byte stand-ins, UTF-8) -> id
     std::vector<std::string> tokens_;                        // id -> token
+    std::vector<std::string> bytes_;                         // id -> the bytes it stands for
     std::unordered_map<std::string, int32_t> ranks_;         // "left right" -> rank (lower merges first)
     std::vector<std::pair<std::string, int32_t>> specials_;  // split out of the text before BPE
     std::vector<bool> is_special_;
-    std::string byte_symbol_[256];                       // byte -> its stand-in, UTF-8
-    std::unordered_map<uint32_t, uint8_t> symbol_byte_;  // stand-in code point -> byte
+    std::string byte_symbol_[256];  // byte -> its stand-in, UTF-8
     int32_t bos_ = -1, eos_ = -1, pad_ = -1, unk_ = -1;
 };
 
