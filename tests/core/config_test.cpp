@@ -140,7 +140,7 @@ TEST(PluginOptions, WrongTypeAndDefaults) {
     EXPECT_EQ(o.fields[0].type, FLEXRT_FIELD_TYPE_BOOL);
     EXPECT_EQ(o.fields[0].value.b, 1);  // the declared defaults
     EXPECT_EQ(o.fields[1].type, FLEXRT_FIELD_TYPE_INT);
-    EXPECT_EQ(o.fields[1].value.i, 4);
+    EXPECT_EQ(o.fields[1].value.i, 8);
 }
 
 }  // namespace
