@@ -23,6 +23,7 @@
 #include "text/gpt2_tokenizer.hpp"
 #include "text/json.hpp"
 #include "text/stop_strings.hpp"
+#include "text/whole_file.hpp"
 
 #include "build_info.hpp"  // generated: version, commit, compiler, CUDA
 #include "convert.hpp"
@@ -510,13 +511,13 @@ int run(int argc, char** argv) {
           << ", \"disk\": " << gib(disk.peak_bytes()) << ", \"host_process\": " << gib(peak_host_memory_bytes())
           << "}, \"plan\": {\"gpu\": " << gib(plan.total(TierKind::compute)) << ", \"cpu\": " << gib(plan.total(TierKind::host))
           << ", \"disk\": " << gib(plan.total(TierKind::disk)) << "}}}\n";
-        app::write_whole(vm["json"].as<std::string>(), j.str(), "--json");
+        text::write_whole_file(vm["json"].as<std::string>(), "--json", [&](std::ostream& out) { out << j.str(); });
     }
     if (!completions.empty()) {  // the completions: JSONL into run.output, or readable on stdout (text prompts)
         if (!cfg.run.output.empty()) {
             std::string lines;
             for (const auto& c : completions) lines += app::jsonl_line(c) + "\n";
-            app::write_whole(cfg.run.output, lines, "run.output");
+            text::write_whole_file(cfg.run.output, "run.output", [&](std::ostream& out) { out << lines; });
             say("completions written to " + cfg.run.output);
         } else {
             for (size_t i = 0; i < completions.size(); ++i)

@@ -1,16 +1,12 @@
 #include "text_io.hpp"
 
-#include "text/whole_file.hpp"
-
 #include "text/json.hpp"
 #include "text/utf8.hpp"
 
 #include <flexrt/status.hpp>
 
 #include <unistd.h>
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -55,10 +51,6 @@ std::string jsonl_line(const Completion& c) {
     o << "], \"finish_reason\": \"" << (c.stopped ? "stop" : "length") << "\", \"prompt_tokens\": " << c.prompt_tokens
       << ", \"block\": " << c.block << ", " << times << "}";
     return o.str();
-}
-
-void write_whole(const std::filesystem::path& file, const std::string& contents, const std::string& what) {
-    text::write_whole_file(file, what, [&](std::ostream& out) { out << contents; });
 }
 
 void check_writable(const std::filesystem::path& file, const std::string& what) {

@@ -28,9 +28,6 @@ struct Completion {
 // block, prefill_s, decode_s.
 std::string jsonl_line(const Completion& c);
 
-// Writes `contents` to `file` through a temporary name in the same directory, renamed when complete: a run
-// that fails leaves no file that looks like a result. Throws naming `what` (the option) and the file.
-void write_whole(const std::filesystem::path& file, const std::string& contents, const std::string& what);
 // Throws INVALID_ARGUMENT naming `what` when `file`'s directory cannot take it: checked before a run, not after.
 void check_writable(const std::filesystem::path& file, const std::string& what);
 

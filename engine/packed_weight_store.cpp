@@ -4,7 +4,6 @@
 
 #include <flexrt/status.hpp>
 
-#include <cstring>
 #include <fstream>
 #include <vector>
 

@@ -15,8 +15,6 @@ namespace flexrt::opt {
 
 // --- dummy ----------------------------------------------------------------------------------------
 
-// Element i is a hash of (seed, name, i) - counter-based, so a large tensor is filled on all host cores
-// (OPT-30B's 60 GB of dummy fp16 in seconds, not minutes) and every element is the same whatever the split.
 namespace {
 
 // Elements [lo, hi) of a dummy tensor: base + scale * u, u uniform in [-1, 1) from splitmix64 of (key, index). Integer
@@ -52,6 +50,8 @@ void fill_dummy(uint64_t key, float base, float scale, int64_t lo, int64_t hi, u
 
 }  // namespace
 
+// Element i is a hash of (seed, name, i) - counter-based, so a large tensor is filled on all host cores
+// (OPT-30B's 60 GB of dummy fp16 in seconds, not minutes) and every element is the same whatever the split.
 void DummyWeights::read(const WeightSpec& spec, std::byte* dst) {
     uint64_t key = seed_ ^ 0xcbf29ce484222325ull;  // FNV-1a of the name, mixed with the seed
     for (char c : spec.name) key = (key ^ static_cast<unsigned char>(c)) * 0x100000001b3ull;
