@@ -161,12 +161,20 @@ struct Engine::Impl {
         if (!policy.compress_weights || shape.size() < 2) return std::nullopt;
         return ops::Group4Layout::of_tensor({shape.begin(), shape.end()}, format.group_dim, format.group_size, format.symmetric != 0);
     }
-    std::array<std::unique_ptr<Buffer>, 2> weight_slot;
-    std::array<Event, 2> weight_ready;
-    std::array<Tag, 2> weight_tag;
+    // Weight slots (kWeightSlots), filled round robin; a layer's compute finds its weights by the slot's tag.
+    std::array<std::unique_ptr<Buffer>, kWeightSlots> weight_slot;
+    std::array<Event, kWeightSlots> weight_ready;
+    std::array<Tag, kWeightSlots> weight_tag;
+    int next_weight_slot = 0;
+    int weight_slot_holding(const Tag& t) const {
+        for (int s = 0; s < kWeightSlots; ++s)
+            if (weight_tag[s] == t) return s;
+        return -1;
+    }
     // The compute device's work runs ahead of the host: these say when it has finished with a slot parity
     // (inputs read, outputs written) and with a weight slot, so transfers into them wait for it.
-    std::array<Event, 2> computed, weights_read;
+    std::array<Event, 2> computed;
+    std::array<Event, kWeightSlots> weights_read;
 
     // --- KV cache: per (j, k) and tier group, [K (max_len, count, row) | V (max_len, count, row)], a row
     // being h activations, or under policy.compress_cache one group4 block of them (Group4Layout::rows) ---
@@ -428,7 +436,7 @@ Engine::Engine(const opt::OptConfig& model, const Policy& policy, int64_t prompt
             say("placing weights: layer " + std::to_string(j + 1) + "/" + std::to_string(layers_.size()) + " (" +
                 std::to_string(std::chrono::duration<double>(Clock::now() - t0).count()).substr(0, 5) + " s)");
     }
-    for (int s = 0; s < 2 && slot_bytes; ++s) m.weight_slot[s] = tiers.compute.allocate(slot_bytes, "weight slot");
+    for (int s = 0; s < kWeightSlots && slot_bytes; ++s) m.weight_slot[s] = tiers.compute.allocate(slot_bytes, "weight slot");
     if (dequant_bytes) m.dequantized = tiers.compute.allocate(dequant_bytes, "dequantized weights of a layer");
 
     // KV cache.
@@ -523,7 +531,9 @@ void Engine::begin_run(const std::vector<std::vector<int32_t>>& prompts, const G
     }
     m.skip_step.assign(m.batches, -1);
     m.skip.assign(m.batches, 0);
-    for (auto& t : {&m.weight_tag, &m.cache_tag, &m.kv_new_tag, &m.in_tag, &m.out_tag}) t->fill(Tag{});
+    m.weight_tag.fill(Tag{});
+    m.next_weight_slot = 0;
+    for (auto& t : {&m.cache_tag, &m.kv_new_tag, &m.in_tag, &m.out_tag}) t->fill(Tag{});
     m.opts = options;
     m.steps_ended = 0;
     m.dequantized_layer = -1;
@@ -612,7 +622,10 @@ flexrt_status Engine::load_weight(int32_t i, int32_t j, int32_t k) noexcept {
         m.global(i, k);
         Impl::WeightHome& w = m.weights[j];
         if (w.fully_resident()) return Status::ok();
-        const int s = j % 2;
+        // The next slot round robin: the only layer in a slot whose compute may not be issued yet is the one
+        // loaded last (the schedules load one layer ahead), and it sits in another slot.
+        const int s = m.next_weight_slot;
+        m.next_weight_slot = (s + 1) % kWeightSlots;
         Buffer* slot = m.weight_slot[s].get();
         const std::vector<Event> after = {m.weight_ready[s], m.weights_read[s]};  // its last fill and its last reader
         // One copy per run of segments laid out alike in their buffer and in the slot (padding between tensors
@@ -728,9 +741,10 @@ flexrt_status Engine::compute_layer(int32_t i, int32_t j, int32_t k) noexcept {
         // Weights.
         Impl::WeightHome& w = m.weights[j];
         opt::LayerIO io;
+        const int ws = w.fully_resident() ? -1 : m.weight_slot_holding(Tag{i, j, 0});
         if (!w.fully_resident()) {
-            need(m.weight_tag[j % 2], Tag{i, j, 0}, "load_weight");
-            wait(m.weight_ready[j % 2]);
+            need(ws < 0 ? Tag{} : m.weight_tag[ws], Tag{i, j, 0}, "load_weight");
+            wait(m.weight_ready[ws]);
         }
         // Compressed weights: a decode-sized GEMM reads them as they are (ops::fuses_group4: the rule depends
         // on the rows only, never on the tiers); otherwise they are dequantized on the compute device, in op
@@ -745,7 +759,7 @@ flexrt_status Engine::compute_layer(int32_t i, int32_t j, int32_t k) noexcept {
         io.packed.resize(w.tensors.size());
         for (size_t n = 0; n < w.tensors.size(); ++n) {
             const std::byte* p = w.offsets[n] < w.copy_from ? w.tensors[n].resident_on(TierKind::compute)
-                                                            : m.weight_slot[j % 2]->data() + (w.offsets[n] - w.copy_from);
+                                                            : m.weight_slot[ws]->data() + (w.offsets[n] - w.copy_from);
             FLEXRT_ASSERT(p);
             if (const auto& pk = m.packed[j][n]) {
                 const auto* bytes = reinterpret_cast<const uint8_t*>(p);
@@ -812,7 +826,7 @@ flexrt_status Engine::compute_layer(int32_t i, int32_t j, int32_t k) noexcept {
         layer.forward(io);
         if (m.transfers_follow_compute)  // the transfers after it wait for this, the host does not
             m.computed[s] = m.compute_done();
-        if (!w.fully_resident()) m.weights_read[j % 2] = m.computed[s];
+        if (!w.fully_resident()) m.weights_read[ws] = m.computed[s];
 
         if (layer.is_output()) {  // the next token of each sequence from its logits (gbs, vocab), chosen where they are
             const int64_t V = m.model.vocab_size, N = m.gbs * m.batches;

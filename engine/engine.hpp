@@ -1,8 +1,9 @@
 // The offloading engine: places a model's weights, KV cache and hidden states over the three tiers per
 // the policy, and implements the seven primitives a schedule plugin orders (IExecutor).
 //
-// Buffers on the compute device come in two slots, keyed by the parity of j (weights) or of the linear
-// index j * num_gpu_batches + k (cache, input, output): a prefetch for the next (j, k) never overwrites what
+// Buffers on the compute device come in slots: the weights a layer does not keep there in kWeightSlots
+// (placement.hpp), filled round robin and found by tag; the cache, input and output in two, keyed by the
+// parity of the linear index j * num_gpu_batches + k. A prefetch for the next (j, k) never overwrites what
 // the current one reads. Every primitive waits for the events of the buffers it reads, so the tokens do
 // not depend on the schedule.
 #pragma once

@@ -73,7 +73,7 @@ MemoryPlan plan_memory(const opt::OptConfig& model, const Policy& policy, int64_
         if (gpu_end < total) slot_bytes = std::max(slot_bytes, total - copy_from);
         if (any_packed) dequant_bytes = std::max(dequant_bytes, fp16_of_packed);
     }
-    add(TierKind::compute, "weight slots (2, the layer being loaded)", 2 * slot_bytes);
+    add(TierKind::compute, "weight slots (" + std::to_string(kWeightSlots) + ", the layers being loaded)", kWeightSlots * slot_bytes);
     add(TierKind::compute, "a layer's weights dequantized", dequant_bytes);
 
     // KV cache: per layer that has one and GPU batch, the batch's sequences split over the tiers.

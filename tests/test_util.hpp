@@ -150,8 +150,11 @@ inline const Fixture& fixture(const std::string& name = "tiny_opt") {
     }();
 }
 
+// A schedule plugin from the build tree, or one of the test plugins (tests/plugins).
 inline PluginPtr<IScheduler> make_schedule(const std::string& name) {
-    PluginRef ref = find_plugin(FLEXRT_PLUGIN_KIND_SCHEDULE, name, plugin_search_path({}));
+    auto search = plugin_search_path({});
+    search.push_back({FLEXRT_TEST_PLUGIN_DIR, "test plugins"});
+    PluginRef ref = find_plugin(FLEXRT_PLUGIN_KIND_SCHEDULE, name, search);
     return create_plugin<IScheduler>(ref, {});
 }
 

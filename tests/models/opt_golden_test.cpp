@@ -414,9 +414,11 @@ TEST(GoldenRealShape, CpuAndGpuMatchTransformers) {
 // Dummy weights take the offload-file path for disk-homed weights (no files to read from): the tokens and
 // the logits must be identical to the all-on-compute run, byte for byte, since placement changes no math.
 // The overlapped schedules only reorder the primitives: the same tokens and logits as `normal`, bit for bit,
-// one GPU batch (overlap_single) or several (overlap_multi), over tiers, with an odd layer count (the last
-// layer and the next step's first share a weight buffer), with compressed weights and cache, with the cache
-// attended on the host (cpu_cache_compute: on a GPU, host threads beside the device).
+// one GPU batch (overlap_single) or several (overlap_multi), over tiers, with an odd layer count (the weight
+// slots go round robin across the step boundary), with compressed weights and cache, with the cache attended
+// on the host (cpu_cache_compute: on a GPU, host threads beside the device); and a test schedule that loads
+// weights two layers ahead (lookahead2: two loads in flight beside the layer computing, which takes the
+// engine's third weight slot).
 void check_schedules(bool gpu) {
     auto group4 = make_compressor("group4");
     struct Case {
@@ -433,7 +435,9 @@ void check_schedules(bool gpu) {
                           Case{{"two_batches", 2, 2, kAllGpu, kAllGpu, kAllGpu}, "overlap_multi", false},
                           Case{{"four_batches_on_disk", 1, 4, kAllDisk, kAllDisk, kAllDisk}, "overlap_multi", false},
                           Case{{"two_batches_split_fused_layers", 2, 2, {20, 30}, {25, 50}, {50, 0}, false}, "overlap_multi", false},
-                          Case{{"two_batches_compressed", 2, 2, {50, 0}, {0, 100}, kAllGpu}, "overlap_multi", true}}) {
+                          Case{{"two_batches_compressed", 2, 2, {50, 0}, {0, 100}, kAllGpu}, "overlap_multi", true},
+                          Case{{"weights_off_two_ahead", 2, 2, {20, 30}, {50, 25}, kAllGpu}, "lookahead2", false},
+                          Case{{"odd_layers_on_disk_two_ahead", 4, 1, kAllDisk, kAllGpu, kAllGpu, false}, "lookahead2", true}}) {
         PolicyCase p = c.policy;
         p.compress_cache = c.compress;
         ICompressor* compressor = c.compress ? group4.get() : nullptr;
