@@ -84,6 +84,10 @@ const std::vector<KeySpec>& schema() {
         {"run.top_k", Kind::integer, int64_t{0}, "sample among the k most likely tokens (0: all)", 0, 1 << 24},
         {"run.top_p", Kind::number, 1.0, "sample among the most likely tokens covering this probability (1: all)", 1e-9, 1},
         {"run.seed", Kind::integer, int64_t{42}, "seed of sampling, dummy weights and dummy prompts", 0, kMaxInt},
+        {"run.warmup", Kind::boolean, true,
+         "before the first block, one untimed generation of 2 tokens on BOS-only prompts, as FlexLLMGen warms up before it "
+         "measures: one-time costs (library handles, kernels loaded on first use, the GEMM algorithm each shape keeps) count "
+         "in start-up, not in the first block's figures"},
         {"run.max_block", Kind::integer, int64_t{0},
          "policy = \"auto\" with dummy prompts: the most sequences a block may hold (0: as many as fit)", 0, 1 << 24},
         {"run.stop_token", Kind::integer, int64_t{-1}, "token id that ends a sequence (-1: none; text prompts: the tokenizer's </s>)", -1,
@@ -430,6 +434,7 @@ void fill(Config& cfg, const toml::table& root) {
     cfg.run.seed = static_cast<uint64_t>(r.integer("run.seed"));
     cfg.run.stop_token = r.integer("run.stop_token");
     cfg.run.max_block = r.integer("run.max_block");
+    cfg.run.warmup = r.boolean("run.warmup");
     cfg.run.prompts = r.string("run.prompts");
     cfg.run.output = r.string("run.output");
     cfg.run.stop_strings = r.strings("run.stop_strings");

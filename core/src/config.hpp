@@ -38,6 +38,7 @@ struct RunSection {
     std::string output;                     // JSONL results of text prompts ("": readable text on stdout)
     std::vector<std::string> stop_strings;  // text prompts: a completion ends where one appears
     int64_t max_block = 0;                  // policy = "auto" with dummy prompts: the most sequences a block holds (0: any)
+    bool warmup = true;                     // an untimed 2-token generation before the first block
 };
 
 // Percent of one class of tensors on the compute device ("gpu") and in host memory ("cpu"); the rest is
