@@ -394,7 +394,10 @@ int run(int argc, char** argv) {
         say("warming up: 2 tokens on BOS-only prompts");
         GenerateOptions warm;
         warm.stop_when = [](int64_t, const int32_t*, int64_t count) { return count >= 2; };
+        const auto t0 = std::chrono::steady_clock::now();
         engine.generate(std::vector<std::vector<int32_t>>(N, std::vector<int32_t>{tokenizer ? tokenizer->bos_id() : 2}), warm, *scheduler);
+        say("warmed up in " + std::to_string(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()).substr(0, 5) +
+            " s");
     }
     const double startup_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
     if (store)

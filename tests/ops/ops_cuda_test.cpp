@@ -151,6 +151,7 @@ TEST(EmbeddingCuda, MatchesCpu) {
 
 struct AttnCase {
     int64_t batch, seq, past, heads, hd;
+    int64_t pad = 0;  // left padding of every sequence, beyond sequence b's b % 3
 };
 class AttentionCuda : public ::testing::TestWithParam<AttnCase> {};
 TEST_P(AttentionCuda, MatchesCpu) {
@@ -165,7 +166,7 @@ TEST_P(AttentionCuda, MatchesCpu) {
     auto nk = rand_half(c.seq * c.batch * h, rng), nv = rand_half(c.seq * c.batch * h, rng);
     std::vector<uint8_t> mask(c.batch * stride, 1);
     for (int64_t b = 0; b < c.batch; ++b)
-        for (int64_t t = 0; t < b % 3 && t < keys; ++t) mask[b * stride + t] = 0;  // left padding of 0, 1, 2
+        for (int64_t t = 0; t < c.pad + b % 3 && t < keys; ++t) mask[b * stride + t] = 0;  // left padding of pad + 0, 1, 2
     Dev<uint16_t> dq(q), dpk(pk), dpv(pv), dnk(nk), dnv(nv), dout(c.batch * c.seq * h);
     Dev<uint8_t> dm(mask);
     const auto fpk = widen(pk), fpv = widen(pv), fnk = widen(nk), fnv = widen(nv);
@@ -194,16 +195,18 @@ INSTANTIATE_TEST_SUITE_P(OptShapes, AttentionCuda,
                                            AttnCase{4, 1, 511, 56, 128},  // opt-30b decode at context 512
                                            AttnCase{2, 33, 0, 12, 64}, AttnCase{2, 130, 0, 12, 64},  // a ragged last query and key tile
                                            AttnCase{2, 200, 0, 4, 80},                               // opt-2.7b's head_dim, several tiles
-                                           AttnCase{2, 512, 0, 4, 128},  // a W1 prompt: 8 key tiles, the causal diagonal
-                                           AttnCase{3, 100, 0, 5, 96},   // opt-175b's head_dim, a ragged last tile
-                                           AttnCase{2, 70, 40, 3, 64},   // a prompt chunk after a cache, on the tensor cores
-                                           AttnCase{2, 9, 5, 3, 72},     // not a multiple of 16: the CUDA-core tiles
-                                           AttnCase{3, 1, 40, 6, 64},    // decode, 2 halves per lane
-                                           AttnCase{2, 1, 20, 2, 80}),   // decode, any head_dim
+                                           AttnCase{2, 512, 0, 4, 128},       // a W1 prompt: 8 key tiles, the causal diagonal
+                                           AttnCase{3, 512, 0, 4, 128, 500},  // short prompts left-padded: blocks of pad queries
+                                           AttnCase{3, 100, 0, 5, 96},        // opt-175b's head_dim, a ragged last tile
+                                           AttnCase{2, 70, 40, 3, 64},        // a prompt chunk after a cache, on the tensor cores
+                                           AttnCase{2, 9, 5, 3, 72},          // not a multiple of 16: the CUDA-core tiles
+                                           AttnCase{3, 1, 40, 6, 64},         // decode, 2 halves per lane
+                                           AttnCase{2, 1, 20, 2, 80}),        // decode, any head_dim
                          [](const auto& info) {
                              const AttnCase& c = info.param;
                              std::ostringstream os;
                              os << "b" << c.batch << "_s" << c.seq << "_past" << c.past << "_h" << c.heads << "_d" << c.hd;
+                             if (c.pad) os << "_pad" << c.pad;
                              return os.str();
                          });
 
