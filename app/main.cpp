@@ -390,12 +390,13 @@ int run(int argc, char** argv) {
     // the run's shapes, so that a process's one-time costs - library handles, kernels loaded on first use, the GEMM
     // algorithm each shape keeps (ops/linear_cuda.cu) - are start-up, not the first block's prefill and decode. Not
     // in a pipeline, whose ranks would have to warm up together.
+    const std::vector<int32_t> bos_only{tokenizer ? tokenizer->bos_id() : 2};  // the warm-up's prompts, and a last block's fillers
     if (cfg.run.warmup && !pipelined) {
         say("warming up: 2 tokens on BOS-only prompts");
         GenerateOptions warm;
         warm.stop_when = [](int64_t, const int32_t*, int64_t count) { return count >= 2; };
         const auto t0 = std::chrono::steady_clock::now();
-        engine.generate(std::vector<std::vector<int32_t>>(N, std::vector<int32_t>{tokenizer ? tokenizer->bos_id() : 2}), warm, *scheduler);
+        engine.generate(std::vector<std::vector<int32_t>>(N, bos_only), warm, *scheduler);
         say("warmed up in " + std::to_string(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()).substr(0, 5) +
             " s");
     }
@@ -433,8 +434,7 @@ int run(int argc, char** argv) {
     std::vector<app::Completion> completions;
     for (int64_t blk = 0; blk < blocks; ++blk) {
         std::vector<std::vector<int32_t>> block(N);
-        for (int64_t n = 0; n < N; ++n)
-            block[n] = blk * N + n < real ? all[blk * N + n] : std::vector<int32_t>{tokenizer ? tokenizer->bos_id() : 2};
+        for (int64_t n = 0; n < N; ++n) block[n] = blk * N + n < real ? all[blk * N + n] : bos_only;
         block_real = std::min(N, real - blk * N);
         r = pipelined ? run_pipeline_stage(engine, block, go, *scheduler, {nccl ? static_cast<ICommunicator&>(*nccl) : *control, *control},
                                            stage.micro_batches, say)

@@ -743,7 +743,7 @@ flexrt_status Engine::compute_layer(int32_t i, int32_t j, int32_t k) noexcept {
         opt::LayerIO io;
         const int ws = w.fully_resident() ? -1 : m.weight_slot_holding(Tag{i, j, 0});
         if (!w.fully_resident()) {
-            need(ws < 0 ? Tag{} : m.weight_tag[ws], Tag{i, j, 0}, "load_weight");
+            if (ws < 0) need(Tag{}, Tag{i, j, 0}, "load_weight");  // no slot holds them: throws
             wait(m.weight_ready[ws]);
         }
         // Compressed weights: a decode-sized GEMM reads them as they are (ops::fuses_group4: the rule depends
