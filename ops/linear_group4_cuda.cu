@@ -26,6 +26,8 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 
 namespace flexrt::ops::cuda {
 namespace {
@@ -35,6 +37,9 @@ constexpr int kBK = 64, kWarps = 4, kThreads = 32 * kWarps;
 // What the reduction over a cluster costs, in steps of `in`, when choosing the split (measured: with 4, the
 // 30B layer's GEMMs at 64 rows take 3% less than with 0).
 constexpr int kReduceSteps = 4;
+// The most blocks a cluster (one tile's splits of `in`) may have: 16 is the H100's non-portable maximum. Which sizes fit how
+// many clusters at once depends on how the GPU packs clusters into its GPCs; the launch asks (cudaOccupancyMaxActiveClusters).
+constexpr int kMaxSplits = 16;
 constexpr int kXld = kBK + 8;  // x rows padded to 144 bytes: a quarter warp's 16-byte loads hit distinct banks
 
 // A block's shape: NT n8 tiles of rows of x, WF m16 tiles of features a warp (2: 32 features, half a group; 4: a group), S stages
@@ -249,7 +254,7 @@ __global__ void __launch_bounds__(kThreads, Sh::MinBlocks) linear_group4_kernel(
     cg::cluster_group cluster = cg::this_cluster();
     const int splits = static_cast<int>(cluster.num_blocks()), rank = static_cast<int>(cluster.block_rank());
     cluster.sync();
-    const float* parts[8];
+    const float* parts[kMaxSplits];
     for (int r = 0; r < splits; ++r) parts[r] = cluster.map_shared_rank(C, r);
     const int r0 = kBM * rank / splits, r1 = kBM * (rank + 1) / splits;
     for (int e = r0 * (kBN / 4) + tid; e < r1 * (kBN / 4); e += kThreads) {  // 4 features a thread at a time
@@ -257,13 +262,13 @@ __global__ void __launch_bounds__(kThreads, Sh::MinBlocks) linear_group4_kernel(
         if (m >= a.M || n >= a.N) continue;
         // Every block's part loaded first (distributed shared memory is far: the loads overlap), then summed
         // in block order.
-        float4 p[8];
+        float4 p[kMaxSplits];
 #pragma unroll
-        for (int q = 0; q < 8; ++q)
+        for (int q = 0; q < kMaxSplits; ++q)
             if (q < splits) p[q] = *reinterpret_cast<const float4*>(&parts[q][r * kCld + c]);
         float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
 #pragma unroll
-        for (int q = 0; q < 8; ++q)
+        for (int q = 0; q < kMaxSplits; ++q)
             if (q < splits) v.x += p[q].x, v.y += p[q].y, v.z += p[q].z, v.w += p[q].w;
         const float out[4] = {v.x, v.y, v.z, v.w};
         for (int j = 0; j < 4 && n + j < a.N; ++j) {
@@ -274,56 +279,76 @@ __global__ void __launch_bounds__(kThreads, Sh::MinBlocks) linear_group4_kernel(
     cluster.sync();  // no block leaves while another still reads its shared memory
 }
 
-// The SM count, once each kernel may use more than 48 KiB of shared memory (both once per process).
+// Once per process: each kernel may use more than 48 KiB of shared memory, and clusters of more than 8 blocks.
 template <class Sh>
 void allow_smem() {
     FLEXRT_CUDA_CHECK(
         cudaFuncSetAttribute(linear_group4_kernel<Sh>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem_bytes<Sh>())));
+    FLEXRT_CUDA_CHECK(cudaFuncSetAttribute(linear_group4_kernel<Sh>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
 }
-int prepare_launches() {
-    static const int n = [] {
-        int dev = 0, count = 0;
-        FLEXRT_CUDA_CHECK(cudaGetDevice(&dev));
-        FLEXRT_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev));
+void prepare_launches() {
+    static const bool once = [] {
         allow_smem<Rows8>(), allow_smem<Rows16>(), allow_smem<Rows32>(), allow_smem<Rows64>();
-        return count;
+        return true;
     }();
-    return n;
+    (void)once;
 }
 
 template <class Sh>
-void launch(const Args& a, int64_t rows, int sms, cudaStream_t stream) {
+cudaLaunchConfig_t config(unsigned tiles_x, unsigned tiles_y, int splits, cudaStream_t stream, cudaLaunchAttribute& cluster) {
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = dim3(tiles_x, tiles_y, static_cast<unsigned>(splits));
+    cfg.blockDim = dim3(kThreads);
+    cfg.dynamicSmemBytes = smem_bytes<Sh>();
+    cfg.stream = stream;
+    cluster.id = cudaLaunchAttributeClusterDimension;
+    cluster.val.clusterDim.x = 1, cluster.val.clusterDim.y = 1, cluster.val.clusterDim.z = static_cast<unsigned>(splits);
+    cfg.attrs = &cluster;
+    cfg.numAttrs = 1;
+    return cfg;
+}
+
+// How many clusters of `splits` blocks the GPU holds at once (0: that size does not fit), once per size and process.
+template <class Sh>
+int resident_clusters(int splits) {
+    static std::array<std::atomic<int>, kMaxSplits + 1> known{};  // count + 1; 0 until asked
+    int n = known[splits].load();
+    if (n == 0) {
+        cudaLaunchAttribute cluster{};
+        const cudaLaunchConfig_t cfg = config<Sh>(1, 1, splits, nullptr, cluster);
+        int count = 0;
+        if (cudaOccupancyMaxActiveClusters(&count, linear_group4_kernel<Sh>, &cfg) != cudaSuccess) {
+            (void)cudaGetLastError();  // a size the device rejects: not a candidate
+            count = 0;
+        }
+        n = count + 1;
+        known[splits].store(n);
+    }
+    return n - 1;
+}
+
+template <class Sh>
+void launch(const Args& a, int64_t rows, cudaStream_t stream) {
     const int tiles = a.K / kBK;
     const dim3 grid(static_cast<unsigned>((a.N + Sh::kBN - 1) / Sh::kBN), static_cast<unsigned>((rows + Sh::kBM - 1) / Sh::kBM));
-    const int blocks = static_cast<int>(grid.x * grid.y);
-    static const int per_sm = [] {  // blocks an SM holds (registers and shared memory), once per process
-        int n = 0;
-        FLEXRT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, linear_group4_kernel<Sh>, kThreads, smem_bytes<Sh>()));
-        return std::max(n, 1);
-    }();
-    const int wave = per_sm * sms;
-    // Split `in` over a cluster of up to 8 blocks when the tiles alone leave SMs idle: the split that minimises the steps of the
-    // busiest block slot (whole waves, a split's reduction counted as kReduceSteps), the smaller on a tie.
+    const int64_t blocks = static_cast<int64_t>(grid.x) * grid.y;
+    // Split `in` over a cluster of up to kMaxSplits blocks when the tiles alone leave SMs idle: the split that minimises the steps
+    // of the busiest block (whole waves of the clusters the GPU holds at once, a split's reduction counted as kReduceSteps),
+    // the smaller on a tie.
     int splits = 1;
     int64_t best = INT64_MAX;
-    for (int s = 1; s <= std::min(8, std::max(1, tiles / 4)); ++s) {
+    for (int s = 1; s <= std::min(kMaxSplits, std::max(1, tiles / 4)); ++s) {
+        const int resident = resident_clusters<Sh>(s);
+        if (resident == 0) continue;
         const int64_t per = (tiles + s - 1) / s + (s > 1 ? kReduceSteps : 0);
-        const int64_t cost = (static_cast<int64_t>(blocks) * s + wave - 1) / wave * per;
+        const int64_t cost = (blocks + resident - 1) / resident * per;
         if (cost < best) best = cost, splits = s;
     }
     Args args = a;
     args.tiles_per_split = (tiles + splits - 1) / splits;
     splits = std::max(1, (tiles + args.tiles_per_split - 1) / args.tiles_per_split);  // no split left without a step
-    cudaLaunchConfig_t cfg{};
-    cfg.gridDim = dim3(grid.x, grid.y, static_cast<unsigned>(splits));
-    cfg.blockDim = dim3(kThreads);
-    cfg.dynamicSmemBytes = smem_bytes<Sh>();
-    cfg.stream = stream;
     cudaLaunchAttribute cluster{};
-    cluster.id = cudaLaunchAttributeClusterDimension;
-    cluster.val.clusterDim.x = 1, cluster.val.clusterDim.y = 1, cluster.val.clusterDim.z = static_cast<unsigned>(splits);
-    cfg.attrs = &cluster;
-    cfg.numAttrs = 1;
+    const cudaLaunchConfig_t cfg = config<Sh>(grid.x, grid.y, splits, stream, cluster);
     FLEXRT_CUDA_CHECK(cudaLaunchKernelEx(&cfg, linear_group4_kernel<Sh>, args));
 }
 
@@ -336,7 +361,7 @@ void linear_group4(const uint16_t* x, int64_t rows, const uint8_t* packed, const
                                                         ", group_size " + std::to_string(L.group_size) + ", in " + std::to_string(L.inner) +
                                                         ")");
     if (rows == 0 || L.dim == 0) return;
-    const int sms = prepare_launches();
+    prepare_launches();
     const uint32_t base = L.symmetric ? 0x6408u : 0x6400u, base_hi = L.symmetric ? 0x5480u : 0x5400u;  // fp16 1032 / 1024, 72 / 64
     const Args a{reinterpret_cast<const __half*>(x),
                  static_cast<int>(rows),
@@ -354,13 +379,13 @@ void linear_group4(const uint16_t* x, int64_t rows, const uint8_t* packed, const
     // As few n8 tiles as the rows need (a decode batch of 8 does not pay for 64 rows of products).
     auto* s = static_cast<cudaStream_t>(stream);
     if (rows <= 8)
-        launch<Rows8>(a, rows, sms, s);
+        launch<Rows8>(a, rows, s);
     else if (rows <= 16)
-        launch<Rows16>(a, rows, sms, s);
+        launch<Rows16>(a, rows, s);
     else if (rows <= 32)
-        launch<Rows32>(a, rows, sms, s);
+        launch<Rows32>(a, rows, s);
     else
-        launch<Rows64>(a, rows, sms, s);
+        launch<Rows64>(a, rows, s);
 }
 
 }  // namespace flexrt::ops::cuda
