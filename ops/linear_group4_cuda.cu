@@ -37,9 +37,10 @@ constexpr int kBK = 64, kWarps = 4, kThreads = 32 * kWarps;
 // What the reduction over a cluster costs, in steps of `in`, when choosing the split (measured: with 4, the
 // 30B layer's GEMMs at 64 rows take 3% less than with 0).
 constexpr int kReduceSteps = 4;
-// The most blocks a cluster (one tile's splits of `in`) may have: 16 is the H100's non-portable maximum. Which sizes fit how
-// many clusters at once depends on how the GPU packs clusters into its GPCs; the launch asks (cudaOccupancyMaxActiveClusters).
-constexpr int kMaxSplits = 16;
+// The most blocks a cluster (one tile's splits of `in`) may have: the portable maximum. (16, the H100's non-portable maximum,
+// measured slower: its reduction costs more than kReduceSteps says.) Which sizes fit how many clusters at once depends on how
+// the GPU packs clusters into its GPCs; the launch asks (cudaOccupancyMaxActiveClusters).
+constexpr int kMaxSplits = 8;
 constexpr int kXld = kBK + 8;  // x rows padded to 144 bytes: a quarter warp's 16-byte loads hit distinct banks
 
 // A block's shape: NT n8 tiles of rows of x, WF m16 tiles of features a warp (2: 32 features, half a group; 4: a group), S stages
@@ -279,12 +280,11 @@ __global__ void __launch_bounds__(kThreads, Sh::MinBlocks) linear_group4_kernel(
     cluster.sync();  // no block leaves while another still reads its shared memory
 }
 
-// Once per process: each kernel may use more than 48 KiB of shared memory, and clusters of more than 8 blocks.
+// Once per process: each kernel may use more than 48 KiB of shared memory.
 template <class Sh>
 void allow_smem() {
     FLEXRT_CUDA_CHECK(
         cudaFuncSetAttribute(linear_group4_kernel<Sh>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem_bytes<Sh>())));
-    FLEXRT_CUDA_CHECK(cudaFuncSetAttribute(linear_group4_kernel<Sh>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
 }
 void prepare_launches() {
     static const bool once = [] {
