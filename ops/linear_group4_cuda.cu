@@ -19,6 +19,7 @@
 // When the tiles alone do not fill the GPU, `in` is split over a thread-block cluster whose blocks add their fp32 tiles through
 // distributed shared memory, in a fixed order (deterministic, nothing written to global memory but y).
 #include "linear_group4.hpp"
+#include "linear_group4_split.hpp"
 
 #include "cuda_check.cuh"
 
@@ -329,26 +330,13 @@ int resident_clusters(int splits) {
 
 template <class Sh>
 void launch(const Args& a, int64_t rows, cudaStream_t stream) {
-    const int tiles = a.K / kBK;
     const dim3 grid(static_cast<unsigned>((a.N + Sh::kBN - 1) / Sh::kBN), static_cast<unsigned>((rows + Sh::kBM - 1) / Sh::kBM));
-    const int64_t blocks = static_cast<int64_t>(grid.x) * grid.y;
-    // Split `in` over a cluster of up to kMaxSplits blocks when the tiles alone leave SMs idle: the split that minimises the steps
-    // of the busiest block (whole waves of the clusters the GPU holds at once, a split's reduction counted as kReduceSteps),
-    // the smaller on a tie.
-    int splits = 1;
-    int64_t best = INT64_MAX;
-    for (int s = 1; s <= std::min(kMaxSplits, std::max(1, tiles / 4)); ++s) {
-        const int resident = resident_clusters<Sh>(s);
-        if (resident == 0) continue;
-        const int64_t per = (tiles + s - 1) / s + (s > 1 ? kReduceSteps : 0);
-        const int64_t cost = (blocks + resident - 1) / resident * per;
-        if (cost < best) best = cost, splits = s;
-    }
+    const Group4Split split = choose_group4_split(static_cast<int64_t>(grid.x) * grid.y, a.K / kBK, kMaxSplits, kReduceSteps,
+                                                  [](int s) { return resident_clusters<Sh>(s); });
     Args args = a;
-    args.tiles_per_split = (tiles + splits - 1) / splits;
-    splits = std::max(1, (tiles + args.tiles_per_split - 1) / args.tiles_per_split);  // no split left without a step
+    args.tiles_per_split = split.steps_per_split;
     cudaLaunchAttribute cluster{};
-    const cudaLaunchConfig_t cfg = config<Sh>(grid.x, grid.y, splits, stream, cluster);
+    const cudaLaunchConfig_t cfg = config<Sh>(grid.x, grid.y, split.splits, stream, cluster);
     FLEXRT_CUDA_CHECK(cudaLaunchKernelEx(&cfg, linear_group4_kernel<Sh>, args));
 }
 
