@@ -173,7 +173,6 @@ int main() {
         std::snprintf(line, sizeof line, "dequantize group4 30B fc1           %9.3f ms %8.1f GB/s = %.2f x copy (target >= 0.75)", ms, gbs,
                       gbs / copy_gbs);
         rows.push_back(line);
-        cudaFree(bad);
     }
 
     // --- one OPT-30B layer's GEMMs at prefill (32 x 512 rows) and decode (64 rows), against their floors ---
@@ -198,25 +197,23 @@ int main() {
 
     // --- the fused 4-bit GEMM against the fp16 cuBLASLt GEMM at decode shapes (64 rows), same weights: each GEMM of OPT-30B (the
     // issue's target), and the layer totals of OPT-66B and OPT-175B, whose tile counts split `in` differently ---
+    int l2 = 0;
+    FLEXRT_CUDA_CHECK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0));
+    // Successive timed calls cycle through copies of the weights that together pass twice the L2 cache, as in a layer, where
+    // every GEMM has weights of its own: the 4-bit q/k/v/out weights (29 MB) would otherwise be read from L2 after the first call.
+    auto copies_for = [&](uint64_t bytes) {
+        return static_cast<int>(std::max<uint64_t>(1, (2 * static_cast<uint64_t>(l2) + bytes - 1) / bytes));
+    };
     for (const auto& [model, h] : {std::pair<const char*, int64_t>{"30B", 7168}, {"66B", 9216}, {"175B", 12288}}) {
         const bool detail = h == 7168;
         const int64_t f = 4 * h, rows_n = 64;
-        Dev x(rows_n * f * 2, 24), y(rows_n * f * 2, 25), bias(f * 2, 26), w(f * h * 2, 27);
-        int64_t* bad = nullptr;
-        FLEXRT_CUDA_CHECK(cudaMalloc(&bad, sizeof(int64_t)));
+        Dev x(rows_n * f * 2, 24), y(rows_n * f * 2, 25), bias(f * 2, 26), w(f * h * 2, 27), bad(sizeof(int64_t), 29);
         struct Gemm {
             const char* name;
             int64_t in, out;
             int count;  // per layer
         };
         double fp16_total = 0, fused_total = 0;
-        int l2 = 0;
-        FLEXRT_CUDA_CHECK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0));
-        // Successive timed calls cycle through copies of the weights that together pass twice the L2 cache, as in a layer, where
-        // every GEMM has weights of its own: the 4-bit q/k/v/out weights (29 MB) would otherwise be read from L2 after the first call.
-        auto copies_for = [&](uint64_t bytes) {
-            return static_cast<int>(std::max<uint64_t>(1, (2 * static_cast<uint64_t>(l2) + bytes - 1) / bytes));
-        };
         const std::string hs = std::to_string(h), fs = std::to_string(f), qkv = "q/k/v/out " + hs + "->" + hs,
                           fc1 = "fc1 " + hs + "->" + fs, fc2 = "fc2 " + fs + "->" + hs;
         for (const Gemm& g : {Gemm{qkv.c_str(), h, h, 4}, Gemm{fc1.c_str(), h, f, 1}, Gemm{fc2.c_str(), f, h, 1}}) {
@@ -227,9 +224,9 @@ int main() {
             std::vector<std::unique_ptr<Dev>> packed;
             for (int c = 0; c < fused_copies; ++c) {
                 packed.push_back(std::make_unique<Dev>(L.bytes(), 28));
-                FLEXRT_CUDA_CHECK(cudaMemset(bad, 0xff, sizeof(int64_t)));
-                ops::cuda::quantize_group4(w.as<uint16_t>() + c % fp16_copies * (w_bytes / 2), L, packed.back()->as<uint8_t>(), bad,
-                                           nullptr);
+                FLEXRT_CUDA_CHECK(cudaMemset(bad.p, 0xff, sizeof(int64_t)));
+                ops::cuda::quantize_group4(w.as<uint16_t>() + c % fp16_copies * (w_bytes / 2), L, packed.back()->as<uint8_t>(),
+                                           bad.as<int64_t>(), nullptr);
             }
             int turn = 0;
             const double fp16_ms = time_ms([&] {
@@ -251,7 +248,6 @@ int main() {
         std::snprintf(line, sizeof line, "4-bit GEMMs of a %-4s layer, b64    %9.3f ms vs fp16 %.3f ms = %.2f x%s", model, fused_total,
                       fp16_total, fp16_total / fused_total, detail ? " (target >= 2)" : "");
         rows.push_back(line);
-        cudaFree(bad);
     }
 
     cudaDeviceProp prop{};

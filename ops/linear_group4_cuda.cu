@@ -35,13 +35,6 @@ namespace {
 namespace cg = cooperative_groups;
 
 constexpr int kBK = 64, kWarps = 4, kThreads = 32 * kWarps;
-// What the reduction over a cluster costs, in steps of `in`, when choosing the split (measured: with 4, the
-// 30B layer's GEMMs at 64 rows take 3% less than with 0).
-constexpr int kReduceSteps = 4;
-// The most blocks a cluster (one tile's splits of `in`) may have: the portable maximum. (16, the H100's non-portable maximum,
-// measured slower: its reduction costs more than kReduceSteps says.) Which sizes fit how many clusters at once depends on how
-// the GPU packs clusters into its GPCs; the launch asks (cudaOccupancyMaxActiveClusters).
-constexpr int kMaxSplits = 8;
 constexpr int kXld = kBK + 8;  // x rows padded to 144 bytes: a quarter warp's 16-byte loads hit distinct banks
 
 // A block's shape: NT n8 tiles of rows of x, WF m16 tiles of features a warp (2: 32 features, half a group; 4: a group), S stages
@@ -256,7 +249,7 @@ __global__ void __launch_bounds__(kThreads, Sh::MinBlocks) linear_group4_kernel(
     cg::cluster_group cluster = cg::this_cluster();
     const int splits = static_cast<int>(cluster.num_blocks()), rank = static_cast<int>(cluster.block_rank());
     cluster.sync();
-    const float* parts[kMaxSplits];
+    const float* parts[kGroup4MaxSplits];
     for (int r = 0; r < splits; ++r) parts[r] = cluster.map_shared_rank(C, r);
     const int r0 = kBM * rank / splits, r1 = kBM * (rank + 1) / splits;
     for (int e = r0 * (kBN / 4) + tid; e < r1 * (kBN / 4); e += kThreads) {  // 4 features a thread at a time
@@ -264,13 +257,13 @@ __global__ void __launch_bounds__(kThreads, Sh::MinBlocks) linear_group4_kernel(
         if (m >= a.M || n >= a.N) continue;
         // Every block's part loaded first (distributed shared memory is far: the loads overlap), then summed
         // in block order.
-        float4 p[kMaxSplits];
+        float4 p[kGroup4MaxSplits];
 #pragma unroll
-        for (int q = 0; q < kMaxSplits; ++q)
+        for (int q = 0; q < kGroup4MaxSplits; ++q)
             if (q < splits) p[q] = *reinterpret_cast<const float4*>(&parts[q][r * kCld + c]);
         float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
 #pragma unroll
-        for (int q = 0; q < kMaxSplits; ++q)
+        for (int q = 0; q < kGroup4MaxSplits; ++q)
             if (q < splits) v.x += p[q].x, v.y += p[q].y, v.z += p[q].z, v.w += p[q].w;
         const float out[4] = {v.x, v.y, v.z, v.w};
         for (int j = 0; j < 4 && n + j < a.N; ++j) {
@@ -312,7 +305,7 @@ cudaLaunchConfig_t config(unsigned tiles_x, unsigned tiles_y, int splits, cudaSt
 // How many clusters of `splits` blocks the GPU holds at once (0: that size does not fit), once per size and process.
 template <class Sh>
 int resident_clusters(int splits) {
-    static std::array<std::atomic<int>, kMaxSplits + 1> known{};  // count + 1; 0 until asked
+    static std::array<std::atomic<int>, kGroup4MaxSplits + 1> known{};  // count + 1; 0 until asked
     int n = known[splits].load();
     if (n == 0) {
         cudaLaunchAttribute cluster{};
@@ -331,7 +324,7 @@ int resident_clusters(int splits) {
 template <class Sh>
 void launch(const Args& a, int64_t rows, cudaStream_t stream) {
     const dim3 grid(static_cast<unsigned>((a.N + Sh::kBN - 1) / Sh::kBN), static_cast<unsigned>((rows + Sh::kBM - 1) / Sh::kBM));
-    const Group4Split split = choose_group4_split(static_cast<int64_t>(grid.x) * grid.y, a.K / kBK, kMaxSplits, kReduceSteps,
+    const Group4Split split = choose_group4_split(static_cast<int64_t>(grid.x) * grid.y, a.K / kBK, kGroup4MaxSplits, kGroup4ReduceSteps,
                                                   [](int s) { return resident_clusters<Sh>(s); });
     Args args = a;
     args.tiles_per_split = split.steps_per_split;

@@ -9,11 +9,10 @@
 namespace flexrt::ops {
 namespace {
 
-constexpr int kMaxSplits = 8, kReduceSteps = 4;                                    // as the kernel uses them
 constexpr std::array<int, 9> kH100Rows64 = {0, 264, 132, 79, 62, 47, 39, 32, 30};  // [s]: clusters of s blocks at once
 
 Group4Split on_h100(int64_t tiles, int steps) {
-    return choose_group4_split(tiles, steps, kMaxSplits, kReduceSteps, [](int s) { return kH100Rows64[s]; });
+    return choose_group4_split(tiles, steps, kGroup4MaxSplits, kGroup4ReduceSteps, [](int s) { return kH100Rows64[s]; });
 }
 
 void expect_covers(const Group4Split& g, int steps) {
@@ -43,7 +42,7 @@ TEST(Group4Split, OptDecodeShapesAt64Rows) {
 TEST(Group4Split, FollowsTheResidentClustersNotTheBlockSlots) {
     // Were clusters of any size packed as densely as single blocks (264 / s), 66B's q/k/v/out would take 7 a cluster: what the
     // rule chose when it counted block slots, and ran in two waves on the H100.
-    const Group4Split dense = choose_group4_split(36, 144, kMaxSplits, kReduceSteps, [](int s) { return 264 / s; });
+    const Group4Split dense = choose_group4_split(36, 144, kGroup4MaxSplits, kGroup4ReduceSteps, [](int s) { return 264 / s; });
     EXPECT_EQ(dense.splits, 7);
     EXPECT_EQ(on_h100(36, 144).splits, 6);
 }
@@ -53,7 +52,7 @@ TEST(Group4Split, EdgeCases) {
     EXPECT_EQ(on_h100(1, 3).splits, 1);
     EXPECT_EQ(on_h100(1, 7).splits, 1);
     // Only single blocks fit: no split, whatever it would save.
-    const Group4Split single = choose_group4_split(1, 448, kMaxSplits, kReduceSteps, [](int s) { return s == 1 ? 132 : 0; });
+    const Group4Split single = choose_group4_split(1, 448, kGroup4MaxSplits, kGroup4ReduceSteps, [](int s) { return s == 1 ? 132 : 0; });
     EXPECT_EQ(single.splits, 1);
     EXPECT_EQ(single.steps_per_split, 448);
     // 25 steps in 6 splits are 5 a block: 5 blocks, none without a step.
